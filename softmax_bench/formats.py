@@ -1,0 +1,202 @@
+"""IEEE binary formats: the one home of format facts.
+
+Every other part of softmax-bench (the reference, the kernels, the harness) takes unit roundoffs,
+overflow and underflow limits, ULP distances and rounding to a format from here and nowhere else.
+This module depends only on the standard library and numpy.
+
+Conventions: a format has ``precision`` significand bits ``t`` (the implicit bit included) and
+normal exponents ``emin..emax``; a normal number is ``m * 2**e`` with ``2**(t-1) <= m < 2**t``.
+Rounding is round-to-nearest, ties to even, with gradual underflow and overflow to infinity.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = [
+    "Format",
+    "FORMATS",
+    "FLOAT16",
+    "FLOAT32",
+    "FLOAT64",
+    "format_of",
+    "round_rational",
+    "ulp",
+    "ulp_error",
+]
+
+
+@dataclass(frozen=True)
+class Format:
+    """Facts about one IEEE 754 binary format."""
+
+    name: str
+    precision: int  # significand bits t, implicit bit included
+    emin: int  # exponent of the smallest normal number
+    emax: int  # exponent of the largest finite number
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.name)
+
+    @property
+    def unit_roundoff(self) -> float:
+        """u = 2**-t: the largest relative error of one round-to-nearest operation."""
+        return math.ldexp(1.0, -self.precision)
+
+    @property
+    def eps(self) -> float:
+        """Machine epsilon 2**(1-t): the gap between 1 and the next float."""
+        return math.ldexp(1.0, 1 - self.precision)
+
+    @property
+    def max_finite(self) -> float:
+        return math.ldexp(2.0 - math.ldexp(1.0, 1 - self.precision), self.emax)
+
+    @property
+    def smallest_normal(self) -> float:
+        return math.ldexp(1.0, self.emin)
+
+    @property
+    def smallest_subnormal(self) -> float:
+        return math.ldexp(1.0, self.emin - self.precision + 1)
+
+    @property
+    def overflow_boundary(self) -> float:
+        """max_finite + ulp/2 = 2**emax * (2 - 2**-t): a correctly rounded result is inf at or above
+        this (the exact value at it is a tie, and ties go to the even 'next' value, infinity).
+        Returned as a float64, where it is exact for float16 and float32; for float64 it rounds to
+        inf, so use :attr:`log_overflow_boundary` instead."""
+        return math.ldexp(2.0 - math.ldexp(1.0, -self.precision), self.emax)
+
+    @property
+    def exp_overflow(self) -> float:
+        """ln(max_finite): exp(x) exceeds the largest finite number for x above this
+        (float16 11.0898, float32 88.7228, float64 709.7827)."""
+        return math.log(2.0 - math.ldexp(1.0, 1 - self.precision)) + self.emax * math.log(2.0)
+
+    @property
+    def log_overflow_boundary(self) -> float:
+        """ln(max_finite + ulp/2): a correctly rounded exp(x) is inf exactly for x above this."""
+        return math.log(2.0 - math.ldexp(1.0, -self.precision)) + self.emax * math.log(2.0)
+
+    @property
+    def exp_underflow(self) -> float:
+        """ln(smallest_subnormal / 2): a correctly rounded exp(x) is 0 for x below this
+        (float16 -17.33, float32 -103.97, float64 -745.13). exp(x) at a float x is never exactly
+        the tie smallest_subnormal/2, since that would need x = k*ln 2 with k an integer."""
+        return (self.emin - self.precision) * math.log(2.0)
+
+
+FLOAT16 = Format("float16", precision=11, emin=-14, emax=15)
+FLOAT32 = Format("float32", precision=24, emin=-126, emax=127)
+FLOAT64 = Format("float64", precision=53, emin=-1022, emax=1023)
+FORMATS: dict[str, Format] = {f.name: f for f in (FLOAT16, FLOAT32, FLOAT64)}
+
+
+def format_of(dtype) -> Format:
+    """The :class:`Format` of a numpy dtype, dtype name, array or Format.
+
+    Raises TypeError for anything that is not float16, float32 or float64."""
+    if isinstance(dtype, Format):
+        return dtype
+    if isinstance(dtype, np.ndarray):
+        dtype = dtype.dtype
+    try:
+        name = np.dtype(dtype).name
+    except TypeError as err:
+        raise TypeError(f"not a floating-point format: {dtype!r}") from err
+    if name not in FORMATS:
+        raise TypeError(
+            f"unsupported dtype {name!r}: softmax-bench handles float16, float32 and float64"
+        )
+    return FORMATS[name]
+
+
+def round_rational(num: int, den: int, fmt) -> float:
+    """Round the exact rational ``num/den`` to ``fmt``: round-to-nearest-even, gradual underflow,
+    overflow to inf. Returns a Python float holding the rounded value exactly (every float16 and
+    float32 value is a float64). A zero result keeps the sign of ``num/den`` (IEEE: an underflow
+    to zero is signed like the exact value); ``num == 0`` gives +0.0.
+
+    Pure integer arithmetic, so it rounds an mpmath value (``man * 2**exp``) or any Fraction
+    exactly, whatever its size.
+    """
+    fmt = format_of(fmt)
+    if den <= 0:
+        if den == 0:
+            raise ZeroDivisionError("round_rational: zero denominator")
+        num, den = -num, -den
+    if num == 0:
+        return 0.0
+    negative = num < 0
+    num = -num if negative else num
+    # E = floor(log2(num/den)), from bit lengths then one correction.
+    e = num.bit_length() - den.bit_length()
+    if (num << max(0, -e)) < (den << max(0, e)):
+        e -= 1
+    q = max(e, fmt.emin) - (fmt.precision - 1)  # exponent of the quantum (ulp) at this value
+    n2, d2 = (num, den << q) if q >= 0 else (num << -q, den)
+    k, r = divmod(n2, d2)
+    if 2 * r > d2 or (2 * r == d2 and k & 1):
+        k += 1
+    if k and k.bit_length() + q - 1 > fmt.emax:
+        return -math.inf if negative else math.inf
+    value = math.ldexp(k, q)  # exact: k < 2**t and k * 2**q is a float of fmt
+    return -value if negative else value
+
+
+def round_fraction(x: Fraction | int, fmt) -> float:
+    """:func:`round_rational` for a Fraction or int."""
+    x = Fraction(x)
+    if x == 0:
+        return 0.0
+    return round_rational(x.numerator, x.denominator, fmt)
+
+
+def ulp(x, dtype=None) -> np.ndarray:
+    """The spacing of format ``dtype`` at the magnitude of ``x``: 2**(max(E, emin) - t + 1) with
+    ``E = floor(log2|x|)``. At 0 and in the subnormal range it is the smallest subnormal; at inf it
+    is the spacing just below inf; NaN gives NaN. Returned as float64 (exact)."""
+    x = np.asarray(x)
+    fmt = format_of(x.dtype if dtype is None else dtype)
+    a = np.abs(x.astype(np.float64))
+    finite = np.isfinite(a)
+    _, e2 = np.frexp(np.where(finite, a, 1.0))  # a = f * 2**e2, f in [0.5, 1)
+    exponent = np.where(a > 0, e2 - 1, fmt.emin)
+    exponent = np.where(finite, np.maximum(exponent, fmt.emin), fmt.emax)
+    spacing = np.ldexp(1.0, exponent - fmt.precision + 1)
+    return np.where(np.isnan(a), np.nan, spacing)
+
+
+def ulp_error(computed, exact, dtype=None) -> np.ndarray:
+    """Error of ``computed`` in ULPs of the exact value's format: ``|computed - exact| / ulp(exact)``.
+
+    ``exact`` is the correctly rounded reference (or a wider-precision value); ``dtype`` names the
+    format whose ULP is the unit (default: ``computed``'s dtype). Defined for every pair:
+
+    - both NaN -> 0; one NaN -> inf (a NaN where a number was due, or the reverse);
+    - equal infinities -> 0; any other pair involving an infinity -> inf;
+    - exact 0 -> the error in smallest-subnormal steps (so a spurious non-zero shows);
+    - subnormal exact -> the subnormal spacing, the format's real resolution there;
+    - +0 and -0 are equal (error 0).
+
+    Computed in float64: for float16 and float32 operands the difference is exact; for float64 it
+    carries a relative error of 2**-53 in the count, which no threshold here is sensitive to.
+    An error too large for float64 is reported as inf.
+    """
+    computed = np.asarray(computed)
+    exact = np.asarray(exact)
+    fmt = format_of(computed.dtype if dtype is None else dtype)
+    c = computed.astype(np.float64)
+    x = exact.astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = np.abs(c - x) / ulp(x, fmt)
+    both_nan = np.isnan(c) & np.isnan(x)
+    one_nan = np.isnan(c) ^ np.isnan(x)
+    same_inf = np.isinf(c) & np.isinf(x) & (c == x)
+    err = np.where(one_nan | (np.isinf(c) | np.isinf(x)), np.inf, err)
+    return np.where(both_nan | same_inf, 0.0, err)
