@@ -1,0 +1,23 @@
+"""The mpmath ground truth: correctly rounded softmax, log-softmax, log-sum-exp, Jacobian, VJP,
+and the condition number of softmax. Knows nothing of the kernels or the harness."""
+from .conditioning import condition_number
+from .softmax import (
+    MAX_PRECISION,
+    ReferencePrecisionError,
+    jacobian,
+    log_softmax,
+    logsumexp,
+    softmax,
+    vjp,
+)
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "jacobian",
+    "vjp",
+    "condition_number",
+    "ReferencePrecisionError",
+    "MAX_PRECISION",
+]

@@ -1,0 +1,503 @@
+"""The ground truth: softmax, log-softmax, log-sum-exp, the Jacobian and its VJP in mpmath,
+correctly rounded into float16, float32 or float64.
+
+How a result is made (a Ziv loop over interval enclosures)
+----------------------------------------------------------
+Inputs are taken exactly (every float16/32/64 is a dyadic rational, an exact mpmath value). For a
+row ``x`` with maximum ``m`` the differences ``d_j = x_j - m <= 0`` are exact. At a working
+precision of ``p`` bits each term ``e_j = exp(d_j)`` is enclosed in ``[lo_j, hi_j]``: mpmath's
+``exp`` at ``p`` bits is off by less than one unit in the last place (it works with 14 guard bits,
+then rounds), so the ``p``-bit neighbours on either side of its result bracket the true value.
+Every further operation (sums, quotients, products, logarithms) is done with directed rounding
+(floor for lower ends, ceiling for upper ends), so every output has a guaranteed enclosure.
+
+An output is *decided* when both ends of its enclosure round to the same number of the target
+format (round-to-nearest-even, gradual underflow, overflow to inf: ``formats.round_rational``);
+rounding is monotone, so the exact value rounds there too. Undecided outputs are recomputed at
+twice the precision, up to ``MAX_PRECISION`` bits; past that ``ReferencePrecisionError`` is raised
+rather than a guess returned.
+
+The loop ends because no undecided output is exactly a rounding boundary: by Lindemann-Weierstrass,
+``exp`` of distinct rationals are linearly independent over the rationals, so softmax outputs are
+rational only when all unmasked inputs of the row are equal. Those rows (and the exact zeros of the
+VJP, which the same theorem characterises) are computed exactly with rationals instead.
+
+Special values (one rule per case; peers compared in README.md)
+---------------------------------------------------------------
+- NaN anywhere in a row: the whole row is NaN (as scipy and torch do).
+- ``-inf`` entries are masked: their softmax is exactly 0, their log-softmax ``-inf``.
+- A row of only ``-inf``: softmax and log-softmax NaN (0/0, as in scipy and torch), log-sum-exp
+  ``-inf`` (log 0, as scipy.special.logsumexp).
+- ``+inf`` anywhere in a row: softmax, log-softmax, Jacobian and VJP are NaN for the whole row, and
+  log-sum-exp is ``+inf``. The limit of softmax as entries grow without bound depends on how fast
+  each grows (``inf - inf`` is undefined), so no finite answer is the truth; NaN is also what
+  scipy.special.softmax and torch.softmax return.
+- Exact zeros are returned as +0.0.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Callable, Iterable
+
+import numpy as np
+from mpmath.libmp import (
+    fone,
+    from_float,
+    fzero,
+    mpf_add,
+    mpf_cmp,
+    mpf_div,
+    mpf_exp,
+    mpf_mul,
+    mpf_neg,
+    mpf_perturb,
+    mpf_sub,
+    round_ceiling,
+    round_floor,
+    round_nearest,
+)
+from mpmath.libmp.libelefun import mpf_log1p
+
+from softmax_bench.formats import Format, format_of, round_rational
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "jacobian",
+    "vjp",
+    "ReferencePrecisionError",
+    "MAX_PRECISION",
+]
+
+#: Largest working precision (bits) the Ziv loop may reach. Enough for float64 log-softmax of
+#: inputs near 1e308 (about 1100 bits) with room to spare; the escalation doubles from ~100 bits.
+MAX_PRECISION = 1 << 14
+#: Extra bits above the target precision at the first try, on top of 2 log2(n) for the sums.
+GUARD_BITS = 24
+
+F, C = round_floor, round_ceiling
+Enclosure = tuple  # (lo, hi) raw mpf tuples
+
+
+class ReferencePrecisionError(ArithmeticError):
+    """The Ziv loop hit MAX_PRECISION without deciding the rounding of some output."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Rounding an enclosure
+# ---------------------------------------------------------------------------------------------
+def _round_mpf(v, fmt: Format) -> float:
+    """Round the raw mpf ``v`` (sign, man, exp, bc) to ``fmt``; magnitudes far outside the format
+    short-cut to 0 or inf before any big integer is built."""
+    sign, man, exp, bc = v
+    if not man:
+        if v == fzero:
+            return 0.0
+        raise ValueError(f"non-finite enclosure end {v!r}")  # never: ends are finite
+    top = exp + bc  # |v| < 2**top
+    if top <= fmt.emin - fmt.precision:  # |v| < half the smallest subnormal: rounds to 0
+        return -0.0 if sign else 0.0
+    if top - 1 > fmt.emax + 1:  # |v| >= 2**(emax+1): inf
+        return -math.inf if sign else math.inf
+    num = -man if sign else man
+    return round_rational(num << exp, 1, fmt) if exp >= 0 else round_rational(num, 1 << -exp, fmt)
+
+
+def _decide(enclosure: Enclosure, fmt: Format):
+    """The rounded value if both ends of the enclosure round alike (sign of zero included)."""
+    lo, hi = enclosure
+    a = _round_mpf(lo, fmt)
+    if lo == hi:
+        return a
+    b = _round_mpf(hi, fmt)
+    if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
+        return a
+    return None
+
+
+def _widen(v, p: int) -> Enclosure:
+    """Enclosure of an irrational value approximated by ``v``.
+
+    The ends are the p-bit numbers just below ``v - eps`` and just above ``v + eps``, with
+    ``eps = 2**-(p+1) |v|`` (about half an ulp at p bits): for a p-bit ``v`` that is a full ulp on
+    either side. mpmath's exp and log1p are within half an ulp plus a guard-bit error of at most
+    2**-12 ulp (they work at p+14 or p+20 bits), so the true value lies inside."""
+    return mpf_perturb(v, 1, p, F), mpf_perturb(v, 0, p, C)
+
+
+def _imul(a: Enclosure, b: Enclosure, p: int) -> Enclosure:
+    """Product of two intervals, outward rounded."""
+    los = [mpf_mul(x, y, p, F) for x in a for y in b]
+    his = [mpf_mul(x, y, p, C) for x in a for y in b]
+    lo = min(los, key=_cmp_key)
+    hi = max(his, key=_cmp_key)
+    return lo, hi
+
+
+class _cmp_key:
+    __slots__ = ("v",)
+
+    def __init__(self, v):
+        self.v = v
+
+    def __lt__(self, other):
+        return mpf_cmp(self.v, other.v) < 0
+
+
+# ---------------------------------------------------------------------------------------------
+# One row at one working precision
+# ---------------------------------------------------------------------------------------------
+class _Row:
+    """Enclosures of ``e_j = exp(x_j - m)``, of ``R = sum_{j != k} e_j`` (all terms but the one at
+    the first maximum ``k``, where ``e_k = 1`` exactly) and of ``S = 1 + R``, at ``p`` bits.
+
+    ``d`` holds the exact differences ``x_j - m`` as raw mpf values, ``None`` for masked entries.
+    Keeping ``R`` apart from the 1 keeps its information when ``R`` is far below 2**-p: then
+    ``log S = log1p(R)`` is still enclosed away from 0 (Blanchard, Higham & Higham's form).
+    """
+
+    def __init__(self, d: list, p: int):
+        self.p = p
+        self.k = d.index(fzero)
+        self.e = []
+        r_lo = r_hi = fzero
+        for j, dj in enumerate(d):
+            if dj is None:
+                ej = (fzero, fzero)
+            elif dj == fzero:
+                ej = (fone, fone)
+            else:
+                ej = _widen(mpf_exp(dj, p, round_nearest), p)
+            self.e.append(ej)
+            if j != self.k:
+                r_lo = mpf_add(r_lo, ej[0], p, F)
+                r_hi = mpf_add(r_hi, ej[1], p, C)
+        self.r = (r_lo, r_hi)
+        self.s = (mpf_add(fone, r_lo, p, F), mpf_add(fone, r_hi, p, C))
+        self._log_s = None
+
+    def y(self, i: int) -> Enclosure:
+        lo, hi = self.e[i]
+        return mpf_div(lo, self.s[1], self.p, F), mpf_div(hi, self.s[0], self.p, C)
+
+    def log_s(self) -> Enclosure:
+        """Enclosure of ``log S = log1p(R)``."""
+        if self._log_s is None:
+            r_lo, r_hi = self.r
+            if r_hi == fzero:  # a single unmasked entry: log 1 = 0 exactly
+                self._log_s = (fzero, fzero)
+            else:
+                # log1p of a non-zero rational is irrational: widen by one ulp.
+                self._log_s = (
+                    _widen(mpf_log1p(r_lo, self.p, round_nearest), self.p)[0],
+                    _widen(mpf_log1p(r_hi, self.p, round_nearest), self.p)[1],
+                )
+        return self._log_s
+
+    def rest(self, i: int, d: list) -> Enclosure:
+        """Enclosure of ``S - e_i = sum_{j != i} e_j``, summed directly (no cancellation)."""
+        if i == self.k:
+            return self.r
+        p, lo, hi = self.p, fzero, fzero
+        for j, ej in enumerate(self.e):
+            if j != i and d[j] is not None:
+                lo = mpf_add(lo, ej[0], p, F)
+                hi = mpf_add(hi, ej[1], p, C)
+        return lo, hi
+
+
+def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object], Enclosure]):
+    """Decide ``enclose(row, key)`` for every key, doubling the precision as needed."""
+    result = {}
+    pending = list(keys)
+    p = fmt.precision + GUARD_BITS + 2 * max(1, len(d)).bit_length()
+    while pending:
+        if p > MAX_PRECISION:
+            raise ReferencePrecisionError(
+                f"rounding of {len(pending)} output(s) to {fmt.name} still undecided at "
+                f"{p // 2} bits (MAX_PRECISION={MAX_PRECISION}); first undecided key {pending[0]!r}"
+            )
+        row = _Row(d, p)
+        undecided = []
+        for key in pending:
+            value = _decide(enclose(row, key), fmt)
+            if value is None:
+                undecided.append(key)
+            else:
+                result[key] = value
+        pending = undecided
+        p *= 2
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Row preparation and the exact (rational) cases
+# ---------------------------------------------------------------------------------------------
+class _Prepared:
+    """A row split into its cases: ``kind`` is 'nan', 'posinf', 'allmasked' or 'finite'.
+
+    For 'finite' rows: ``m`` (exact max as mpf), ``d`` (exact x_j - m, None where masked),
+    ``unmasked`` indices, and ``uniform`` (all unmasked entries equal)."""
+
+    def __init__(self, row: np.ndarray):
+        self.n = row.shape[0]
+        if np.isnan(row).any():
+            self.kind = "nan"
+            return
+        if np.isposinf(row).any():
+            self.kind = "posinf"
+            return
+        self.unmasked = np.flatnonzero(row != -np.inf).tolist()
+        if not self.unmasked:
+            self.kind = "allmasked"
+            return
+        self.kind = "finite"
+        xmax = float(row[self.unmasked].max())
+        self.m = from_float(xmax)
+        self.d = [None] * self.n
+        for j in self.unmasked:
+            self.d[j] = mpf_sub(from_float(float(row[j])), self.m)  # exact (prec=0)
+        self.uniform = all(row[j] == xmax for j in self.unmasked)
+
+
+def _nan_row(n: int) -> list:
+    return [math.nan] * n
+
+
+def _softmax_row(row: np.ndarray, fmt: Format) -> list:
+    r = _Prepared(row)
+    if r.kind != "finite":
+        return _nan_row(r.n)
+    if r.uniform:
+        share = round_rational(1, len(r.unmasked), fmt)
+        return [share if dj is not None else 0.0 for dj in r.d]
+    keys = r.unmasked
+    got = _ziv(r.d, fmt, keys, lambda row_, i: row_.y(i))
+    return [got.get(j, 0.0) for j in range(r.n)]
+
+
+def _log_softmax_row(row: np.ndarray, fmt: Format) -> list:
+    r = _Prepared(row)
+    if r.kind != "finite":
+        return _nan_row(r.n)
+
+    def enclose(row_: _Row, i):
+        ls_lo, ls_hi = row_.log_s()
+        return mpf_sub(r.d[i], ls_hi, row_.p, F), mpf_sub(r.d[i], ls_lo, row_.p, C)
+
+    got = _ziv(r.d, fmt, r.unmasked, enclose)
+    return [got.get(j, -math.inf) for j in range(r.n)]
+
+
+def _logsumexp_row(row: np.ndarray, fmt: Format) -> float:
+    r = _Prepared(row)
+    if r.kind == "nan":
+        return math.nan
+    if r.kind == "posinf":
+        return math.inf
+    if r.kind == "allmasked":
+        return -math.inf
+
+    def enclose(row_: _Row, _key):
+        ls_lo, ls_hi = row_.log_s()
+        return mpf_add(r.m, ls_lo, row_.p, F), mpf_add(r.m, ls_hi, row_.p, C)
+
+    return _ziv(r.d, fmt, [0], enclose)[0]
+
+
+def _jacobian_row(row: np.ndarray, fmt: Format) -> list:
+    """Rows of ``J = diag(y) - y y^T`` as a list of lists."""
+    r = _Prepared(row)
+    n = r.n
+    if r.kind != "finite":
+        return [_nan_row(n) for _ in range(n)]
+    out = [[0.0] * n for _ in range(n)]
+    if r.uniform:
+        k = len(r.unmasked)
+        diag = round_rational(k - 1, k * k, fmt)
+        off = round_rational(-1, k * k, fmt)
+        for i in r.unmasked:
+            for j in r.unmasked:
+                out[i][j] = diag if i == j else off
+        return out
+
+    rest_cache = {}
+
+    def enclose(row_: _Row, key):
+        i, j = key
+        p = row_.p
+        if i != j:  # -y_i y_j
+            lo, hi = _imul(row_.y(i), row_.y(j), p)
+            return mpf_neg(hi), mpf_neg(lo)
+        # y_i (1 - y_i) = e_i * (S - e_i) / S^2, with S - e_i summed directly.
+        if rest_cache.get("p") != p:
+            rest_cache.clear()
+            rest_cache["p"] = p
+        if i not in rest_cache:
+            rest_cache[i] = row_.rest(i, r.d)
+        rest = rest_cache[i]
+        if rest == (fzero, fzero):  # a single unmasked entry: J = 0
+            return fzero, fzero
+        e_lo, e_hi = row_.e[i]
+        s_lo, s_hi = row_.s
+        lo = mpf_div(mpf_mul(e_lo, rest[0], p, F), mpf_mul(s_hi, s_hi, p, C), p, F)
+        hi = mpf_div(mpf_mul(e_hi, rest[1], p, C), mpf_mul(s_lo, s_lo, p, F), p, C)
+        return lo, hi
+
+    keys = [(i, j) for i in r.unmasked for j in r.unmasked]
+    got = _ziv(r.d, fmt, keys, enclose)
+    for (i, j), v in got.items():
+        out[i][j] = v
+    return out
+
+
+def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
+    """``J^T g = y * (g - <g, y>)`` for one row."""
+    r = _Prepared(row)
+    n = r.n
+    if r.kind != "finite" or not np.isfinite(g[r.unmasked]).all():
+        return _nan_row(n)
+    gq = {j: Fraction(float(g[j])) for j in r.unmasked}
+    # Exact zeros: sum_j (g_i - g_j) e_j = sum over groups G of equal x of
+    # e^{d_G} (|G| g_i - sum_G g), which vanishes (Lindemann-Weierstrass) iff g_i equals the mean
+    # of g over every group.
+    groups: dict = {}
+    for j in r.unmasked:
+        cnt, tot = groups.get(row[j], (0, Fraction(0)))
+        groups[row[j]] = (cnt + 1, tot + gq[j])
+    means = {tot / cnt for cnt, tot in groups.values()}
+    common_mean = means.pop() if len(means) == 1 else None
+    if r.uniform:
+        k = len(r.unmasked)
+        mean = common_mean
+        return [
+            _round_fraction(gq[j] / k - mean / k, fmt) if j in gq else 0.0 for j in range(n)
+        ]
+    keys = [j for j in r.unmasked if gq[j] != common_mean]
+    gm = {j: from_float(float(g[j])) for j in r.unmasked}
+
+    cache = {}
+
+    def enclose(row_: _Row, i):
+        p = row_.p
+        if cache.get("p") != p:  # T = sum_j g_j e_j, once per precision
+            t_lo = t_hi = fzero
+            for j in r.unmasked:
+                lo, hi = _imul((gm[j], gm[j]), row_.e[j], p)
+                t_lo, t_hi = mpf_add(t_lo, lo, p, F), mpf_add(t_hi, hi, p, C)
+            cache.clear()
+            cache.update(p=p, t=(t_lo, t_hi), s2=_imul(row_.s, row_.s, p))
+        t_lo, t_hi = cache["t"]
+        gs_lo, gs_hi = _imul((gm[i], gm[i]), row_.s, p)
+        diff = (mpf_sub(gs_lo, t_hi, p, F), mpf_sub(gs_hi, t_lo, p, C))  # g_i S - T
+        num = _imul(row_.e[i], diff, p)
+        s2_lo, s2_hi = cache["s2"]
+        # divide by S^2 > 0: the lower end by the larger S^2 if it is positive, etc.
+        lo = mpf_div(num[0], s2_hi if mpf_cmp(num[0], fzero) >= 0 else s2_lo, p, F)
+        hi = mpf_div(num[1], s2_lo if mpf_cmp(num[1], fzero) >= 0 else s2_hi, p, C)
+        return lo, hi
+
+    got = _ziv(r.d, fmt, keys, enclose)
+    return [got.get(j, 0.0) for j in range(n)]
+
+
+def _round_fraction(q: Fraction, fmt: Format) -> float:
+    return 0.0 if q == 0 else round_rational(q.numerator, q.denominator, fmt)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public API: validation, batching, output
+# ---------------------------------------------------------------------------------------------
+def _check_input(x, dtype, axis, name="x"):
+    """Validate ``x`` and return (x moved so the reduced axis is last, target Format, axis)."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(
+            f"{name} must be a numpy array of float16, float32 or float64 "
+            f"(its values are taken exactly), got {type(x).__name__}"
+        )
+    if x.dtype.kind != "f" or x.dtype.name not in ("float16", "float32", "float64"):
+        raise TypeError(
+            f"{name} has dtype {x.dtype.name!r}: the reference takes float16, float32 or float64"
+        )
+    if x.ndim == 0:
+        raise ValueError(f"{name} is 0-dimensional: softmax needs an axis to reduce over")
+    fmt = format_of(x.dtype if dtype is None else dtype)
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"axis must be an integer, got {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis} is out of range for a {x.ndim}-dimensional array")
+    axis = int(axis) % x.ndim
+    if x.shape[axis] == 0:
+        raise ValueError(f"{name} has an empty reduction axis (shape {x.shape}, axis {axis})")
+    return np.moveaxis(x, axis, -1), fmt, axis
+
+
+def _rows(x_last: np.ndarray):
+    """The rows of ``x_last`` (reduced axis last) as exact float64 arrays."""
+    return x_last.reshape(-1, x_last.shape[-1]).astype(np.float64)
+
+
+def _apply_rows(x, dtype, axis, row_fn):
+    x_last, fmt, axis = _check_input(x, dtype, axis)
+    out = np.array([row_fn(row, fmt) for row in _rows(x_last)], dtype=np.float64)
+    out = out.reshape(x_last.shape).astype(fmt.dtype)  # exact: every value is of fmt
+    return np.moveaxis(out, -1, axis)
+
+
+def softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
+    """Correctly rounded ``exp(x_i) / sum_j exp(x_j)`` along ``axis``.
+
+    ``x``: numpy array of float16/32/64, values taken exactly. ``dtype``: the format of the result
+    (default ``x.dtype``); every element is the round-to-nearest-even value of the exact softmax.
+    Special values as in the module docstring: NaN or +inf in a row -> NaN row, -inf masked -> 0,
+    all -inf -> NaN row.
+    """
+    return _apply_rows(x, dtype, axis, _softmax_row)
+
+
+def log_softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
+    """Correctly rounded ``x_i - logsumexp(x)`` along ``axis`` (masked entries give -inf)."""
+    return _apply_rows(x, dtype, axis, _log_softmax_row)
+
+
+def logsumexp(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
+    """Correctly rounded ``log(sum_j exp(x_j))`` along ``axis`` (the axis is removed).
+
+    Overflows to inf exactly when the true value rounds past the format's largest finite number.
+    NaN in a row -> NaN; +inf -> +inf; all -inf -> -inf."""
+    x_last, fmt, _ = _check_input(x, dtype, axis)
+    out = np.array([_logsumexp_row(row, fmt) for row in _rows(x_last)], dtype=np.float64)
+    return out.reshape(x_last.shape[:-1]).astype(fmt.dtype)
+
+
+def jacobian(x: np.ndarray, dtype=None) -> np.ndarray:
+    """Correctly rounded Jacobian ``J = diag(y) - y y^T`` of softmax along the last axis.
+
+    ``x`` of shape ``(..., n)`` gives ``(..., n, n)``; ``J[..., i, j] = dy_i/dx_j``. Masked (-inf)
+    entries have zero rows and columns; NaN/+inf rows give NaN matrices."""
+    x_last, fmt, _ = _check_input(x, dtype, -1)
+    rows = [_jacobian_row(row, fmt) for row in _rows(x_last)]
+    n = x_last.shape[-1]
+    out = np.array(rows, dtype=np.float64).reshape(x_last.shape[:-1] + (n, n))
+    return out.astype(fmt.dtype)
+
+
+def vjp(x: np.ndarray, g: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
+    """Correctly rounded vector-Jacobian product ``J^T g = y * (g - <g, y>)`` along ``axis``
+    (``J`` is symmetric, so this is also ``J g``). ``g`` must have ``x``'s shape; it is taken
+    exactly. A row whose unmasked ``g`` entries are not all finite is NaN."""
+    x_last, fmt, axis = _check_input(x, dtype, axis)
+    if not isinstance(g, np.ndarray) or g.shape != x.shape:
+        raise ValueError(
+            f"g must be a numpy array of x's shape {x.shape}, got "
+            f"{getattr(g, 'shape', type(g).__name__)}"
+        )
+    _check_input(g, None, axis, name="g")
+    g_rows = _rows(np.moveaxis(g, axis, -1))
+    out = np.array(
+        [_vjp_row(row, gr, fmt) for row, gr in zip(_rows(x_last), g_rows)], dtype=np.float64
+    )
+    out = out.reshape(x_last.shape).astype(fmt.dtype)
+    return np.moveaxis(out, -1, axis)
