@@ -1,7 +1,7 @@
 """The mpmath ground truth: correctly rounded softmax, log-softmax, log-sum-exp, Jacobian, VJP,
 and the condition number of softmax. Knows nothing of the kernels or the harness."""
 from .conditioning import condition_number
-from .softmax import (
+from .correctly_rounded import (
     MAX_PRECISION,
     ReferencePrecisionError,
     jacobian,

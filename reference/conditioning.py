@@ -17,7 +17,7 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
-from .softmax import _check_input, _rows
+from .correctly_rounded import _check_input, _rows
 
 __all__ = ["condition_number"]
 

@@ -1,0 +1,169 @@
+"""softmax_bench.formats: the format facts against numpy.finfo and mpmath, rounding against numpy's
+own (correctly rounded) conversions, ULP error on every kind of special value."""
+import math
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from softmax_bench.formats import (
+    FLOAT16,
+    FLOAT32,
+    FLOAT64,
+    FORMATS,
+    format_of,
+    round_fraction,
+    round_rational,
+    ulp,
+    ulp_error,
+)
+
+ALL = [FLOAT16, FLOAT32, FLOAT64]
+
+
+@pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
+def test_constants_match_finfo(fmt):
+    fi = np.finfo(fmt.dtype)
+    assert fmt.precision == fi.nmant + 1
+    assert fmt.unit_roundoff == float(fi.epsneg)  # 2**-t
+    assert fmt.eps == float(fi.eps)
+    assert fmt.max_finite == float(fi.max)
+    assert fmt.smallest_normal == float(fi.smallest_normal)
+    assert fmt.smallest_subnormal == float(fi.smallest_subnormal)
+    assert fmt.emin == fi.minexp and fmt.emax == fi.maxexp - 1
+
+
+@pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
+def test_exp_thresholds_against_mpmath(fmt):
+    with mpmath.workprec(200):
+        assert fmt.exp_overflow == pytest.approx(float(mpmath.log(mpmath.mpf(fmt.max_finite))), rel=1e-15)
+        half_tiny = mpmath.mpf(fmt.smallest_subnormal) / 2
+        assert fmt.exp_underflow == pytest.approx(float(mpmath.log(half_tiny)), rel=1e-15)
+        boundary = mpmath.ldexp(2 - mpmath.ldexp(1, -fmt.precision), fmt.emax)
+        assert fmt.log_overflow_boundary == pytest.approx(float(mpmath.log(boundary)), rel=1e-15)
+    # The seed notes' table.
+    expected = {"float16": (11.0898, -17.33), "float32": (88.7228, -103.97), "float64": (709.7827, -745.13)}
+    over, under = expected[fmt.name]
+    assert fmt.exp_overflow == pytest.approx(over, abs=1e-4)
+    assert fmt.exp_underflow == pytest.approx(under, abs=1e-2)
+
+
+@pytest.mark.parametrize("fmt", [FLOAT16, FLOAT32], ids=lambda f: f.name)
+def test_exp_thresholds_decide_numpy_overflow(fmt):
+    """Just above/below the thresholds, float64 exp cast to the format overflows/underflows."""
+    x_over = np.nextafter(np.float64(fmt.log_overflow_boundary), np.inf)
+    x_fin = np.nextafter(np.float64(fmt.log_overflow_boundary), -np.inf)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.exp(x_over).astype(fmt.dtype))
+        assert np.isfinite(np.exp(x_fin).astype(fmt.dtype))
+    assert np.exp(np.nextafter(fmt.exp_underflow, -np.inf)).astype(fmt.dtype) == 0
+    assert np.exp(np.nextafter(fmt.exp_underflow, np.inf)).astype(fmt.dtype) > 0
+
+
+def test_format_of_accepts_and_rejects():
+    assert format_of(np.float32) is FLOAT32
+    assert format_of("float16") is FLOAT16
+    assert format_of(np.zeros(2)) is FLOAT64
+    assert format_of(FLOAT64) is FLOAT64
+    assert set(FORMATS) == {"float16", "float32", "float64"}
+    for bad in (np.int32, np.complex128, "bool", object, np.longdouble):
+        with pytest.raises(TypeError):
+            format_of(bad)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, width=64))
+def test_round_rational_matches_numpy_casts(v):
+    """numpy's float64 -> float32/float16 casts are correctly rounded (RNE, subnormals, overflow)."""
+    f = Fraction(v)
+    for fmt in (FLOAT16, FLOAT32):
+        with np.errstate(over="ignore"):
+            expected = float(np.float64(v).astype(fmt.dtype))
+        got = round_fraction(f, fmt) if v != 0 else 0.0
+        assert got == expected or (got == 0 and expected == 0)
+        if got == 0 and v != 0:
+            assert math.copysign(1, got) == math.copysign(1, v)  # underflow keeps the sign
+    assert round_fraction(f, FLOAT64) == v
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(min_value=1, max_value=2**200), st.integers(min_value=1, max_value=2**200))
+def test_round_rational_is_nearest(num, den):
+    """Independent check through exact rationals: no neighbouring float is closer; ties go even."""
+    q = Fraction(num, den)
+    for fmt in ALL:
+        r = round_rational(num, den, fmt)
+        if math.isinf(r):
+            assert q >= Fraction(fmt.overflow_boundary if fmt is not FLOAT64 else 0) or fmt is FLOAT64
+            continue
+        rv = np.array(r, dtype=fmt.dtype)
+        up = np.nextafter(rv, np.array(np.inf, fmt.dtype))
+        down = np.nextafter(rv, np.array(-np.inf, fmt.dtype))
+        d = abs(q - Fraction(r))
+        for nb in (up, down):
+            if np.isfinite(nb):
+                dn = abs(q - Fraction(float(nb)))
+                assert d <= dn
+                if d == dn:  # a tie: r has an even significand
+                    assert int(rv.view(f"u{fmt.dtype.itemsize}")) % 2 == 0
+
+
+def test_round_rational_boundaries():
+    s16 = FLOAT16.smallest_subnormal
+    assert round_rational(1, 2**25, FLOAT16) == 0.0  # exactly half the smallest subnormal: tie -> 0
+    assert round_rational(3, 2**26, FLOAT16) == s16  # 0.75 of it -> up
+    assert round_rational(-1, 2**25, FLOAT16) == 0.0 and math.copysign(1, round_rational(-1, 2**25, FLOAT16)) < 0
+    assert round_rational(65519, 1, FLOAT16) == 65504.0
+    assert round_rational(65520, 1, FLOAT16) == math.inf  # the tie at max + ulp/2 goes to inf
+    assert round_rational(-(2**1024), 1, FLOAT64) == -math.inf
+    assert round_rational(2**1024 - 2**970, 1, FLOAT64) == math.inf  # max + ulp/2: the tie -> inf
+    assert round_rational(2**2048 + 1, 2**1100, FLOAT64) == math.ldexp(1, 948)
+    assert round_rational(2**1024 - 2**970 - 1, 1, FLOAT64) == FLOAT64.max_finite  # just under it
+    assert round_rational(2**2048 + 1, 2**1000, FLOAT64) == math.inf  # 2**1048
+    assert round_rational(1, 3, FLOAT64) == 1 / 3
+    assert round_rational(2049, 1, FLOAT16) == 2048.0  # tie -> even
+    assert round_rational(2051, 1, FLOAT16) == 2052.0  # tie -> even (up)
+    with pytest.raises(ZeroDivisionError):
+        round_rational(1, 0, FLOAT32)
+
+
+@pytest.mark.parametrize("fmt", ALL, ids=lambda f: f.name)
+def test_ulp_matches_spacing(fmt):
+    rng = np.random.default_rng(1)
+    with np.errstate(over="ignore"):
+        x = (rng.standard_normal(2000) * np.exp(rng.uniform(-20, 20, 2000))).astype(fmt.dtype)
+    x = x[np.isfinite(x)]
+    x = np.concatenate([x, np.array([0, fmt.smallest_subnormal, fmt.smallest_normal, fmt.max_finite, 1], dtype=fmt.dtype)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        expected = np.abs(np.spacing(np.abs(x))).astype(np.float64)
+    # np.spacing(max) is inf (the step to inf); the format's spacing just below inf is finite.
+    finite_step = np.isfinite(expected)
+    np.testing.assert_array_equal(ulp(x)[finite_step], expected[finite_step])
+    assert ulp(np.array(fmt.max_finite, dtype=fmt.dtype)) == math.ldexp(1, fmt.emax - fmt.precision + 1)
+    assert ulp(np.array(0.0, dtype=fmt.dtype)) == fmt.smallest_subnormal
+    assert np.isnan(ulp(np.array(np.nan, dtype=fmt.dtype)))
+
+
+def test_ulp_error_definitions():
+    f32 = np.float32
+    one = f32(1)
+    assert ulp_error(np.nextafter(one, f32(2)), one) == 1
+    assert ulp_error(np.nextafter(one, f32(0)), one) == 0.5  # the step below 1 is half of ulp(1)
+    assert ulp_error(f32(1 + 2**-22), one) == 2
+    nan, inf = f32(np.nan), f32(np.inf)
+    assert ulp_error(nan, nan) == 0
+    assert ulp_error(nan, one) == np.inf and ulp_error(one, nan) == np.inf
+    assert ulp_error(inf, inf) == 0 and ulp_error(-inf, -inf) == 0
+    assert ulp_error(inf, -inf) == np.inf and ulp_error(inf, one) == np.inf and ulp_error(one, inf) == np.inf
+    assert ulp_error(f32(-0.0), f32(0.0)) == 0
+    tiny = f32(FLOAT32.smallest_subnormal)
+    assert ulp_error(tiny * 3, f32(0)) == 3  # spurious non-zero in subnormal steps
+    assert ulp_error(f32(0), tiny * 5) == 5
+    # A float64 exact value: the unit is the format of the computed value.
+    assert ulp_error(f32(1), np.float64(1 + 2**-24)) == 0.5
+    assert ulp_error(np.float16(1), np.float64(1), dtype="float32") == 0
+    v = ulp_error(np.array([1, 2], dtype=np.float16), np.array([1, 2.001953125], dtype=np.float16))
+    assert v.tolist() == [0, 1]
