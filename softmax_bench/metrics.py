@@ -1,0 +1,106 @@
+"""Error metrics of a computed softmax against the correctly rounded reference.
+
+Per element: the error in ULPs of the output format (``formats.ulp_error``) and the relative error.
+Per row: one class, the first that applies in this order:
+
+``nan``            a NaN where the reference has a number
+``inf``            an infinity where the reference has a number
+``all_zero``       every output 0 while the reference has a non-zero
+``spurious_zero``  some output 0 where the reference is non-zero
+``finite_wrong``   all finite, some element more than ``k`` ULPs off
+``within_k``       all finite, every element within ``k`` ULPs, not all exact
+``correct``        every element equal to the correctly rounded reference
+                   (a reference NaN row matched by a NaN row counts here)
+
+``k`` (``ulp_budget``) is a reporting threshold only; the pass/fail verdict of the audit comes
+from the error bounds. The sum-to-one defect ``|sum(y) - 1|`` is measured exactly (math.fsum of
+the outputs as float64, exact for these formats) and reported in ULPs of 1 (that is, eps/2 = u).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from softmax_bench.formats import format_of, ulp_error
+
+__all__ = ["ROW_CLASSES", "relative_error", "row_classes", "sum_defect", "summarise"]
+
+ROW_CLASSES = ("correct", "within_k", "finite_wrong", "spurious_zero", "all_zero", "inf", "nan")
+
+
+def relative_error(computed: np.ndarray, exact: np.ndarray) -> np.ndarray:
+    """``|c - r| / |r|``; 0 where both are 0 (or equal infinities, or both NaN), inf where ``r``
+    is 0 and ``c`` is not, or where exactly one side is non-finite."""
+    c = np.asarray(computed, dtype=np.float64)
+    r = np.asarray(exact, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(c - r) / np.abs(r)
+    same = (c == r) | (np.isnan(c) & np.isnan(r))
+    rel = np.where(same, 0.0, rel)
+    return np.where(np.isnan(rel), np.inf, rel)
+
+
+def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) -> np.ndarray:
+    """Class index into ``ROW_CLASSES`` for every row (last axis is the softmax axis)."""
+    c = np.asarray(computed).reshape(-1, np.shape(computed)[-1]).astype(np.float64)
+    r = np.asarray(exact).reshape(c.shape).astype(np.float64)
+    err = ulp_error(np.asarray(computed).reshape(c.shape), np.asarray(exact).reshape(c.shape))
+    ref_num = ~np.isnan(r)
+    nan = (np.isnan(c) & ref_num).any(axis=1)
+    inf = (np.isinf(c) & ~np.isinf(r) & ref_num).any(axis=1)
+    ref_nonzero = ref_num & (r != 0)
+    all_zero = ((c == 0) | ~ref_num).all(axis=1) & ref_nonzero.any(axis=1)
+    spurious = ((c == 0) & ref_nonzero).any(axis=1)
+    exact_match = (err == 0).all(axis=1)
+    within = (err <= ulp_budget).all(axis=1)
+    cls = np.select(
+        [nan, inf, all_zero, spurious, exact_match, within],
+        [6, 5, 4, 3, 0, 1],
+        default=2,
+    )
+    return cls
+
+
+def sum_defect(computed: np.ndarray) -> np.ndarray:
+    """Per row ``|sum(y) - 1|`` in units of u = 2**-t of the output format (NaN for non-finite
+    rows). The exact sum of correctly rounded outputs is already off by up to n u / 2."""
+    fmt = format_of(np.asarray(computed).dtype)
+    rows = np.asarray(computed, dtype=np.float64).reshape(-1, np.shape(computed)[-1])
+    out = np.empty(rows.shape[0])
+    for i, row in enumerate(rows):
+        out[i] = abs(math.fsum(row) - 1.0) / fmt.unit_roundoff if np.isfinite(row).all() else np.nan
+    return out
+
+
+def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) -> dict:
+    """The audit record's measured fields for one case (plain Python numbers, JSON-ready).
+
+    ULP and relative errors are taken over elements where the reference is a number and the
+    computed value is finite; non-finite outputs are counted in the row classes instead."""
+    computed = np.asarray(computed)
+    exact = np.asarray(exact)
+    err = ulp_error(computed, exact)
+    rel = relative_error(computed, exact)
+    comparable = np.isfinite(computed) & ~np.isnan(exact.astype(np.float64))
+    finite_err = err[comparable]
+    classes = row_classes(computed, exact, ulp_budget)
+    counts = np.bincount(classes, minlength=len(ROW_CLASSES))
+    defect = sum_defect(computed)
+    return {
+        "rows": int(classes.size),
+        "max_ulp": float(finite_err.max()) if finite_err.size else 0.0,
+        "median_ulp": float(np.median(finite_err)) if finite_err.size else 0.0,
+        "mean_ulp": float(finite_err.mean()) if finite_err.size else 0.0,
+        "max_rel": float(rel[comparable].max()) if finite_err.size else 0.0,
+        "nan_rows": int(counts[6]),
+        "inf_rows": int(counts[5]),
+        "all_zero_rows": int(counts[4]),
+        "spurious_zero": int(((computed == 0) & (exact.astype(np.float64) != 0) & ~np.isnan(exact.astype(np.float64))).sum()),
+        "spurious_zero_rows": int(counts[3]),
+        "finite_wrong_rows": int(counts[2]),
+        "within_k_rows": int(counts[1]),
+        "correct_rows": int(counts[0]),
+        "ulp_budget": ulp_budget,
+        "max_sum_defect_u": float(np.nanmax(defect)) if np.isfinite(defect).any() else None,
+    }

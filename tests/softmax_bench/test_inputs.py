@@ -1,0 +1,42 @@
+"""softmax_bench.inputs: reproducible, exactly representable, and each family does what it says."""
+import numpy as np
+import pytest
+
+from softmax_bench import inputs
+from softmax_bench.formats import FORMATS
+
+DTYPES = ["float16", "float32", "float64"]
+
+
+@pytest.mark.parametrize("family", inputs.family_names())
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_family_shape_dtype_reproducible(family, dtype):
+    a = inputs.make(family, dtype, rows=5, n=17, seed=3)
+    b = inputs.make(family, dtype, rows=5, n=17, seed=3)
+    assert a.shape == (5, 17) and a.dtype == dtype
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, inputs.make(family, dtype, rows=5, n=17, seed=4))
+    assert not np.isnan(a).any() and not np.isposinf(a).any()
+    assert np.isfinite(a).any(axis=1).all(), "every row keeps a finite entry"
+
+
+def test_families_hit_their_edges():
+    for name, fmt in FORMATS.items():
+        far_pos = inputs.make("far_positive", name, rows=50, n=10)
+        assert (far_pos.max(axis=1) > fmt.exp_overflow).mean() > 0.5
+        far_neg = inputs.make("far_negative", name, rows=50, n=10)
+        assert (far_neg.max(axis=1) < fmt.exp_underflow).mean() > 0.5
+        ties = inputs.make("ties", name, rows=50, n=10)
+        assert ((ties == ties.max(axis=1, keepdims=True)).sum(axis=1) > 1).any()
+        masked = inputs.make("masked", name, rows=50, n=40)
+        assert 0.1 < np.isneginf(masked).mean() < 0.4
+
+
+def test_n_equal_one_and_bad_arguments():
+    assert inputs.make("ties", "float32", rows=2, n=1).shape == (2, 1)
+    with pytest.raises(ValueError, match="unknown input family 'gauss'"):
+        inputs.make("gauss", "float32", 1, 1)
+    with pytest.raises(ValueError, match="rows and n"):
+        inputs.make("normal1", "float32", 0, 3)
+    with pytest.raises(TypeError):
+        inputs.make("normal1", "int8", 1, 3)
