@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +57,77 @@ def cmd_reference(args) -> int:
     return 1 if failures else 0
 
 
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid sizes {text!r}: give integers like 2,10,1000") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"invalid sizes {text!r}: every size must be >= 1")
+    return values
+
+
+def cmd_audit(args) -> int:
+    from softmax_bench import audit, peers
+
+    config = audit.AuditConfig(
+        kernels=args.kernels,
+        dtypes=args.dtypes,
+        families=args.families,
+        sizes=args.sizes,
+        rows=args.rows,
+        seed=args.seed,
+        peers=list(dict.fromkeys(args.peers + args.impl)),
+        workers=args.workers,
+    )
+    if args.quick:
+        config.sizes = [n for n in config.sizes if n <= 1000]
+        config.rows = min(config.rows, 4)
+    try:
+        result = audit.run(config, args.json, resume=args.resume, progress=not args.no_progress)
+    except (peers.PeerUnavailable, ValueError) as err:
+        print(f"softmax-bench audit: {err}", file=sys.stderr)
+        return 2
+    records = result["records"]
+    bad = [r for r in records if r.get("within_bound") is False]
+    print(f"{len(records)} records from {len(config.cases())} cases written to {args.json}")
+    if bad:
+        print(f"{len(bad)} records exceed their error bound", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from softmax_bench import report
+
+    paths = args.json or [Path("results/audit.json")]
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"softmax-bench report: no such audit JSON: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    md = report.write_report(paths, args.out)
+    print(f"report written to {md}")
+    if args.readme:
+        report.update_readme(args.readme, paths)
+        print(f"headline table updated in {args.readme}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from softmax_bench import inputs, peers
+    from softmax_bench.kernels import list_kernels
+
+    print("kernels:")
+    for spec in list_kernels():
+        print(f"  {spec.id}")
+    print("input families:")
+    for fam in inputs.FAMILIES.values():
+        print(f"  {fam.name:14} {fam.description}")
+    print("peers:")
+    for name, status in peers.available_peers().items():
+        print(f"  {name:8} {status}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="softmax-bench",
@@ -68,6 +140,35 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument("--n", type=int, default=1000)
     ref.add_argument("--seed", type=int, default=0)
     ref.set_defaults(func=cmd_reference)
+
+    from softmax_bench import inputs
+    from softmax_bench.peers import BUILTIN_PEERS
+
+    aud = sub.add_parser("audit", help="audit kernels and peers against the reference (writes JSON)")
+    aud.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"])
+    aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES))
+    aud.add_argument("--families", type=_csv(tuple(inputs.FAMILIES)), default=list(inputs.FAMILIES))
+    aud.add_argument("--sizes", type=_ints, default=[1, 2, 10, 100, 1000, 10_000])
+    aud.add_argument("--rows", type=int, default=16, help="rows per case (capped at 20000 elements)")
+    aud.add_argument("--seed", type=int, default=0)
+    aud.add_argument("--peers", type=_csv(tuple(BUILTIN_PEERS)), default=["numpy"])
+    aud.add_argument("--impl", action="append", default=[], metavar="MODULE:FUNCTION",
+                     help="audit your own f(x) -> softmax along the last axis (repeatable)")
+    aud.add_argument("--json", type=Path, default=Path("results/audit.json"))
+    aud.add_argument("--resume", action="store_true", help="keep finished cases of --json, run the rest")
+    aud.add_argument("--quick", action="store_true", help="sizes <= 1000 and 4 rows per case")
+    aud.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    aud.add_argument("--no-progress", action="store_true")
+    aud.set_defaults(func=cmd_audit)
+
+    rep = sub.add_parser("report", help="Markdown report and plots from audit JSON")
+    rep.add_argument("--json", type=Path, action="append", help="audit JSON (repeatable; default results/audit.json)")
+    rep.add_argument("--out", type=Path, default=Path("results"))
+    rep.add_argument("--readme", type=Path, help="also refresh the headline table in this README")
+    rep.set_defaults(func=cmd_report)
+
+    lst = sub.add_parser("list", help="kernels, input families and peers available")
+    lst.set_defaults(func=cmd_list)
     return parser
 
 

@@ -94,6 +94,14 @@ def _masked(rng, fmt, rows, n):
     return x
 
 
+@_family("posinf", "N(0, 1) with one or two +inf entries (reference: NaN row, see README)")
+def _posinf(rng, fmt, rows, n):
+    x = rng.standard_normal((rows, n))
+    for row in x:
+        row[rng.choice(n, size=min(n, rng.integers(1, 3)), replace=False)] = np.inf
+    return x
+
+
 def family_names() -> list[str]:
     return list(FAMILIES)
 

@@ -87,6 +87,7 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) 
     classes = row_classes(computed, exact, ulp_budget)
     counts = np.bincount(classes, minlength=len(ROW_CLASSES))
     defect = sum_defect(computed)
+    exact64 = exact.astype(np.float64)
     return {
         "rows": int(classes.size),
         "max_ulp": float(finite_err.max()) if finite_err.size else 0.0,
@@ -96,7 +97,9 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) 
         "nan_rows": int(counts[6]),
         "inf_rows": int(counts[5]),
         "all_zero_rows": int(counts[4]),
-        "spurious_zero": int(((computed == 0) & (exact.astype(np.float64) != 0) & ~np.isnan(exact.astype(np.float64))).sum()),
+        "spurious_zero": int(((computed == 0) & (exact64 != 0) & ~np.isnan(exact64)).sum()),
+        # rows with any NaN out, whether or not the reference is NaN there too (e.g. +inf input)
+        "nan_output_rows": int(np.isnan(computed.reshape(-1, computed.shape[-1])).any(axis=1).sum()),
         "spurious_zero_rows": int(counts[3]),
         "finite_wrong_rows": int(counts[2]),
         "within_k_rows": int(counts[1]),

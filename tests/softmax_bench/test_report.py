@@ -1,0 +1,48 @@
+"""softmax_bench.report: cells, tables, the Markdown file, the README block."""
+import pytest
+
+from softmax_bench import audit, report
+
+
+def rec(**kw):
+    base = dict(implementation="shifted/float32", dtype="float32", family="normal1", n=10, rows=4,
+                max_ulp=1.0, nan_rows=0, inf_rows=0, all_zero_rows=0, nan_output_rows=0)
+    base.update(kw)
+    return base
+
+
+def test_cell_shows_the_worst_outcome():
+    assert report.cell([rec(max_ulp=0.0)]) == "0"
+    assert report.cell([rec(max_ulp=1.5), rec(max_ulp=3.25)]) == "3.25"
+    assert report.cell([rec(nan_rows=2), rec(inf_rows=1)]) == "**NaN 2/8**"
+    assert report.cell([rec(all_zero_rows=4)]) == "**zero-row 4/4**"
+    assert report.cell([rec(nan_output_rows=4)]) == "1 (NaN=ref)"
+    assert report.cell([rec(max_ulp=2048.0)]) == "2e+03"
+
+
+def test_headline_table_layout():
+    text = report.headline_tables([rec(), rec(family="masked", max_ulp=2.0), rec(implementation="numpy")])
+    lines = text.splitlines()
+    assert lines[0].startswith("**float32**")
+    assert lines[1] == "" and lines[2] == "| implementation | normal1 | masked |"
+    assert "| `shifted/float32` | 1 | 2 |" in lines and "| `numpy` | 1 |  |" in lines
+
+
+def test_write_report_and_readme(tmp_path):
+    path = tmp_path / "a.json"
+    audit.write_json_atomic(path, {"meta": {"date": "d", "git_commit": None, "machine": {"processor": "p", "cpus": 2, "python": "3"},
+                                            "versions": {"numpy": "n", "numba": "b", "mpmath": "m", "mpmath_backend": "gmpy"}},
+                                   "records": [rec(), rec(dtype="float16", implementation="naive/float16@float16", inf_rows=1)]})
+    md = report.write_report([path], tmp_path)
+    text = md.read_text()
+    assert "**inf 1/4**" in text and "report_max_ulp.png" in text
+    assert (tmp_path / "report_max_ulp.png").stat().st_size > 1000
+    assert (tmp_path / "report_row_classes.png").exists()
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.README_START}\nold\n{report.README_END}\noutro\n")
+    report.update_readme(readme, [path])
+    new = readme.read_text()
+    assert "old" not in new and "**inf 1/4**" in new and new.startswith("intro") and new.endswith("outro\n")
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="audit-table"):
+        report.update_readme(readme, [path])
