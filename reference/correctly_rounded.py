@@ -49,15 +49,16 @@ from mpmath.libmp import (
     mpf_cmp,
     mpf_div,
     mpf_exp,
+    mpf_log,
     mpf_mul,
     mpf_neg,
     mpf_perturb,
+    mpf_shift,
     mpf_sub,
     round_ceiling,
     round_floor,
     round_nearest,
 )
-from mpmath.libmp.libelefun import mpf_log1p
 
 from softmax_bench.formats import Format, format_of, round_rational
 
@@ -122,7 +123,7 @@ def _widen(v, p: int) -> Enclosure:
 
     The ends are the p-bit numbers just below ``v - eps`` and just above ``v + eps``, with
     ``eps = 2**-(p+1) |v|`` (about half an ulp at p bits): for a p-bit ``v`` that is a full ulp on
-    either side. mpmath's exp and log1p are within half an ulp plus a guard-bit error of at most
+    either side. mpmath's exp and log are within half an ulp plus a guard-bit error of at most
     2**-12 ulp (they work at p+14 or p+20 bits), so the true value lies inside."""
     return mpf_perturb(v, 1, p, F), mpf_perturb(v, 0, p, C)
 
@@ -144,6 +145,24 @@ class _cmp_key:
 
     def __lt__(self, other):
         return mpf_cmp(self.v, other.v) < 0
+
+
+def _log1p_bound(r, p: int, rnd) -> object:
+    """A lower (``rnd`` = floor) or upper (ceiling) bound of ``log1p(r)`` for an mpf ``r >= 0``.
+
+    For ``r < 2**-(p+8)``: ``r - r**2/2 <= log1p(r) <= r``, no logarithm needed (and none could
+    see ``r`` next to 1). Otherwise ``1 + r`` is formed exactly (at most ~2p bits) and its log,
+    irrational since ``1 + r != 1`` is rational, is widened by one ulp. (mpmath 1.3, which
+    PyTorch's sympy pins, has no mpf_log1p.)"""
+    if r == fzero:
+        return fzero
+    _, man, exp, bc = r
+    if exp + bc < -(p + 8):
+        if rnd == C:
+            return r
+        return mpf_mul(r, mpf_sub(fone, mpf_shift(r, -1), p, F), p, F)
+    lo, hi = _widen(mpf_log(mpf_add(fone, r), p, round_nearest), p)
+    return lo if rnd == F else hi
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,15 +204,7 @@ class _Row:
     def log_s(self) -> Enclosure:
         """Enclosure of ``log S = log1p(R)``."""
         if self._log_s is None:
-            r_lo, r_hi = self.r
-            if r_hi == fzero:  # a single unmasked entry: log 1 = 0 exactly
-                self._log_s = (fzero, fzero)
-            else:
-                # log1p of a non-zero rational is irrational: widen by one ulp.
-                self._log_s = (
-                    _widen(mpf_log1p(r_lo, self.p, round_nearest), self.p)[0],
-                    _widen(mpf_log1p(r_hi, self.p, round_nearest), self.p)[1],
-                )
+            self._log_s = (_log1p_bound(self.r[0], self.p, F), _log1p_bound(self.r[1], self.p, C))
         return self._log_s
 
     def rest(self, i: int, d: list) -> Enclosure:
