@@ -70,6 +70,8 @@ def _ints(text: str) -> list[int]:
 def cmd_audit(args) -> int:
     from softmax_bench import audit, peers
 
+    if args.peers is None:
+        args.peers = [name for name, status in peers.available_peers().items() if status == "available"]
     config = audit.AuditConfig(
         kernels=args.kernels,
         dtypes=args.dtypes,
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--sizes", type=_ints, default=[1, 2, 10, 100, 1000, 10_000])
     aud.add_argument("--rows", type=int, default=16, help="rows per case (capped at 20000 elements)")
     aud.add_argument("--seed", type=int, default=0)
-    aud.add_argument("--peers", type=_csv(tuple(BUILTIN_PEERS)), default=["numpy"])
+    aud.add_argument("--peers", type=_csv(tuple(BUILTIN_PEERS)), default=None,
+                     help="built-in peers to audit (default: every one whose package is installed)")
     aud.add_argument("--impl", action="append", default=[], metavar="MODULE:FUNCTION",
                      help="audit your own f(x) -> softmax along the last axis (repeatable)")
     aud.add_argument("--json", type=Path, default=Path("results/audit.json"))

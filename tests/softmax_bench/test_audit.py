@@ -33,9 +33,10 @@ def test_records_follow_the_contract(tmp_path):
     assert len(records) == 4 * len(impls)  # 2 families x 2 sizes, every implementation
     for r in records:
         assert CONTRACT <= set(r)
-    naive = [r for r in records if r["family"] == "far_positive" and r["implementation"].startswith("naive/")]
+    # naive in float16 arithmetic overflows past ln(65504); with compute=float32 it does not (yet).
+    naive = [r for r in records if r["family"] == "far_positive" and r["implementation"] == "naive/float16@float16"]
     shifted = [r for r in records if r["family"] == "far_positive" and r["implementation"].startswith("shifted/")]
-    assert all(r["nan_rows"] + r["inf_rows"] > 0 for r in naive), "naive float16 must overflow there"
+    assert naive and all(r["nan_rows"] + r["inf_rows"] > 0 for r in naive), "naive float16 must overflow there"
     assert all(r["nan_rows"] == r["inf_rows"] == r["all_zero_rows"] == 0 for r in shifted)
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
 
