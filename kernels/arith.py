@@ -1,0 +1,414 @@
+"""Compute modes: how a kernel loads, rounds, exponentiates, sums and stores.
+
+A kernel is written once, generically, over a *storage* array (what the caller holds) and a
+*compute mode* (the arithmetic it runs in). numba specialises it at compile time on the **type** of
+a ``compute`` marker argument, and the small element operations below are numba ``@overload``
+functions that pick their implementation from the storage and marker types. So one source
+definition per algorithm gives every (storage, compute) specialisation, with no copy per dtype,
+and every specialisation is an ordinary cached numba compilation.
+
+Why markers and overloads, not njit functions passed as arguments or captured by a factory: numba
+cannot cache either. A dispatcher passed as an argument or captured in a closure enters the cache
+key through its pickled state, which holds a per-process random UUID, so every new process misses
+the cache, recompiles and writes another cache file (measured with numba 0.68.1). Type markers are
+plain numba types, so ``cache=True`` hits across processes.
+
+Compute markers (:data:`COMPUTE_MARKERS`)
+-----------------------------------------
+========== ================= ===================================================================
+compute    marker            arithmetic
+========== ================= ===================================================================
+float16    ``np.uint16(0)``  binary16 arithmetic: every subtract, exp, add and divide is rounded
+                             to binary16 (float32 operation then :func:`round_to_half`, which is
+                             correctly rounded binary16 arithmetic since 24 >= 2*11 + 2; exp is
+                             :func:`exp16`, correctly rounded). numba has no float16 type, so the
+                             marker is the uint16 bits container. Values travel as float32.
+float32    ``np.float32(0)`` float32 arithmetic (loads widen binary16 exactly, stores round once).
+float64    ``np.float64(0)`` float64 arithmetic (loads widen exactly, stores round once).
+========== ================= ===================================================================
+
+Supported (storage, compute) pairs: (float16, float16), (float16, float32), (float32, float32),
+(float32, float64), (float64, float64). float16 storage is passed as its ``uint16`` view.
+
+Summation order (:func:`block_sum`, used by every kernel)
+---------------------------------------------------------
+float32/float64 compute: the terms of a row are cut into blocks of :data:`BLOCK` consecutive
+terms. Within a block of ``b`` terms, term ``16*t + j`` (``t < q = b // 16``) goes to lane ``j`` of
+:data:`LANES` = 16 lane accumulators, each summed recursively in increasing ``t`` starting from
+zero; the lanes are combined by the fixed tree of depth 4
+``(((a0+a8)+(a4+a12))+((a2+a10)+(a6+a14)))+(((a1+a9)+(a5+a13))+((a3+a11)+(a7+a15)))``, and then
+the ``r = b - 16 q`` leftover terms are added to it one by one. The row sum is the recursive sum
+of the block sums in block order, ``((B0 + B1) + B2) + ...``. This order is fixed by the source (no
+``reassoc`` flag anywhere), so it is the same on every machine, for every thread count and whether
+or not a long row is split across threads. :func:`sum_depth` gives the largest number of rounded
+additions any one term goes through (the ``k`` of the gamma_k bound).
+
+float16 compute: plain recursive summation, ``s = fl16(s + e_i)`` for i = 0..n-1 (no lanes, no
+blocks, never split), as a half-precision unit summing in order would: 4096 ones sum to 2048.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from .exp import exp16, exp32, exp64
+from .float16 import bits_float, float_to_half, half_to_float, round_to_half
+
+__all__ = [
+    "kernel_jit",
+    "COMPUTE_MARKERS",
+    "BLOCK",
+    "LANES",
+    "sum_depth",
+    "load",
+    "rnd",
+    "expc",
+    "put",
+    "zero",
+    "block_sum",
+    "splittable",
+    "lanesum",
+    "row_max",
+]
+
+#: The decorator of every kernel function: numba's njit, cached on disk, with IEEE semantics for
+#: division (``error_model="numpy"``: x/0 gives inf or NaN; numba's default "python" model raises
+#: ZeroDivisionError, which would make the naive kernel's 0/0 an exception instead of NaN).
+kernel_jit = functools.partial(njit, cache=True, error_model="numpy")
+
+#: compute precision name -> the marker value a kernel receives as its ``compute`` argument.
+COMPUTE_MARKERS = {
+    "float16": np.uint16(0),
+    "float32": np.float32(0),
+    "float64": np.float64(0),
+}
+
+#: Terms per block (float32/float64 compute). A block's exponentials (8 or 16 KiB) stay in L1
+#: between being computed and being summed.
+BLOCK = 2048
+#: Lane accumulators per block (64 bytes of float32: one AVX-512 or two AVX2 registers).
+LANES = 16
+_TREE_DEPTH = 4  # log2(LANES)
+
+
+def sum_depth(n: int, compute: str) -> int:
+    """The largest number of rounded additions on the path of any one term into the row sum of
+    ``n`` terms, for the summation order of ``compute`` (see the module docstring). The computed
+    sum of non-negative terms then satisfies ``|s_hat - s| <= gamma_k * s`` with ``k`` this depth
+    and ``gamma_k = k u / (1 - k u)`` (Higham, Accuracy and Stability, Lemma 3.1 and section 4.2).
+
+    float16: recursive summation, ``n - 1``. float32/float64: inside a block of ``b`` terms a term
+    meets at most ``q - 1`` lane additions (``q = b // 16``; the first addition to a zero lane is
+    exact), the 4 tree levels and the ``r = b % 16`` leftover additions; then at most ``K - 1``
+    block additions (``K`` blocks; adding the first block sum to zero is exact): ``K - 1`` for the
+    terms of the first block, 1 for those of the last."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    if compute == "float16":
+        return n - 1
+    if compute not in ("float32", "float64"):
+        raise ValueError(f"unknown compute precision {compute!r}")
+
+    def block_depth(b):
+        q, r = divmod(b, LANES)
+        # no full group: the tree only adds zeros, and the first leftover lands on 0 exactly
+        return q - 1 + _TREE_DEPTH + r if q else r - 1
+
+    nblocks = -(-n // BLOCK)
+    last = block_depth(n - (nblocks - 1) * BLOCK)
+    if nblocks == 1:
+        return last
+    # block 0 (full) meets the nblocks - 1 later block sums; the last block sum is added once
+    return max(block_depth(BLOCK) + nblocks - 1, last + 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# marker tests (typing time)
+# ---------------------------------------------------------------------------------------------
+def _is_f32(c):
+    return isinstance(c, types.Float) and c.bitwidth == 32
+
+
+def _is_f64(c):
+    return isinstance(c, types.Float) and c.bitwidth == 64
+
+
+def _is_half(c):
+    return c == types.uint16
+
+
+# ---------------------------------------------------------------------------------------------
+# element operations (stubs for numba @overload; never called from Python)
+# ---------------------------------------------------------------------------------------------
+def load(v, c):
+    """Storage element -> compute value (exact: float16 -> float32, float32 -> float64 widen)."""
+
+
+def rnd(v, c):
+    """The rounding after one arithmetic operation: to binary16 for float16 compute, else none
+    (the float32/float64 operation already rounded)."""
+
+
+def expc(d, c):
+    """exp in the compute mode: exp16 (correctly rounded binary16), exp32 or exp64."""
+
+
+def put(out, i, v):
+    """Store compute value ``v`` into ``out[i]``, rounding once to the storage format."""
+
+
+def zero(c):
+    """0 of the compute value type."""
+
+
+def block_sum(e, s, c):
+    """``s`` plus the terms of ``e`` in the summation order of ``c`` (module docstring)."""
+
+
+def splittable(c):
+    """Whether a long row's sum may be split into blocks summed on several threads (True for
+    float32/float64 compute: the block order is fixed; False for float16: recursive)."""
+
+
+@overload(load)
+def _ov_load(v, c):
+    if _is_f32(c) and v == types.float32:
+        return lambda v, c: v
+    if (_is_f32(c) or _is_half(c)) and v == types.uint16:
+        return lambda v, c: half_to_float(v)
+    if _is_f64(c) and isinstance(v, types.Float):
+        return lambda v, c: np.float64(v)
+    return None
+
+
+@overload(rnd)
+def _ov_rnd(v, c):
+    if _is_half(c):
+        return lambda v, c: round_to_half(v)
+    if _is_f32(c):
+        return lambda v, c: np.float32(v)
+    if _is_f64(c):
+        return lambda v, c: np.float64(v)
+    return None
+
+
+@overload(expc)
+def _ov_expc(d, c):
+    if _is_half(c):
+        return lambda d, c: exp16(d)
+    if _is_f32(c):
+        return lambda d, c: exp32(d)
+    if _is_f64(c):
+        return lambda d, c: exp64(d)
+    return None
+
+
+@overload(put)
+def _ov_put(out, i, v):
+    dt = out.dtype
+    if dt == types.uint16:
+
+        def impl(out, i, v):
+            out[i] = float_to_half(np.float32(v))
+
+        return impl
+    if dt == types.float32:
+
+        def impl(out, i, v):
+            out[i] = np.float32(v)
+
+        return impl
+    if dt == types.float64:
+
+        def impl(out, i, v):
+            out[i] = np.float64(v)
+
+        return impl
+    return None
+
+
+@overload(zero)
+def _ov_zero(c):
+    if _is_half(c) or _is_f32(c):
+        return lambda c: np.float32(0.0)
+    if _is_f64(c):
+        return lambda c: np.float64(0.0)
+    return None
+
+
+@overload(splittable)
+def _ov_splittable(c):
+    if _is_half(c):
+        return lambda c: False
+    return lambda c: True
+
+
+@kernel_jit
+def lanesum(e, z):
+    """Sum of the float array ``e`` (``z``: a zero of its type) in the block order of the module
+    docstring: 16 lanes (term ``16 t + j`` to lane ``j``), the fixed depth-4 tree, then the
+    leftover terms one by one. Written out with 16 scalar accumulators so that LLVM keeps them in
+    vector registers without any reassociation (a loop over an accumulator array does not
+    vectorise)."""
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = z
+    a8 = a9 = a10 = a11 = a12 = a13 = a14 = a15 = z
+    n = e.size
+    q = n // 16
+    for t in range(q):
+        j = t * 16
+        a0 += e[j]
+        a1 += e[j + 1]
+        a2 += e[j + 2]
+        a3 += e[j + 3]
+        a4 += e[j + 4]
+        a5 += e[j + 5]
+        a6 += e[j + 6]
+        a7 += e[j + 7]
+        a8 += e[j + 8]
+        a9 += e[j + 9]
+        a10 += e[j + 10]
+        a11 += e[j + 11]
+        a12 += e[j + 12]
+        a13 += e[j + 13]
+        a14 += e[j + 14]
+        a15 += e[j + 15]
+    s = (((a0 + a8) + (a4 + a12)) + ((a2 + a10) + (a6 + a14))) + (
+        ((a1 + a9) + (a5 + a13)) + ((a3 + a11) + (a7 + a15))
+    )
+    for i in range(q * 16, n):
+        s += e[i]
+    return s
+
+
+@kernel_jit
+def _recursive_half_sum(e, s):
+    for i in range(e.size):
+        s = round_to_half(s + e[i])
+    return s
+
+
+@overload(block_sum)
+def _ov_block_sum(e, s, c):
+    if _is_half(c):
+        return lambda e, s, c: _recursive_half_sum(e, s)
+    if _is_f32(c) or _is_f64(c):
+        return lambda e, s, c: s + lanesum(e, zero(c))
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# maximum of a storage row: integer keys (float max reductions do not vectorise in numba)
+# ---------------------------------------------------------------------------------------------
+# For an IEEE bit pattern v read as a signed integer, key(v) = v ^ ((v >> (w-1)) & (2**(w-1)-1))
+# is monotone in the float order over all non-NaN values (-0 < +0 in key order, harmless); the key
+# is its own inverse. NaNs map above key(+inf) (positive sign bit) or below key(-inf) (negative), so
+# a row holds a NaN exactly when its key range leaves [key(-inf), key(+inf)].
+@kernel_jit
+def _key_range16(v):
+    hi = np.int32(-32768)
+    lo = np.int32(32767)
+    for i in range(v.size):
+        k = np.int32(v[i])
+        k = k ^ ((k >> 15) & 0x7FFF)
+        hi = max(hi, k)
+        lo = min(lo, k)
+    return hi, lo
+
+
+@kernel_jit
+def _key_range32(v):
+    hi = np.int32(-2147483648)
+    lo = np.int32(2147483647)
+    for i in range(v.size):
+        k = v[i]
+        k = np.int32(k ^ ((k >> 31) & 0x7FFFFFFF))
+        hi = max(hi, k)
+        lo = min(lo, k)
+    return hi, lo
+
+
+@kernel_jit
+def _key_range64(v):
+    hi = np.int64(-9223372036854775807 - 1)
+    lo = np.int64(9223372036854775807)
+    for i in range(v.size):
+        k = v[i]
+        k = k ^ ((k >> 63) & 0x7FFFFFFFFFFFFFFF)
+        hi = max(hi, k)
+        lo = min(lo, k)
+    return hi, lo
+
+
+def key_range(x):
+    """(largest key, smallest key) of a contiguous 1-D storage row (any length >= 0)."""
+
+
+def key_to_max(hi, lo, x, c):
+    """The row maximum in compute precision from the key range of the whole row; NaN when the
+    row holds a NaN (as ``np.max`` gives)."""
+
+
+@overload(key_range)
+def _ov_key_range(x):
+    dt = x.dtype
+    if dt == types.uint16:
+        return lambda x: _key_range16(x.view(np.int16))
+    if dt == types.float32:
+        return lambda x: _key_range32(x.view(np.int32))
+    if dt == types.float64:
+        return lambda x: _key_range64(x.view(np.int64))
+    return None
+
+
+_F32, _F64 = np.float32(0.0), np.float64(0.0)  # type witnesses for bits_float
+_KEY_POSINF16, _KEY_NEGINF16 = 0x7C00, -0x7C01
+_KEY_POSINF32, _KEY_NEGINF32 = 0x7F800000, -0x7F800001
+_KEY_POSINF64, _KEY_NEGINF64 = 0x7FF0000000000000, -0x7FF0000000000001
+
+
+@kernel_jit
+def _nan_like(c):
+    return zero(c) + np.nan
+
+
+@overload(key_to_max)
+def _ov_key_to_max(hi, lo, x, c):
+    dt = x.dtype
+    if dt == types.uint16:
+
+        def impl(hi, lo, x, c):
+            if hi > _KEY_POSINF16 or lo < _KEY_NEGINF16:
+                return _nan_like(c)
+            b = hi ^ ((hi >> 15) & 0x7FFF)
+            return load(np.uint16(b & 0xFFFF), c)
+
+        return impl
+    if dt == types.float32:
+
+        def impl(hi, lo, x, c):
+            if hi > _KEY_POSINF32 or lo < _KEY_NEGINF32:
+                return _nan_like(c)
+            b = np.int32(hi ^ ((hi >> 31) & 0x7FFFFFFF))
+            return load(bits_float(b, _F32), c)
+
+        return impl
+    if dt == types.float64:
+
+        def impl(hi, lo, x, c):
+            if hi > _KEY_POSINF64 or lo < _KEY_NEGINF64:
+                return _nan_like(c)
+            b = np.int64(hi ^ ((hi >> 63) & 0x7FFFFFFFFFFFFFFF))
+            return load(bits_float(b, _F64), c)
+
+        return impl
+    return None
+
+
+@kernel_jit
+def row_max(x, c):
+    """Maximum of the storage row ``x`` as a compute value (NaN if the row holds a NaN)."""
+    hi, lo = key_range(x)
+    return key_to_max(hi, lo, x, c)

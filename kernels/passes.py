@@ -1,0 +1,339 @@
+"""Passes shared by the softmax kernels: exponentiate-and-sum, scale, and the thread scheduling.
+
+Every pass is generic in the storage row (float32, float64, or the uint16 view of float16) and in
+the compute marker ``c`` (:mod:`.arith`); ``m`` is the shift subtracted before ``exp``, or ``None``
+for no subtraction at all (numba prunes the ``m is None`` branch at compile time, so an unshifted
+kernel really computes ``exp(x_i)``). Every term is ``e_i = exp(rnd(x_i - m))`` (:func:`term`),
+computed the same way on every path, so where a row is computed never changes its result.
+
+Pass structure and memory traffic
+---------------------------------
+An algorithm runs up to three passes over a row:
+
+1. (shifted only) ``m = max(x)`` by integer keys (:func:`.arith.row_max`): 1 read.
+2. :func:`exp_sum`: the terms ``e_i``, block by block (:data:`.arith.BLOCK` terms), each block
+   summed (:func:`.arith.block_sum`) right after it is computed, while it is in L1: 1 read.
+3. :func:`scale`: ``y_i = e_i / s`` (one division, rounded once to the storage format): 1 read +
+   1 write.
+
+When the compute type is the storage type (float32@float32, float64@float64) the terms of pass 2
+are *kept* in the output row itself and pass 3 divides in place: 3 reads + 2 writes per element
+(shifted; naive has no pass 1). Otherwise they are kept in a scratch row of the compute type when
+the row is shorter than :data:`RECOMPUTE_BYTES`, and *recomputed* in pass 3 for longer rows (pass 2
+then only fills an L1-sized block buffer): 3 reads + 1 write of the storage type, and one more exp
+per element, instead of a scratch row twice the storage size written and read again. (Measured on
+a 2-core Zen 3 with 1e7-element rows: keeping in ``out`` beats recomputing for float32@float32 by
+about 30%; recomputing beats a float64 scratch for float32@float64 by about 35%.) Kept or
+recomputed, the terms are the same bits.
+
+Short rows (``n <= BLOCK // 2``) go in bundles of ``BLOCK // n`` rows (:func:`bundle_rows`): the
+terms of the whole bundle are computed by one flat loop (one vector loop instead of one short loop
+per row whose scalar remainder would dominate), then summed and divided row by row.
+
+Threads
+-------
+The rows functions take the thread count as an argument (``numba.get_num_threads()`` from the
+caller; calling it inside a cached function is not possible: numba "cannot cache ... dynamic
+globals"). :func:`n_groups` decides. Batches of fewer than :data:`PARALLEL_MIN` elements, or with
+one thread, run row after row on the calling thread (starting the worker threads costs
+microseconds on an idle machine and milliseconds on a busy one). Other batches are cut into
+contiguous row groups, one ``prange`` iteration per group (each group allocates its buffers once).
+A batch with fewer rows than threads and rows of at least :data:`SPLIT_MIN` terms is instead done
+row by row, each row split into blocks across threads: block maxima, block terms and block sums,
+and the division run in parallel; the block sums are added in block order by one thread, so the
+sum is bit-identical to the single-thread order. float16 arithmetic rows are never split (their
+sum is recursive).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+from .arith import BLOCK, block_sum, expc, kernel_jit, load, put, rnd, row_max, splittable, zero
+
+__all__ = [
+    "SPLIT",
+    "SPLIT_MIN",
+    "PARALLEL_MIN",
+    "RECOMPUTE_BYTES",
+    "GROUPS_PER_THREAD",
+    "term",
+    "keeps_terms",
+    "new_buffer",
+    "compute_array",
+    "exp_sum",
+    "scale",
+    "bundle_rows",
+    "bundle_max",
+    "bundle_exp_sum",
+    "bundle_scale",
+    "n_groups",
+    "split_max",
+    "split_exp_sum",
+    "split_scale",
+]
+
+#: Shortest row that is split across threads when a batch has fewer rows than threads.
+SPLIT_MIN = 8 * BLOCK
+#: Fewest elements (rows x n) worth a parallel region; smaller batches run on the calling thread.
+PARALLEL_MIN = 1 << 15
+#: Rows of at least this many bytes (storage) recompute their terms in pass 3 instead of keeping
+#: them (about the size of the L2 caches of a few cores: beyond it every pass is a memory pass).
+RECOMPUTE_BYTES = 4 << 20
+#: :func:`n_groups` value for "split each row across threads".
+SPLIT = 0
+#: Row groups per thread in a batch (more than one evens out uneven progress of the threads).
+GROUPS_PER_THREAD = 4
+
+
+def _stores_in_out(out, c):
+    """True when the terms can be kept in the output row itself (same float type)."""
+    dt = out.dtype
+    return (dt == types.float32 and c == types.float32) or (dt == types.float64 and c == types.float64)
+
+
+@kernel_jit
+def term(v, m, c):
+    """``exp(x - m)`` for one storage element ``v``, each operation in the compute mode
+    (``m`` None: ``exp(x)``)."""
+    if m is None:
+        return expc(load(v, c), c)
+    return expc(rnd(load(v, c) - m, c), c)
+
+
+def keeps_terms(x, out, c):
+    """Whether the terms of storage row ``x`` are kept for pass 3 (else recomputed): always when
+    they go into ``out`` itself, else when the row is shorter than :data:`RECOMPUTE_BYTES`."""
+
+
+@overload(keeps_terms)
+def _ov_keeps_terms(x, out, c):
+    if _stores_in_out(out, c):
+        return lambda x, out, c: True
+    return lambda x, out, c: x.size * x.itemsize < RECOMPUTE_BYTES
+
+
+def new_buffer(n, x, out, c):
+    """The buffer a row of ``n`` terms (or a bundle of short rows) needs, compute type: the whole
+    row when its terms are kept but cannot go into ``out``; one block when they are recomputed;
+    empty when they are kept in ``out``. ``x`` is a row (or any array) of the storage type."""
+
+
+def term_buffer(out, scratch):
+    """Where the kept terms of the current row go: ``out`` itself or ``scratch``."""
+
+
+def compute_array(n, c):
+    """An uninitialised array of ``n`` values of the compute value type of ``c``."""
+
+
+@overload(compute_array)
+def _ov_compute_array(n, c):
+    dtype = np.float64 if c == types.float64 else np.float32
+    return lambda n, c: np.empty(n, dtype)
+
+
+@overload(new_buffer)
+def _ov_new_buffer(n, x, out, c):
+    in_out = _stores_in_out(out, c)
+
+    def impl(n, x, out, c):
+        if in_out:  # terms kept in out
+            return compute_array(0, c)
+        if n * x.itemsize >= RECOMPUTE_BYTES:  # terms recomputed: one block buffer
+            return compute_array(BLOCK, c)
+        return compute_array(max(n, BLOCK), c)
+
+    return impl
+
+
+@overload(term_buffer)
+def _ov_term_buffer(out, scratch):
+    if out.dtype == scratch.dtype:
+        return lambda out, scratch: out
+    return lambda out, scratch: scratch
+
+
+@kernel_jit
+def exp_block(xb, m, eb, c):
+    """``eb[i] = term(xb[i])``."""
+    for i in range(xb.size):
+        eb[i] = term(xb[i], m, c)
+
+
+@kernel_jit
+def _scale_inplace(ob, s, c):
+    # one array, not two views of it: LLVM's runtime alias check sends two aliasing views to the
+    # scalar loop
+    for i in range(ob.size):
+        put(ob, i, rnd(ob[i] / s, c))
+
+
+@kernel_jit
+def _scale_from(eb, ob, s, c):
+    for i in range(eb.size):
+        put(ob, i, rnd(eb[i] / s, c))
+
+
+@kernel_jit
+def _exp_scale(xb, m, ob, s, c):
+    for i in range(xb.size):
+        put(ob, i, rnd(term(xb[i], m, c) / s, c))
+
+
+def scale_range(out, scratch, lo, hi, s, c):
+    """``out_i = e_i / s`` for ``lo <= i < hi``, rounded once to the storage format, the kept
+    terms read from where :func:`term_buffer` put them."""
+
+
+@overload(scale_range)
+def _ov_scale_range(out, scratch, lo, hi, s, c):
+    if out.dtype == scratch.dtype:
+        return lambda out, scratch, lo, hi, s, c: _scale_inplace(out[lo:hi], s, c)
+    return lambda out, scratch, lo, hi, s, c: _scale_from(scratch[lo:hi], out[lo:hi], s, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# one row on the calling thread
+# ---------------------------------------------------------------------------------------------
+@kernel_jit
+def exp_sum(x, m, out, scratch, c):
+    """Pass 2 of one row: the terms, block by block, and their sum in the order of :mod:`.arith`
+    (kept in ``out`` or ``scratch`` for pass 3 when :func:`keeps_terms`)."""
+    keep = keeps_terms(x, out, c)
+    kept = term_buffer(out, scratch)
+    n = x.size
+    s = zero(c)
+    for lo in range(0, n, BLOCK):
+        hi = min(lo + BLOCK, n)
+        eb = kept[lo:hi] if keep else scratch[: hi - lo]
+        exp_block(x[lo:hi], m, eb, c)
+        s = block_sum(eb, s, c)
+    return s
+
+
+@kernel_jit
+def scale(x, m, out, scratch, s, c):
+    """Pass 3 of one row: ``out_i = e_i / s``, the terms kept or recomputed."""
+    if keeps_terms(x, out, c):
+        scale_range(out, scratch, 0, out.size, s, c)
+    else:
+        _exp_scale(x, m, out, s, c)
+
+
+# ---------------------------------------------------------------------------------------------
+# bundles of short rows on the calling thread
+# ---------------------------------------------------------------------------------------------
+@kernel_jit
+def bundle_rows(n):
+    """Rows per bundle for rows of ``n`` terms: ``BLOCK // n`` for short rows
+    (``n <= BLOCK // 2``), else 1 (rows one by one)."""
+    return BLOCK // n if n <= BLOCK // 2 else 1
+
+
+@kernel_jit
+def bundle_max(xf, n, ms, c):
+    """Pass 1 for a bundle: ``ms[r]`` = maximum of row ``r`` of the flat rows ``xf``."""
+    for r in range(xf.size // n):
+        ms[r] = row_max(xf[r * n : (r + 1) * n], c)
+
+
+@kernel_jit
+def bundle_exp_sum(xf, n, ms, of, scratch, sums, c):
+    """Pass 2 for a bundle of short rows (flat views ``xf``, ``of``): the terms of the whole
+    bundle (kept, in ``of`` or ``scratch``), then ``sums[r]`` = the sum of row ``r``, in the order
+    of :func:`exp_sum`. ``ms`` None: no shift. Same operations as :func:`term`: the shifted
+    difference is rounded in one loop and exponentiated in the next."""
+    e = term_buffer(of, scratch)[: xf.size]
+    g = xf.size // n
+    if ms is None:
+        for k in range(xf.size):
+            e[k] = term(xf[k], None, c)
+    else:
+        for r in range(g):
+            m = ms[r]
+            xr = xf[r * n : (r + 1) * n]
+            er = e[r * n : (r + 1) * n]
+            for i in range(n):
+                er[i] = rnd(load(xr[i], c) - m, c)
+        for k in range(e.size):
+            e[k] = expc(e[k], c)
+    for r in range(g):
+        sums[r] = block_sum(e[r * n : (r + 1) * n], zero(c), c)
+
+
+@kernel_jit
+def bundle_scale(of, scratch, n, sums, c):
+    """Pass 3 for a bundle: row ``r`` of the flat output ``of`` divided by ``sums[r]``."""
+    for r in range(of.size // n):
+        scale_range(of, scratch, r * n, (r + 1) * n, sums[r], c)
+
+
+# ---------------------------------------------------------------------------------------------
+# scheduling, and one long row split across threads
+# ---------------------------------------------------------------------------------------------
+@kernel_jit
+def n_groups(rows, n, c, threads):
+    """How a (rows, n) batch is scheduled: :data:`SPLIT` (= 0) for one split row after another,
+    1 for all rows on the calling thread (small batches, one thread), else that many row groups
+    for a ``prange`` loop."""
+    if threads <= 1 or rows * n < PARALLEL_MIN:
+        return 1
+    if splittable(c) and rows < threads and n >= SPLIT_MIN:
+        return SPLIT
+    return max(1, min(rows, GROUPS_PER_THREAD * threads))
+
+
+@kernel_jit(parallel=True)
+def split_max(x, c):
+    """Pass 1 of one long row, split into blocks across threads (NaN if the row holds a NaN)."""
+    n = x.size
+    nb = (n + BLOCK - 1) // BLOCK
+    ms = np.full(nb, zero(c))
+    for k in prange(nb):
+        ms[k] = row_max(x[k * BLOCK : min((k + 1) * BLOCK, n)], c)
+    m = ms[0]
+    for k in range(1, nb):
+        if ms[k] > m or ms[k] != ms[k]:
+            m = ms[k]
+    return m
+
+
+@kernel_jit(parallel=True)
+def split_exp_sum(x, m, out, scratch, c, threads):
+    """Pass 2 of one long row across threads (contiguous runs of blocks, one per thread); the
+    block sums are added in block order, so the result equals :func:`exp_sum`'s bit for bit."""
+    keep = keeps_terms(x, out, c)
+    kept = term_buffer(out, scratch)
+    n = x.size
+    nb = (n + BLOCK - 1) // BLOCK
+    bs = np.full(nb, zero(c))
+    runs = min(threads, nb)
+    for t in prange(runs):
+        buf = compute_array(0 if keep else BLOCK, c)
+        for k in range(t * nb // runs, (t + 1) * nb // runs):
+            lo = k * BLOCK
+            hi = min(lo + BLOCK, n)
+            eb = kept[lo:hi] if keep else buf[: hi - lo]
+            exp_block(x[lo:hi], m, eb, c)
+            bs[k] = block_sum(eb, zero(c), c)
+    s = zero(c)
+    for k in range(nb):
+        s = s + bs[k]
+    return s
+
+
+@kernel_jit(parallel=True)
+def split_scale(x, m, out, scratch, s, c):
+    """Pass 3 of one long row across threads, the terms kept or recomputed."""
+    keep = keeps_terms(x, out, c)
+    n = out.size
+    nb = (n + BLOCK - 1) // BLOCK
+    for k in prange(nb):
+        lo = k * BLOCK
+        hi = min(lo + BLOCK, n)
+        if keep:
+            scale_range(out, scratch, lo, hi, s, c)
+        else:
+            _exp_scale(x[lo:hi], m, out[lo:hi], s, c)

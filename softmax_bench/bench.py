@@ -1,0 +1,309 @@
+"""Timings of the softmax kernels against their peers and a memory copy, all in one process.
+
+For every case (storage dtype and shape; softmax along the last axis) the same input array is
+given to:
+
+- the registered kernels (``shifted`` and ``naive``; for float16 both compute modes), called as
+  ``f(x)`` (allocating their result, like the peers), and the shifted kernel also as
+  ``f(x, out=out)`` into a preallocated array (like the copy: a fresh output of tens of MB costs
+  page faults and zeroing on first touch, which the copy does not pay);
+- numpy composed: ``e = np.exp(x - x.max(-1, keepdims=True)); e / e.sum(-1, keepdims=True)``;
+- ``scipy.special.softmax(x, axis=-1)`` and ``torch.softmax(torch.from_numpy(x), -1)`` (with
+  ``torch.set_num_threads(2)``) when importable;
+- ``np.copyto(out, x)`` into a preallocated array: one read and one write of every element, the
+  memory floor of any out-of-place softmax.
+
+Method: every implementation is called once first (numba compiles or loads its cache, peers warm
+up); then rounds of one call of each implementation in turn (interleaved, so that a change in
+machine load hits all of them alike) until the case has had ``--min-repeat`` rounds and spent
+``--budget`` seconds, or ``--max-repeat`` rounds. Reported per implementation: median, quartiles,
+min and max of the wall times, ns per element (median / elements), and ratios of medians
+``implementation / peer`` for every kernel. Results go to a printed table and to JSON (written
+atomically: a temporary file in the same directory, then ``os.replace``).
+
+Run: ``python -m softmax_bench.bench [--quick] [--out PATH] [--cases SUBSTRING ...]``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["main", "run", "CASES", "Case"]
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Case:
+    dtype: str
+    shape: tuple[int, ...]
+    computes: tuple[str, ...]  # compute precisions of the kernels timed on this case
+
+    @property
+    def name(self) -> str:
+        return f"{self.dtype} {'x'.join(str(s) for s in self.shape)}"
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+_SHAPES = [(1000,), (100_000,), (10_000_000,), (4096, 1024), (65536, 10)]
+CASES: tuple[Case, ...] = tuple(
+    Case(dt, shape, computes)
+    for dt, computes in [
+        ("float32", ("float32",)),
+        ("float64", ("float64",)),
+        ("float16", ("float32", "float16")),
+    ]
+    for shape in _SHAPES
+)
+_QUICK_SHAPES = {(1000,), (100_000,), (256, 1024), (4096, 10)}
+QUICK_CASES: tuple[Case, ...] = tuple(
+    Case(dt, shape, computes)
+    for dt, computes in [("float32", ("float32",)), ("float64", ("float64",)), ("float16", ("float32", "float16"))]
+    for shape in sorted(_QUICK_SHAPES, key=lambda s: (len(s), s))
+)
+
+
+def _numpy_composed(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _peers(x: np.ndarray, use_torch: bool) -> dict[str, Callable[[], object]]:
+    """name -> zero-argument callable for the peers that are installed and accept ``x``."""
+    peers: dict[str, Callable[[], object]] = {"numpy": lambda: _numpy_composed(x)}
+    try:
+        import scipy.special
+
+        peers["scipy"] = lambda: scipy.special.softmax(x, axis=-1)
+    except ImportError:
+        pass
+    if use_torch:
+        try:
+            import torch
+
+            torch.set_num_threads(2)
+            tx = torch.from_numpy(x)
+            peers["torch"] = lambda: torch.softmax(tx, -1)
+        except ImportError:
+            pass
+    out = np.empty_like(x)
+    peers["copy"] = lambda: np.copyto(out, x)
+    return peers
+
+
+def _stats(times: list[float], size: int) -> dict:
+    t = np.array(times)
+    q1, med, q3 = np.percentile(t, [25, 50, 75])
+    return {
+        "median_s": float(med),
+        "q1_s": float(q1),
+        "q3_s": float(q3),
+        "min_s": float(t.min()),
+        "max_s": float(t.max()),
+        "repeats": int(t.size),
+        "ns_per_element": float(med / size * 1e9),
+    }
+
+
+def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
+              algorithms=("shifted", "naive")) -> dict:
+    """Time every implementation on one case; returns the JSON record of the case."""
+    from softmax_bench.kernels import get_kernel
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(case.shape).astype(case.dtype)
+    impls: dict[str, Callable[[], object]] = {}
+    out = np.empty_like(x)
+    for algorithm in algorithms:
+        for compute in case.computes:
+            spec = get_kernel(algorithm, case.dtype, compute)
+            impls[spec.id] = (lambda f: lambda: f(x))(spec.fn)
+            if algorithm == "shifted":  # into a preallocated array, like the copy
+                impls[spec.id + " out="] = (lambda f: lambda: f(x, out=out))(spec.fn)
+    kernel_names = list(impls)
+    impls.update(_peers(x, use_torch))
+    unsupported = {}
+    for name, f in list(impls.items()):  # warm-up: compile / load caches, first-touch memory
+        try:
+            with np.errstate(all="ignore"):
+                f()
+        except Exception as err:  # a peer that does not take this dtype
+            unsupported[name] = f"{type(err).__name__}: {err}"
+            del impls[name]
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
+        for name, f in impls.items():
+            with np.errstate(all="ignore"):
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+        rounds += 1
+    results = {name: _stats(ts, case.size) for name, ts in times.items()}
+    peers = [p for p in ("numpy", "scipy", "torch", "copy") if p in results]
+    ratios = {
+        k: {p: results[k]["median_s"] / results[p]["median_s"] for p in peers}
+        for k in kernel_names
+        if k in results
+    }
+    return {
+        "case": case.name,
+        "dtype": case.dtype,
+        "shape": list(case.shape),
+        "elements": case.size,
+        "results": results,
+        "ratios": ratios,
+        "unsupported": unsupported,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def meta() -> dict:
+    import numba
+
+    info = {
+        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "numba_threads": numba.get_num_threads(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "git_commit": _git_commit(),
+    }
+    for mod in ("scipy", "torch"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    try:
+        info["loadavg_start"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return info
+
+
+def write_json_atomic(data: dict, path: Path) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then
+    ``os.replace``), so a reader never sees a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _fmt_table(records: list[dict]) -> str:
+    peers = ("numpy", "scipy", "torch", "copy")
+    lines = []
+    head = f"{'case':22s} {'implementation':28s} {'median ms':>10s} {'IQR ms':>15s} {'ns/el':>8s}  " + " ".join(
+        f"{'/' + p:>7s}" for p in peers
+    )
+    lines.append(head)
+    lines.append("-" * len(head))
+    for rec in records:
+        for name, r in rec["results"].items():
+            rat = rec["ratios"].get(name, {})
+            cols = " ".join(f"{rat[p]:7.2f}" if p in rat else f"{'':7s}" for p in peers)
+            iqr = f"{r['q1_s'] * 1e3:.3f}-{r['q3_s'] * 1e3:.3f}"
+            lines.append(
+                f"{rec['case']:22s} {name:28s} {r['median_s'] * 1e3:10.3f} {iqr:>15s} "
+                f"{r['ns_per_element']:8.3f}  {cols}"
+            )
+        for name, why in rec["unsupported"].items():
+            lines.append(f"{rec['case']:22s} {name:28s} unsupported ({why[:60]})")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print) -> dict:
+    """Time ``cases``; returns {"meta": ..., "cases": [...]}."""
+    info = meta()
+    records = []
+    for case in cases:
+        t0 = time.perf_counter()
+        records.append(
+            time_case(case, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat, use_torch=use_torch)
+        )
+        if progress:
+            progress(f"  {case.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    try:
+        info["loadavg_end"] = list(os.getloadavg())
+    except OSError:
+        pass
+    return {"meta": info, "cases": records}
+
+
+def _default_out() -> Path:
+    root = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
+    return root / "results" / "bench" / "bench.json"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="softmax-bench bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small shapes only (a smoke run)")
+    p.add_argument("--cases", nargs="*", default=None, help="keep cases whose name contains any of these")
+    p.add_argument("--out", type=Path, default=None, help="JSON output (default results/bench/bench.json)")
+    p.add_argument("--budget", type=float, default=2.0, help="seconds of timing per case (default 2)")
+    p.add_argument("--min-repeat", type=int, default=7)
+    p.add_argument("--max-repeat", type=int, default=201)
+    p.add_argument("--no-torch", action="store_true", help="do not time torch even if installed")
+    args = p.parse_args(argv)
+    cases = QUICK_CASES if args.quick else CASES
+    if args.cases:
+        cases = [c for c in cases if any(s in c.name for s in args.cases)]
+    data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
+               use_torch=not args.no_torch)
+    print(_fmt_table(data["cases"]))
+    out = args.out or _default_out()
+    write_json_atomic(data, out)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Every registered kernel against the correctly rounded mpmath reference, element by element,
+within the a-priori ULP budget of conftest.ulp_budget (derived there from the operations and the
+summation order the kernels run; not fitted to observed errors)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from softmax_bench.formats import FORMATS, ulp_error
+from softmax_bench.kernels import KERNELS
+from softmax_bench.reference import softmax as reference_softmax
+
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,  # the first call of a kernel may compile it
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,  # a fixed, reproducible sample (CI and local runs see the same rows)
+)
+
+#: naive: inputs kept where no exp overflows or underflows and the sum of up to 16 terms stays
+#: finite in the compute format (float16: 16 e^8 = 47,697 < 65,504), the regime its bound covers.
+NAIVE_LIMIT = {"float16": 8.0, "float32": 40.0, "float64": 300.0}
+
+
+def _finite(dtype):
+    w = {"float16": 16, "float32": 32, "float64": 64}[np.dtype(dtype).name]
+    return st.floats(allow_nan=False, allow_infinity=False, width=w)
+
+
+@st.composite
+def shifted_rows(draw, dtype):
+    """Rows that exercise the shifted kernel: a centre anywhere in the finite range and offsets
+    of a random spread (from ties to the whole range)."""
+    dtype = np.dtype(dtype)
+    fmt = FORMATS[dtype.name]
+    n = draw(st.integers(1, 24))
+    kind = draw(st.sampled_from(["narrow", "medium", "wide", "anything"]))
+    if kind == "anything":
+        vals = draw(st.lists(_finite(dtype), min_size=n, max_size=n))
+        return np.array(vals, dtype=dtype)
+    centre = draw(_finite(dtype))
+    spread = {"narrow": 1.0, "medium": 30.0, "wide": 1000.0}[kind]
+    offs = draw(st.lists(st.floats(-spread, spread), min_size=n, max_size=n))
+    with np.errstate(over="ignore"):
+        row = (np.float64(centre) + np.array(offs)).clip(-fmt.max_finite, fmt.max_finite)
+    return row.astype(dtype)
+
+
+@st.composite
+def naive_rows(draw, dtype, compute):
+    n = draw(st.integers(1, 16))
+    lim = NAIVE_LIMIT[compute]
+    vals = draw(st.lists(st.floats(-lim, lim), min_size=n, max_size=n))
+    return np.array(vals, dtype=dtype)
+
+
+def _check_row(spec, row, budget):
+    got = spec(row)
+    ref = reference_softmax(row)
+    assert got.dtype == row.dtype and got.shape == row.shape
+    err = ulp_error(got, ref)
+    bound = budget(spec, row, ref)
+    bad = err > bound
+    assert not bad.any(), (
+        f"{spec.id}: row={row.tolist()} got={got.tolist()} ref={ref.tolist()} "
+        f"ulp_err={err[bad].tolist()} budget={bound[bad].tolist()}"
+    )
+
+
+@pytest.mark.parametrize(
+    "spec", [k for k in KERNELS if k.algorithm == "shifted"], ids=lambda k: k.id
+)
+@SETTINGS
+@given(data=st.data())
+def test_shifted_within_budget(spec, data, budget):
+    _check_row(spec, data.draw(shifted_rows(spec.dtype)), budget)
+
+
+@pytest.mark.parametrize(
+    "spec", [k for k in KERNELS if k.algorithm == "naive"], ids=lambda k: k.id
+)
+@SETTINGS
+@given(data=st.data())
+def test_naive_within_budget(spec, data, budget):
+    _check_row(spec, data.draw(naive_rows(spec.dtype, spec.compute)), budget)
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_fixed_rows_within_budget(spec, budget):
+    """A few named rows: ties, one dominant entry, a 64-term row (several lane groups and
+    leftovers), small integers."""
+    lim = NAIVE_LIMIT[spec.compute]
+    rng = np.random.default_rng(20240611)
+    rows = [
+        np.zeros(7),
+        np.array([0.0, -1.0, -2.0, -3.0]),
+        np.array([5.0, 0.0, 0.0]),
+        rng.uniform(-3, 3, 64),
+        rng.uniform(-lim / 2, lim / 2, 37),
+        np.arange(-8, 8, dtype=np.float64),
+    ]
+    for row in rows:
+        _check_row(spec, row.astype(spec.dtype), budget)
+
+
+def test_budget_is_not_vacuous(budget):
+    """The budget means something: for short rows of moderate spread it is a few ULPs when the
+    compute format is the storage format, and about one ULP (the final rounding plus the
+    reference's half ULP) when the compute format is much wider."""
+    row = np.array([0.5, -1.25, 2.0, -3.0, 0.0, 1.5, -0.75, 2.5])
+    for kid, limit in [
+        ("shifted/float32@float32", 20.0),
+        ("shifted/float64@float64", 20.0),
+        ("shifted/float16@float16", 20.0),
+        ("shifted/float32@float64", 1.5),
+        ("shifted/float16@float32", 1.5),
+        ("naive/float32@float64", 1.5),
+    ]:
+        spec = next(k for k in KERNELS if k.id == kid)
+        r = row.astype(spec.dtype)
+        b = budget(spec, r, reference_softmax(r))
+        assert np.all(b < limit), (kid, b)

@@ -1,0 +1,191 @@
+"""The callable every kernel exposes, f(x, axis=-1, out=None): shapes, axes, memory layouts,
+out=, the input left alone, errors; and that a row's result does not depend on how it is
+scheduled (alone, in a bundle of short rows, split across threads)."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from softmax_bench.kernels import KERNELS, get_kernel
+from softmax_bench.kernels.arith import BLOCK, COMPUTE_MARKERS
+from softmax_bench.kernels.passes import PARALLEL_MIN, RECOMPUTE_BYTES, SPLIT_MIN
+
+F32 = get_kernel("shifted", "float32")
+
+
+def _rows_ref(spec, x, axis):
+    """The kernel applied to each 1-D row separately (the 1-D path is the reference layout)."""
+    xm = np.moveaxis(x, axis, -1)
+    out = np.empty(xm.shape, x.dtype)
+    for idx in np.ndindex(xm.shape[:-1]):
+        out[idx] = spec(np.ascontiguousarray(xm[idx]))
+    return np.moveaxis(out, -1, axis)
+
+
+def _same(a, b):
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_every_axis_and_layout(spec):
+    rng = np.random.default_rng(7)
+    x = rng.normal(0, 3, (3, 5, 6)).astype(spec.dtype)
+    for axis in (0, 1, 2, -1, -2, -3):
+        want = _rows_ref(spec, x, axis)
+        assert _same(spec(x, axis=axis), want)
+        assert _same(spec(np.asfortranarray(x), axis=axis), want)
+        assert _same(spec(x[::-1, :, ::-1], axis=axis), _rows_ref(spec, x[::-1, :, ::-1], axis))
+    assert _same(spec(x[:, ::2, 1::2]), _rows_ref(spec, x[:, ::2, 1::2], -1))
+    assert _same(spec(x.transpose(2, 0, 1), axis=1), _rows_ref(spec, x.transpose(2, 0, 1), 1))
+
+
+def test_one_dimensional_and_length_one():
+    assert F32(np.array([3.0], np.float32)).tolist() == [1.0]
+    y = F32(np.array([0.0, 0.0], np.float32))
+    assert y.tolist() == [0.5, 0.5] and y.dtype == np.float32 and y.shape == (2,)
+    assert F32(np.zeros((4, 1), np.float32)).tolist() == [[1.0]] * 4
+
+
+def test_empty_other_axis():
+    x = np.zeros((0, 5), np.float32)
+    y = F32(x)
+    assert y.shape == (0, 5) and y.dtype == np.float32
+    out = np.empty((0, 5), np.float32)
+    assert F32(x, out=out) is out
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_input_not_modified(spec):
+    x = np.random.default_rng(1).normal(0, 2, (9, 33)).astype(spec.dtype)
+    keep = x.copy()
+    spec(x)
+    spec(x, axis=0)
+    spec(x, out=np.empty_like(x))
+    assert np.array_equal(x.view(np.uint8), keep.view(np.uint8))
+
+
+def test_read_only_and_broadcast_input():
+    x = np.linspace(-3, 3, 12, dtype=np.float32).reshape(3, 4)
+    x.flags.writeable = False
+    assert _same(F32(x), _rows_ref(F32, x, -1))
+    b = np.broadcast_to(np.arange(4, dtype=np.float32), (5, 4))
+    y = F32(b)
+    assert y.flags.writeable and (y == y[0]).all()
+
+
+def test_out_is_filled_and_returned():
+    x = np.random.default_rng(2).normal(size=(4, 10)).astype(np.float32)
+    want = F32(x)
+    out = np.empty_like(x)
+    assert F32(x, out=out) is out and _same(out, want)
+    # a non-contiguous out, and out along another axis
+    big = np.zeros((4, 20), np.float32)
+    out = big[:, ::2]
+    assert F32(x, out=out) is out and _same(out, want)
+    assert (big[:, 1::2] == 0).all()
+    out = np.empty((10, 4), np.float32).T
+    assert F32(x, out=out) is out and _same(out, want)
+    out0 = np.empty_like(x)
+    assert F32(x, axis=0, out=out0) is out0 and _same(out0, F32(x, axis=0))
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_out_in_every_mode(spec):
+    x = np.random.default_rng(8).normal(size=(5, 12)).astype(spec.dtype)
+    want = spec(x)
+    out = np.empty_like(x)
+    assert spec(x, out=out) is out and _same(out, want)
+    out = np.empty((12, 5), spec.dtype).T  # non-contiguous: through a temporary
+    assert spec(x, out=out) is out and _same(out, want)
+    with pytest.raises(TypeError, match="out must have dtype"):
+        spec(x, out=np.empty(x.shape, np.float32 if spec.dtype != np.float32 else np.float64))
+
+
+def test_out_may_alias_the_input():
+    x = np.random.default_rng(3).normal(size=(6, 50)).astype(np.float32)
+    want = F32(x)
+    y = x.copy()
+    assert F32(y, out=y) is y and _same(y, want)
+    # partial overlap: out is the input shifted by one column
+    buf = np.concatenate([x, np.zeros((6, 1), np.float32)], axis=1)
+    src = buf[:, :-1]
+    dst = buf[:, 1:]
+    res = F32(src, out=dst)
+    assert res is dst and _same(dst, want)
+
+
+@pytest.mark.parametrize(
+    "call, exc, match",
+    [
+        (lambda: F32([1.0, 2.0]), TypeError, "numpy array"),
+        (lambda: F32(np.zeros(3, np.float64)), TypeError, "dtype float32"),
+        (lambda: F32(np.zeros(3, np.int32)), TypeError, "dtype float32"),
+        (lambda: F32(np.zeros(3, ">f4")), TypeError, "dtype float32"),
+        (lambda: F32(np.array(1.0, np.float32)), ValueError, "0-d"),
+        (lambda: F32(np.zeros((3, 0), np.float32)), ValueError, "empty"),
+        (lambda: F32(np.zeros((3, 2), np.float32), axis=2), ValueError, "out of bounds"),
+        (lambda: F32(np.zeros((3, 2), np.float32), axis=-3), ValueError, "out of bounds"),
+        (lambda: F32(np.zeros(3, np.float32), axis=0.0), TypeError, "axis must be an integer"),
+        (lambda: F32(np.zeros(3, np.float32), axis=True), TypeError, "axis must be an integer"),
+        (lambda: F32(np.zeros(3, np.float32), axis=None), TypeError, "axis must be an integer"),
+        (lambda: F32(np.zeros(3, np.float32), out=[0.0] * 3), TypeError, "out must be a numpy"),
+        (lambda: F32(np.zeros(3, np.float32), out=np.zeros(3)), TypeError, "out must have dtype"),
+        (lambda: F32(np.zeros(3, np.float32), out=np.zeros(4, np.float32)), ValueError, "shape"),
+        (lambda: F32(np.zeros((2, 3), np.float32), out=np.zeros((3, 2), np.float32)), ValueError, "shape"),
+    ],
+)
+def test_errors(call, exc, match):
+    with pytest.raises(exc, match=match):
+        call()
+
+
+def test_read_only_out_is_refused():
+    out = np.zeros(3, np.float32)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        F32(np.zeros(3, np.float32), out=out)
+
+
+def test_numpy_integer_axis():
+    x = np.random.default_rng(4).normal(size=(3, 4)).astype(np.float32)
+    assert _same(F32(x, axis=np.int64(0)), F32(x, axis=0))
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_result_does_not_depend_on_scheduling(spec):
+    """Bundles of short rows, rows one by one, a parallel batch and a long row split across
+    threads all run the same operations in the same order: bit-identical results."""
+    rng = np.random.default_rng(5)
+    view = np.uint16 if spec.dtype == np.float16 else spec.dtype
+    c = COMPUTE_MARKERS[spec.compute]
+    for n in (10, 700, BLOCK + 37, SPLIT_MIN + 5):
+        rows = max(2, PARALLEL_MIN // n + 1)  # big enough for the parallel path
+        x = rng.normal(0, 4, (rows, n)).astype(spec.dtype)
+        batch = spec(x)
+        one = spec(np.ascontiguousarray(x[-1]))
+        assert np.array_equal(batch[-1], one, equal_nan=True), n
+        seq = np.empty_like(x)
+        spec.rows(x.view(view), seq.view(view), c, 1)
+        assert np.array_equal(batch, seq, equal_nan=True), n
+    # one long row: split across 2 threads vs on one thread
+    x = rng.normal(0, 4, (1, SPLIT_MIN * 2 + 11)).astype(spec.dtype)
+    a, b = np.empty_like(x), np.empty_like(x)
+    spec.rows(x.view(view), a.view(view), c, 1)
+    spec.rows(x.view(view), b.view(view), c, max(2, numba.get_num_threads()))
+    assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_recomputed_terms_equal_kept_terms(spec):
+    """Rows of at least RECOMPUTE_BYTES recompute their terms in pass 3 (modes that would need a
+    scratch row) or keep them in out: either way the same bits as a short row. A long row whose
+    tail is -inf (exact zero terms, which leave every partial sum unchanged) must reproduce the
+    short row on its head, and 0 on its tail."""
+    head = np.random.default_rng(6).normal(0, 3, 3000).astype(spec.dtype)
+    n = RECOMPUTE_BYTES // spec.dtype.itemsize + 1000
+    x = np.full(n, -np.inf, spec.dtype)
+    x[: head.size] = head
+    y = spec(x)
+    assert np.array_equal(y[: head.size], spec(head))
+    assert not y[head.size :].any()

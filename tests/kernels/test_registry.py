@@ -1,0 +1,97 @@
+"""The kernel registry (one table, stable ids) and numba's on-disk cache across processes."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from softmax_bench.kernels import KERNELS, KernelSpec, get_kernel, list_kernels
+from softmax_bench.kernels.registry import ALGORITHMS, MODES
+
+EXPECTED_IDS = {
+    f"{a}/{s}@{c}"
+    for a in ("naive", "shifted")
+    for s, c in [
+        ("float16", "float16"),
+        ("float16", "float32"),
+        ("float32", "float32"),
+        ("float32", "float64"),
+        ("float64", "float64"),
+    ]
+}
+
+
+def test_ids_are_stable_and_unique():
+    ids = [k.id for k in KERNELS]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == EXPECTED_IDS
+    assert len(KERNELS) == len(ALGORITHMS) * len(MODES)
+    for k in KERNELS:
+        assert isinstance(k, KernelSpec)
+        assert k.id == f"{k.algorithm}/{k.dtype.name}@{k.compute}"
+
+
+def test_get_kernel_defaults_and_spellings():
+    assert get_kernel("shifted", "float32").id == "shifted/float32@float32"
+    assert get_kernel("shifted", np.float16).id == "shifted/float16@float16"
+    assert get_kernel("naive", np.dtype("float64")).id == "naive/float64@float64"
+    assert get_kernel("shifted", "float16", compute="float32").id == "shifted/float16@float32"
+    assert get_kernel("shifted", np.float32, np.float64).id == "shifted/float32@float64"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("online", "float32"), ("shifted", "int32"), ("shifted", "float64", "float32"),
+     ("shifted", "float32", "float16"), ("shifted", "nonsense")],
+)
+def test_get_kernel_unknown(args):
+    with pytest.raises(KeyError):
+        get_kernel(*args)
+
+
+def test_list_kernels_filters():
+    assert len(list_kernels()) == len(KERNELS)
+    assert {k.id for k in list_kernels("naive")} == {i for i in EXPECTED_IDS if i.startswith("naive")}
+    assert {k.id for k in list_kernels(dtype="float16")} == {
+        "naive/float16@float16", "naive/float16@float32",
+        "shifted/float16@float16", "shifted/float16@float32",
+    }
+    assert [k.id for k in list_kernels("shifted", np.float32, "float64")] == ["shifted/float32@float64"]
+
+
+def test_spec_is_callable_and_fn_is_the_plain_function():
+    k = get_kernel("shifted", "float64")
+    x = np.array([1.0, 2.0, 3.0])
+    assert np.array_equal(k(x), k.fn(x))
+    assert k.fn.__doc__ and "shifted/float64@float64" in k.fn.__doc__
+
+
+def test_compiled_kernels_are_cached_across_processes():
+    """cache=True works for the mode-generic kernels: a fresh process loads every specialisation
+    it needs from disk (no compilation). The first process may compile (and write the cache)."""
+    code = textwrap.dedent(
+        """
+        import json, numpy as np
+        from softmax_bench.kernels import get_kernel
+        k = get_kernel("shifted", "float16", "float32")
+        k(np.zeros((3, 7), np.float16))
+        s = k.rows.stats
+        print(json.dumps({"hits": sum(s.cache_hits.values()), "misses": sum(s.cache_misses.values())}))
+        """
+    )
+    env = {key: v for key, v in os.environ.items() if key != "NUMBA_DISABLE_JIT"}
+    runs = []
+    for _ in range(2):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert out.returncode == 0, out.stderr
+        runs.append(out.stdout.strip().splitlines()[-1])
+    import json
+
+    second = json.loads(runs[1])
+    assert second == {"hits": 1, "misses": 0}, runs

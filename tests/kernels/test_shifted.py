@@ -1,0 +1,129 @@
+"""The shifted kernel: what the shift buys (no NaN, inf or all-zero row for any finite input, in
+every format and mode), float16 arithmetic really rounding every operation, and special values."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from softmax_bench.kernels import get_kernel, list_kernels
+
+SHIFTED = list_kernels("shifted")
+WIDTH = {"float16": 16, "float32": 32, "float64": 64}
+
+
+def finite_rows(dtype, max_n=64):
+    """Any finite values of ``dtype``, from the smallest subnormals to +-largest finite."""
+    return arrays(
+        dtype,
+        st.integers(1, max_n),
+        elements=st.floats(allow_nan=False, allow_infinity=False, width=WIDTH[np.dtype(dtype).name]),
+    )
+
+
+@pytest.mark.parametrize("spec", SHIFTED, ids=lambda k: k.id)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_finite_input_gives_a_distribution(spec, data):
+    """exp(x_i - m) <= 1 never overflows and exp(0) = 1 makes the sum >= 1: every output finite,
+    in [0, 1], and the maximum's output is non-zero, whatever the finite input."""
+    x = data.draw(finite_rows(spec.dtype))
+    y = spec(x)
+    assert np.isfinite(y).all(), (x, y)
+    assert ((y >= 0) & (y <= 1)).all(), (x, y)
+    assert y[np.argmax(x)] > 0, (x, y)
+    assert y.any()
+
+
+@pytest.mark.parametrize("spec", SHIFTED, ids=lambda k: k.id)
+def test_extremes_of_the_range(spec):
+    """Rows spanning the whole format: +-largest finite, smallest subnormals, zeros."""
+    fi = np.finfo(spec.dtype)
+    tiny = np.array(fi.smallest_subnormal, spec.dtype)
+    big = np.array(fi.max, spec.dtype)
+    rows = [
+        np.array([big, -big]),
+        np.array([-big, -big, -big]),
+        np.array([big, big]),
+        np.array([tiny, -tiny, 0, -0.0]),
+        np.array([-big, tiny]),
+    ]
+    for r in rows:
+        y = spec(r.astype(spec.dtype))
+        assert np.isfinite(y).all() and y.any(), (r, y)
+    # ties at the top share the mass exactly
+    assert spec(np.array([big, big], spec.dtype)).tolist() == [0.5, 0.5]
+    assert spec(np.array([-big, -big, -big, -big], spec.dtype)).tolist() == [0.25] * 4
+
+
+@pytest.mark.parametrize("algorithm", ["shifted", "naive"])
+def test_float16_arithmetic_stalls_at_2048(algorithm):
+    """4096 equal inputs: in binary16 arithmetic the recursive sum of ones stops at 2048
+    (2048 + 1 rounds back to 2048), so every output is 1/2048; computing in float32 gives the
+    right 1/4096."""
+    x = np.zeros(4096, np.float16)
+    half = get_kernel(algorithm, "float16", "float16")(x)
+    single = get_kernel(algorithm, "float16", "float32")(x)
+    assert (half == np.float16(1 / 2048)).all()
+    assert (single == np.float16(1 / 4096)).all()
+    # the stall depends on the order, not on the values: a shifted constant row does the same
+    assert (get_kernel("shifted", "float16", "float16")(x + np.float16(3)) == np.float16(1 / 2048)).all()
+
+
+def _emulate_half(x: np.ndarray, shifted: bool) -> np.ndarray:
+    """Softmax with every operation rounded to binary16 by numpy (float16 scalar arithmetic is
+    float32 arithmetic rounded to binary16, i.e. correctly rounded), exp rounded once from float64,
+    and the recursive sum in index order."""
+    m = x.max() if shifted else np.float16(0)
+    d = [np.float16(v - m) if shifted else v for v in x]
+    e = [np.float16(np.exp(np.float64(v))) for v in d]
+    s = np.float16(0)
+    for v in e:
+        s = np.float16(s + v)
+    return np.array([np.float16(v / s) for v in e], np.float16)
+
+
+@pytest.mark.parametrize("algorithm", ["shifted", "naive"])
+@settings(max_examples=60, deadline=None)
+@given(
+    x=arrays(np.float16, st.integers(1, 40), elements=st.floats(-8, 8, width=16)),
+)
+def test_float16_arithmetic_is_stepwise_binary16(algorithm, x):
+    """compute="float16" is binary16 arithmetic step by step: bit-identical to numpy float16
+    arithmetic with the same operation order (the recursive sum included)."""
+    with np.errstate(over="ignore", under="ignore"):
+        want = _emulate_half(x, algorithm == "shifted")
+    got = get_kernel(algorithm, "float16", "float16")(x)
+    assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), (x, got, want)
+
+
+@pytest.mark.parametrize("spec", SHIFTED, ids=lambda k: k.id)
+def test_special_values(spec):
+    """What the operations give (kernels/shifted.py docstring): NaN anywhere or +inf anywhere
+    -> NaN row (m is NaN / inf - inf); -inf entries with a finite maximum -> exactly 0;
+    a row of only -inf -> NaN."""
+    dt = spec.dtype
+    inf, nan = np.inf, np.nan
+    assert np.isnan(spec(np.array([0.0, nan, 1.0], dt))).all()
+    assert np.isnan(spec(np.array([nan], dt))).all()
+    assert np.isnan(spec(np.array([0.0, inf, 1.0], dt))).all()
+    assert np.isnan(spec(np.array([inf, inf], dt))).all()
+    assert np.isnan(spec(np.array([-inf, -inf], dt))).all()
+    assert np.isnan(spec(np.array([-inf, inf], dt))).all()
+    y = spec(np.array([-inf, 0.0, -inf, 0.0], dt))
+    assert y.tolist() == [0.0, 0.5, 0.0, 0.5]
+    # a NaN only spoils its own row
+    y = spec(np.array([[0.0, nan], [0.0, 0.0]], dt))
+    assert np.isnan(y[0]).all() and y[1].tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("spec", SHIFTED, ids=lambda k: k.id)
+def test_shift_invariance_on_integer_shifts(spec):
+    """S(x + c) = S(x) exactly when every x_i + c and the differences are exact (small integers):
+    the kernel only ever sees x_i - m."""
+    x = np.array([0.0, -1.0, 3.0, 2.0, -5.0], spec.dtype)
+    y = spec(x)
+    for c in (1.0, -7.0, 100.0, 1000.0):
+        assert np.array_equal(spec(x + np.array(c, spec.dtype)), y)
