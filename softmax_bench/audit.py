@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as _dt
-import json
 import multiprocessing
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from softmax_bench import inputs, metrics
+from softmax_bench.results_io import load_json, write_json_atomic
 
 __all__ = ["AuditConfig", "run", "run_case", "load", "write_json_atomic", "DEFAULT_SIZES"]
 
@@ -140,43 +139,9 @@ def _meta(config: AuditConfig) -> dict:
     }
 
 
-def _json_ready(value):
-    """Strict JSON: non-finite floats become the strings 'inf', '-inf', 'nan'."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return "nan" if np.isnan(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_json_ready(data), f, indent=1, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load(path: Path) -> dict:
-    """Read an audit JSON, turning 'inf'/'nan' strings back into floats."""
-
-    def revive(obj):
-        for k, v in obj.items():
-            if v in ("inf", "-inf", "nan"):
-                obj[k] = float(v)
-        return obj
-
-    with open(path) as f:
-        return json.load(f, object_hook=revive)
+    """Read an audit JSON (non-finite numbers come back as floats)."""
+    return load_json(path)
 
 
 def _case_key(record: dict) -> tuple:

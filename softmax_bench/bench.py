@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from softmax_bench.results_io import write_json_atomic
 
 __all__ = ["main", "run", "CASES", "Case"]
 
@@ -219,24 +219,6 @@ def meta() -> dict:
     return info
 
 
-def write_json_atomic(data: dict, path: Path) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then
-    ``os.replace``), so a reader never sees a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def _fmt_table(records: list[dict]) -> str:
     peers = ("numpy", "scipy", "torch", "copy")
     lines = []
@@ -300,7 +282,7 @@ def main(argv=None) -> int:
                use_torch=not args.no_torch)
     print(_fmt_table(data["cases"]))
     out = args.out or _default_out()
-    write_json_atomic(data, out)
+    write_json_atomic(out, data)
     print(f"wrote {out}")
     return 0
 

@@ -9,12 +9,11 @@ implementation agrees.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 from softmax_bench.audit import load
+from softmax_bench.results_io import atomic_write
 
 __all__ = ["cell", "headline_tables", "write_report", "update_readme"]
 
@@ -139,18 +138,12 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
 
 
 def _save(fig, path: Path) -> str:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     return path.name
 
 
 def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report") -> Path:

@@ -1,0 +1,29 @@
+"""softmax_bench.results_io: atomic replacement and strict JSON with non-finite numbers."""
+import json
+import math
+
+import pytest
+
+from softmax_bench.results_io import atomic_write, load_json, write_json_atomic
+
+
+def test_round_trip_of_non_finite_numbers(tmp_path):
+    path = write_json_atomic(tmp_path / "r.json", {"a": [math.inf, -math.inf, 1.5], "b": {"c": math.nan}})
+    json.loads(path.read_text())  # strict JSON
+    back = load_json(path)
+    assert back["a"] == [math.inf, -math.inf, 1.5] and math.isnan(back["b"]["c"])
+
+
+def test_an_interrupted_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"v": 1})
+
+    def crash(tmp):
+        with open(tmp, "w") as f:
+            f.write('{"v": 2, "half')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, crash)
+    assert load_json(path) == {"v": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
