@@ -70,7 +70,7 @@ def test_spec_is_callable_and_fn_is_the_plain_function():
     assert k.fn.__doc__ and "shifted/float64@float64" in k.fn.__doc__
 
 
-def test_compiled_kernels_are_cached_across_processes():
+def test_compiled_kernels_are_cached_across_processes(tmp_path):
     """cache=True works for the mode-generic kernels: a fresh process loads every specialisation
     it needs from disk (no compilation). The first process may compile (and write the cache)."""
     code = textwrap.dedent(
@@ -87,7 +87,8 @@ def test_compiled_kernels_are_cached_across_processes():
     runs = []
     for _ in range(2):
         out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600,
+            cwd=tmp_path,  # not the repo root, whose source folders would shadow the installed package
         )
         assert out.returncode == 0, out.stderr
         runs.append(out.stdout.strip().splitlines()[-1])

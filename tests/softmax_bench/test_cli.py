@@ -61,6 +61,7 @@ def test_scipy_as_a_user_implementation(tmp_path):
          "--dtypes", "float64", "--kernels", "shifted", "--families", "normal1,posinf",
          "--sizes", "3", "--rows", "2", "--workers", "1", "--json", str(path), "--no-progress"],
         capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,  # not the repo root, whose source folders would shadow the installed package
     )
     assert proc.returncode == 0, proc.stderr
     records = json.loads(path.read_text())["records"]
