@@ -62,6 +62,7 @@ def _implementations(config: AuditConfig, dtype: str) -> list[dict]:
         {
             "implementation": spec.id,
             "kind": "kernel",
+            "spec": spec,
             "algorithm": spec.algorithm,
             "compute": spec.compute,
             "fn": spec.fn,
@@ -101,6 +102,12 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> list[dict]
             "n": n,
         }
         record.update(metrics.summarise(y, exact, config.ulp_budget))
+        if impl["kind"] == "kernel":
+            from softmax_bench import bounds
+
+            record.update(bounds.record_fields(impl["spec"], x, y, exact))
+        else:  # peers: no derived bound
+            record.update(bound_ulp=None, tightness=None, within_bound=None)
         records.append(record)
     return records
 
@@ -153,7 +160,10 @@ def run(config: AuditConfig, json_path: Path | None, resume: bool = False, progr
 
     Record fields: implementation, kind, algorithm, dtype, compute, returned_dtype, family, n,
     then :func:`softmax_bench.metrics.summarise`'s fields (rows, max_ulp, median_ulp, mean_ulp,
-    max_rel, nan_rows, inf_rows, all_zero_rows, spurious_zero, ... ).
+    max_rel, nan_rows, inf_rows, all_zero_rows, spurious_zero, ... ), then the error-bound fields
+    of :func:`softmax_bench.bounds.record_fields` for kernels (bound_ulp, max_ulp_in_domain,
+    tightness, within_bound, bound_violations, outside_bound_domain_rows and _reasons,
+    outside_domain_failed_rows); peers get ``bound_ulp``/``tightness``/``within_bound`` None.
     """
     result = {"meta": _meta(config), "records": []}
     done = set()

@@ -114,6 +114,32 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_ranges(args) -> int:
+    from softmax_bench import ranges
+
+    start = time.perf_counter()
+    result = ranges.run(out_dir=args.out, json_path=args.json, maps=not args.no_maps,
+                        kernels=args.kernels)
+    print(ranges.format_table(result["thresholds"]))
+    for m in result["maps"]:
+        counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items() if v)
+        print(f"  {m['kernel']:26} {args.out / m['png']}  ({counts})")
+    print("\nseed properties (softmax_bench.properties.check_all):")
+    for p in result["properties"]:
+        print(f"  {p['kernel']:26} holds {p['holds']}, violated {p['violated']}, predicted failure "
+              f"{p['predicted_failure']} (failed as predicted {p['failed_as_predicted']}), "
+              f"unbounded {p['unbounded']}")
+    bad = [r for r in result["thresholds"] if not (r["overflow_ok"] and r["underflow_ok"])]
+    bad += [p for p in result["properties"] if p["violated"]]
+    beyond = [m for m in result["maps"] if m["counts"].get("beyond bound")]
+    print(f"\nthresholds and maps written to {result['json']} ({time.perf_counter() - start:.1f} s)")
+    if bad:
+        print(f"{len(bad)} thresholds disagree with theory", file=sys.stderr)
+    if beyond:
+        print(f"{len(beyond)} failure maps have cells beyond the error bound", file=sys.stderr)
+    return 1 if bad or beyond else 0
+
+
 def cmd_list(args) -> int:
     from softmax_bench import inputs, peers
     from softmax_bench.kernels import list_kernels
@@ -169,6 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", type=Path, default=Path("results"))
     rep.add_argument("--readme", type=Path, help="also refresh the headline table in this README")
     rep.set_defaults(func=cmd_report)
+
+    rng = sub.add_parser("ranges", help="overflow/underflow thresholds by bisection, and failure maps")
+    rng.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"])
+    rng.add_argument("--json", type=Path, default=None, help="default: OUT/ranges.json")
+    rng.add_argument("--out", type=Path, default=Path("results/ranges"), help="folder of the PNG maps")
+    rng.add_argument("--no-maps", action="store_true", help="thresholds only (no mpmath reference)")
+    rng.set_defaults(func=cmd_ranges)
 
     lst = sub.add_parser("list", help="kernels, input families and peers available")
     lst.set_defaults(func=cmd_list)

@@ -86,6 +86,80 @@ def size_table(records: list[dict], family: str = "normal1") -> str:
     return "\n".join(lines) + "\n"
 
 
+def bound_table(records: list[dict]) -> str:
+    """Per kernel: the largest a-priori bound (ULPs), the tightness (largest measured / bound over
+    elements, <= 1 when within), whether every record is within its bound, and the rows outside
+    the bound's domain by reason (softmax_bench.bounds). Peers have no bound and are left out."""
+    kernel_recs = [r for r in records if r.get("kind") == "kernel" and "within_bound" in r]
+    if not kernel_recs:
+        return ""
+    lines = [
+        "| kernel | max bound (ULP) | max measured in domain (ULP) | tightness | within bound | "
+        "rows outside bound domain (reason: rows, of which failed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (impl,), recs in _group(kernel_recs, "implementation").items():
+        bounds_ = [r["bound_ulp"] for r in recs if r.get("bound_ulp") is not None]
+        meas = [r["max_ulp_in_domain"] for r in recs if r.get("max_ulp_in_domain") is not None]
+        tight = [r["tightness"] for r in recs if r.get("tightness") is not None]
+        within = all(r["within_bound"] is not False for r in recs)
+        reasons: dict = {}
+        for r in recs:
+            for k, v in (r.get("outside_bound_domain_reasons") or {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+        failed = sum(r.get("outside_domain_failed_rows", 0) for r in recs)
+        outside = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "none"
+        if reasons:
+            outside += f" (failed {failed})"
+        lines.append(
+            f"| `{impl}` | {_fmt_ulp(max(bounds_)) if bounds_ else '-'} | "
+            f"{_fmt_ulp(max(meas)) if meas else '-'} | {max(tight):.3f} | "
+            f"{'yes' if within else '**NO**'} | {outside} |" if tight else
+            f"| `{impl}` | - | - | - | {'yes' if within else '**NO**'} | {outside} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _failure_maps(out_dir: Path, ranges_dir: Path | None) -> list[str]:
+    """Markdown image links to the failure maps of ``softmax-bench ranges`` (if present)."""
+    import os
+
+    ranges_dir = Path(out_dir) / "ranges" if ranges_dir is None else Path(ranges_dir)
+    pngs = sorted(ranges_dir.glob("failure_map_*.png")) if ranges_dir.is_dir() else []
+    return [f"![{p.stem}]({os.path.relpath(p, out_dir)})" for p in pngs]
+
+
+def _ranges_section(out_dir: Path, ranges_dir: Path | None) -> list[str]:
+    """Thresholds and the seed-property summary from ``ranges.json`` (softmax-bench ranges)."""
+    from softmax_bench.results_io import load_json
+
+    ranges_dir = Path(out_dir) / "ranges" if ranges_dir is None else Path(ranges_dir)
+    path = ranges_dir / "ranges.json"
+    if not path.is_file():
+        return []
+    from softmax_bench.ranges import format_table
+
+    data = load_json(path)
+    lines = ["## Overflow and underflow thresholds (softmax-bench ranges)", "",
+             "Measured by bisection on the storage format's values (max(x) of the row) against "
+             "exact-arithmetic theory for the compute format; `never` for shifted.", "",
+             format_table(data["thresholds"])]
+    props = data.get("properties") or []
+    if props:
+        lines += ["## Seed properties on the kernels", "",
+                  "softmax_bench.properties.check_all: tolerances derived from each kernel's bound. "
+                  "`predicted failure`: naive past its overflow/underflow edge, where the property "
+                  "fails in floating point (reported, not skipped).", "",
+                  "| kernel | holds | violated | predicted failure (failed as predicted) | unbounded | max deviation / tolerance |",
+                  "|---|---|---|---|---|---|"]
+        for p in props:
+            worst = "-" if p["max_ratio"] is None else f"{p['max_ratio']:.3f}"
+            lines.append(f"| `{p['kernel']}` | {p['holds']} | {p['violated']} | "
+                         f"{p['predicted_failure']} ({p['failed_as_predicted']}) | {p['unbounded']} | {worst} |")
+        lines.append("")
+    return lines
+
+
 def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     """Two PNGs: max ULP per implementation and family (heat map), and row classes."""
     import matplotlib
@@ -146,8 +220,11 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report") -> Path:
-    """Write ``out_dir/<stem>.md`` and its plots; returns the Markdown path."""
+def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
+                 ranges_dir: Path | None = None) -> Path:
+    """Write ``out_dir/<stem>.md`` and its plots; returns the Markdown path. Failure maps from
+    ``ranges_dir`` (default ``out_dir/ranges``, where ``softmax-bench ranges`` writes them) are
+    linked when present."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     audits = [load(p) for p in json_paths]
@@ -172,11 +249,32 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report") ->
         "## Error against row length (family normal1)",
         "",
         size_table(records),
+        "## Error bounds",
+        "",
+        "A-priori per-element bounds (softmax_bench.bounds: derived from the operations and the "
+        "summation order each kernel runs, with the measured exp error); tightness = the largest "
+        "measured error / bound over elements inside the bound's domain (<= 1 means within). "
+        "Rows outside the domain (naive past its overflow or underflow edge, non-finite input) "
+        "are where the theory predicts failure; they are counted, not bounded.",
+        "",
+        bound_table(records),
         "## Plots",
         "",
         *[f"![{name}]({name})" for name in plots],
         "",
     ]
+    text += _ranges_section(out_dir, ranges_dir)
+    maps = _failure_maps(out_dir, ranges_dir)
+    if maps:
+        text += [
+            "## Failure maps (softmax-bench ranges)",
+            "",
+            "Outcome of rows `c + s z` over a grid of shift c and spread s, per kernel: correct "
+            "within bound, beyond bound, outside the bound's domain, NaN/inf, all zero.",
+            "",
+            *maps,
+            "",
+        ]
     path = out_dir / f"{stem}.md"
     _write_text(path, "\n".join(text))
     return path

@@ -1,0 +1,176 @@
+"""softmax_bench.bounds: the float64 evaluation against an mpmath evaluation of the same formula,
+the domain (rows outside it are exactly where theory predicts failure), the audit fields, and the
+saved worst cases as regression rows."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+
+from softmax_bench import audit, bounds, inputs
+from softmax_bench.formats import FORMATS, ulp, ulp_error
+from softmax_bench.kernels import KERNELS, get_kernel
+from softmax_bench.kernels.arith import sum_depth
+from softmax_bench.reference import softmax as reference_softmax
+
+WORST = Path(__file__).resolve().parents[2] / "results" / "worst_cases"
+
+
+def mp_bound_ulp(spec, row, ref):
+    """The module docstring's bound evaluated in mpmath at 200 bits (no evaluation slack)."""
+    fc, fs = FORMATS[spec.compute], FORMATS[spec.dtype.name]
+    n = row.size
+    D = sum_depth(n, spec.compute)
+    with mpmath.workprec(200):
+        u = mpmath.ldexp(1, -fc.precision)
+        sub = mpmath.ldexp(1, fc.emin - fc.precision + 1)
+        wider = fc.precision != fs.precision
+        us = mpmath.ldexp(1, -fs.precision) if wider else mpmath.mpf(0)
+        subs = mpmath.ldexp(1, fs.emin - fs.precision + 1) if wider else mpmath.mpf(0)
+        E = mpmath.mpf(bounds.EXP_ULPS[spec.compute])
+        x = [mpmath.mpf(float(v)) for v in row]
+        m = max(x) if spec.algorithm == "shifted" else mpmath.mpf(0)
+        d = [xi - m for xi in x]
+        e = [mpmath.exp(di) for di in d]
+        if spec.algorithm == "shifted":
+            rho = [mpmath.exp(abs(dj) * u) * (1 + 2 * E * u) - 1 for dj in d]
+        else:
+            rho = [2 * E * u] * n
+        S = mpmath.fsum(e)
+        T = mpmath.fsum(ej * rj for ej, rj in zip(e, rho)) + n * E * sub
+        s_lo = (S - T) * (1 - u) ** D
+        s_hi = (S + T) * (1 + u) ** D
+        out = []
+        for i in range(n):
+            y = e[i] / S
+            hi = ((e[i] * (1 + rho[i]) + E * sub) / s_lo * (1 + u) + sub / 2) * (1 + us) + subs / 2
+            lo = ((e[i] * (1 - rho[i]) - E * sub) / s_hi * (1 - u) - sub / 2) * (1 - us) - subs / 2
+            err = max(hi - y, y - lo)
+            out.append(float(err / mpmath.mpf(float(ulp(ref[i : i + 1])[0])) + mpmath.mpf(0.5)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_float64_evaluation_encloses_the_exact_bound(spec):
+    """The vectorised float64 evaluation is never below the mpmath value of the same formula and
+    exceeds it by no more than the documented safety factor (plus a hair of ULP)."""
+    rng = np.random.default_rng(7)
+    lim = {"float16": 6.0, "float32": 40.0, "float64": 300.0}[spec.compute]
+    rows = [rng.uniform(-lim, lim, 9), rng.standard_normal(40) * 3, np.array([1.0, 1.0, -2.0])]
+    if spec.algorithm == "shifted":
+        rows.append(rng.standard_normal(20) * 1e3)
+    for row in rows:
+        x = row.astype(spec.dtype)
+        ref = reference_softmax(x)
+        fast = bounds.element_bounds(spec, x, ref)
+        assert fast.in_domain[0]
+        exact = mp_bound_ulp(spec, x, ref)
+        assert np.all(fast.ulp_bound[0] >= exact), (spec.id, fast.ulp_bound[0] - exact)
+        # documented evaluation slack: EVAL_ABS (4 float64 subnormals, times 1 + F): a few ULPs
+        # on float64 subnormal outputs, nothing elsewhere
+        slack = 5 * bounds.EVAL_ABS / ulp(ref)
+        assert np.all(fast.ulp_bound[0] <= exact * (1 + 1e-5) + 1e-6 + slack), (spec.id, fast.ulp_bound[0], exact)
+
+
+def test_exp_ulps_cover_the_measured_figures():
+    """The constants are at least the measured exp errors stated in kernels/exp.py."""
+    assert bounds.EXP_ULPS["float16"] == 0.5  # correctly rounded
+    assert bounds.EXP_ULPS["float32"] >= 0.7644
+    assert bounds.EXP_ULPS["float64"] >= 0.7474
+
+
+def test_domain_is_where_theory_predicts_failure():
+    spec = get_kernel("naive", "float32")
+    rows = np.array([[89.0, 0.0], [-110.0, -120.0], [np.inf, 0.0], [np.nan, 1.0], [1.0, 2.0],
+                     [-np.inf, -np.inf], [88.5, 88.5]], dtype=np.float32)
+    b = bounds.element_bounds(spec, rows)
+    assert list(b.reason) == ["overflow", "underflow", "nonfinite_input", "nonfinite_input", "",
+                              "nonfinite_input", "overflow"]
+    with np.errstate(all="ignore"):
+        y = spec(rows).astype(np.float64)
+    for r in (0, 1, 6):  # the predicted failures happen: NaN, 0/0 or all-zero rows
+        assert (~np.isfinite(y[r])).any() or (y[r] == 0).all()
+    # the shifted kernel is in the domain for every finite row
+    sh = get_kernel("shifted", "float32")
+    fin = np.array([[3e38, -3e38], [-110.0, -120.0], [88.0, 88.0]], dtype=np.float32)
+    assert bounds.element_bounds(sh, fin).in_domain.all()
+
+
+def test_float16_recursive_sum_past_2048_terms_is_bounded():
+    """The product form (1 + u)^D stays finite where gamma_D = D u/(1 - D u) would not (D u > 1)."""
+    spec = get_kernel("shifted", "float16", "float16")
+    x = np.zeros(5000, dtype=np.float16)
+    ref = reference_softmax(x)
+    b = bounds.element_bounds(spec, x, ref)
+    assert b.in_domain[0] and np.isfinite(b.ulp_bound).all()
+    assert (ulp_error(spec(x), ref) <= b.ulp_bound[0]).all()  # the stagnating sum: 2048, not 5000
+
+
+def test_audit_records_carry_bounds():
+    config = audit.AuditConfig(dtypes=["float16"], families=["normal10", "far_positive", "posinf"],
+                               sizes=[10], rows=4, peers=["numpy"], workers=1)
+    for family in config.families:
+        for r in audit.run_case(config, family, "float16", 10):
+            if r["kind"] == "peer":
+                assert r["bound_ulp"] is None and r["within_bound"] is None
+                continue
+            assert r["within_bound"] is True, r
+            if r["bound_ulp"] is not None:
+                assert 0 <= r["tightness"] <= 1 and r["max_ulp_in_domain"] <= r["bound_ulp"]
+            if family == "posinf":
+                assert r["outside_bound_domain_reasons"] == {"nonfinite_input": 4}
+            if family == "far_positive" and r["implementation"] == "naive/float16@float16":
+                assert r["outside_bound_domain_reasons"].get("overflow") == 4
+                assert r["outside_domain_failed_rows"] == 4
+            if r["algorithm"] == "shifted" and family != "posinf":
+                assert r["outside_bound_domain_rows"] == 0
+
+
+def test_inputs_families_within_bound_small():
+    """Every kernel, every family, one small case: within bound on the in-domain rows."""
+    for spec in KERNELS:
+        for fam in inputs.family_names():
+            x = inputs.make(fam, spec.dtype, 3, 12, seed=3)
+            ref = reference_softmax(x)
+            with np.errstate(all="ignore"):
+                y = spec(x)
+            f = bounds.record_fields(spec, x, y, ref)
+            assert f["within_bound"], (spec.id, fam, f)
+
+
+def _worst_files():
+    return sorted(WORST.glob("*.json")) if WORST.is_dir() else []
+
+
+@pytest.mark.parametrize("path", _worst_files(), ids=lambda p: p.stem)
+def test_saved_worst_cases_within_bound(path):
+    """Regression rows: the worst rows the search found (results/worst_cases) stay within bound."""
+    data = json.loads(path.read_text())
+    spec = next(k for k in KERNELS if k.id == data["kernel"])
+    for case in data["cases"]:
+        x = np.array(case["row"], dtype=np.float64).astype(spec.dtype)
+        ref = reference_softmax(x)
+        b = bounds.element_bounds(spec, x, ref)
+        err = ulp_error(spec(x), ref)
+        assert b.in_domain[0]
+        assert (err <= b.ulp_bound[0]).all(), (spec.id, case)
+
+
+def test_worst_case_search_runs_and_stays_within_bound():
+    spec = get_kernel("shifted", "float32")
+    found = bounds.worst_case_search(spec, seed=1, sizes=(4,), steps=3, pop=4)
+    assert len(found) == 1 and 0 <= found[0]["ratio"] <= 1
+    assert found[0]["max_ulp"] <= found[0]["bound_ulp"]
+
+
+def test_shifted_float16_arithmetic_long_rows_stay_in_domain():
+    """The recursive float16 sum of terms <= 1 stagnates (at 2048 for ones) and never overflows,
+    so shifted rows of any length are inside the domain (a finite, if large, bound)."""
+    spec = get_kernel("shifted", "float16", "float16")
+    x = np.zeros(20000, dtype=np.float16)
+    b = bounds.element_bounds(spec, x, reference_softmax(x))
+    assert b.in_domain[0] and np.isfinite(b.ulp_bound).all()
+    assert float(spec(x)[0]) == 1 / 2048
