@@ -1,0 +1,74 @@
+"""Helpers shared by the asv benchmark modules (no benchmark names in here)."""
+from __future__ import annotations
+
+import numpy as np
+
+#: Every (storage, compute) mode of the registry, in registry order. Kept as a literal (not read
+#: from the registry) so that parameter names are stable over commits; a kernel a commit lacks
+#: raises NotImplementedError in setup() and shows as n/a for that commit.
+ALGORITHMS = ("naive", "shifted")
+MODES = (
+    ("float16", "float16"),
+    ("float16", "float32"),
+    ("float32", "float32"),
+    ("float32", "float64"),
+    ("float64", "float64"),
+)
+KERNEL_IDS = tuple(f"{a}/{s}@{c}" for a in ALGORITHMS for s, c in MODES)
+DTYPES = ("float16", "float32", "float64")
+
+
+def kernel(kid: str):
+    """The registered kernel ``kid`` (``"shifted/float16@float32"``), or NotImplementedError
+    (asv's way to skip one parameter combination) when this commit has no such kernel."""
+    try:
+        from softmax_bench.kernels import get_kernel
+    except ImportError as err:
+        raise NotImplementedError(f"no kernel registry in this commit: {err}")
+    algorithm, mode = kid.split("/")
+    storage, compute = mode.split("@")
+    try:
+        return get_kernel(algorithm, storage, compute)
+    except KeyError as err:
+        raise NotImplementedError(str(err))
+
+
+def storage_of(kid: str) -> str:
+    return kid.split("/")[1].split("@")[0]
+
+
+def normal_input(dtype: str, shape) -> np.ndarray:
+    """The timing input: N(0, 1), seed 0 (the same data as softmax_bench.bench)."""
+    return np.random.default_rng(0).standard_normal(shape).astype(dtype)
+
+
+def numpy_composed(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def peer(name: str, x: np.ndarray):
+    """A zero-argument callable running peer ``name`` on ``x``; NotImplementedError when the peer
+    is not installed or does not take ``x``'s dtype."""
+    if name == "numpy":
+        return lambda: numpy_composed(x)
+    if name == "scipy":
+        try:
+            import scipy.special
+        except ImportError:
+            raise NotImplementedError("scipy not installed")
+        return lambda: scipy.special.softmax(x, axis=-1)
+    if name == "torch":
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("torch not installed")
+        torch.set_num_threads(2)
+        tx = torch.from_numpy(x)
+        f = lambda: torch.softmax(tx, -1)
+        try:
+            f()
+        except Exception as err:  # e.g. a dtype torch's CPU softmax does not take
+            raise NotImplementedError(f"torch: {err}")
+        return f
+    raise ValueError(name)

@@ -1,0 +1,125 @@
+"""Accuracy tracked over commits, so accuracy regressions show in the asv graphs like speed ones.
+
+- ``Ulp.track_max_ulp``: max error in ULPs of the storage format, per kernel and input family, on a
+  fixed seeded set (``softmax_bench.inputs.make(family, dtype, ROWS, N, seed=SEED)``) against the
+  correctly rounded reference (``softmax_bench.reference.softmax``), over the elements where the
+  kernel's output is finite (``softmax_bench.metrics.summarise``'s ``max_ulp``).
+- ``Ulp.track_bad_rows``: rows whose output has a NaN, an infinity, or a zero where the
+  reference is non-zero (all-zero and spurious-zero rows), per kernel and family: the failures
+  that ``max_ulp`` cannot show.
+- ``OverflowThreshold.track_overflow_threshold``: the measured overflow threshold per kernel, as
+  log2 of the largest input x (representable in the storage format) for which ``softmax([x, 0])``
+  is finite, found by bisection over the bit patterns of [0, max finite]. A kernel that never
+  overflows (shifted) reports log2 of the format's max finite value (about 16, 128, 1024): "never"
+  is not a number, so the graph shows the top of the range instead. log2, because asv's step
+  detection (``asv publish``) hangs on values near 1.8e308 (it squares them).
+
+The reference (about 57,000 elements/s) is computed once per commit and environment in
+``setup_cache``: 9 families x 3 formats x 16 rows x 64 = 27,648 elements, well under a minute.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._common import KERNEL_IDS, kernel, storage_of
+
+SEED = 20241125
+ROWS, N = 16, 64
+#: every seeded family except ``posinf`` (its reference is a NaN row: no ULP error to track).
+FAMILIES = (
+    "normal1",
+    "normal10",
+    "normal100",
+    "uniform",
+    "wide",
+    "far_positive",
+    "far_negative",
+    "ties",
+    "one_hot",
+    "masked",
+)
+DTYPES = ("float16", "float32", "float64")
+
+
+class Ulp:
+    params = (list(KERNEL_IDS), list(FAMILIES))
+    param_names = ("kernel", "family")
+    timeout = 300
+
+    def setup_cache(self):
+        """{(dtype, family): (x, correctly rounded softmax of x)}, computed once."""
+        from softmax_bench import inputs, reference
+
+        cases = {}
+        for dtype in DTYPES:
+            for family in FAMILIES:
+                if family not in inputs.FAMILIES:
+                    continue
+                x = inputs.make(family, dtype, ROWS, N, seed=SEED)
+                cases[(dtype, family)] = (x, reference.softmax(x))
+        return cases
+
+    def setup(self, cases, kid, family):
+        dtype = storage_of(kid)
+        if (dtype, family) not in cases:
+            raise NotImplementedError(f"no input family {family!r} in this commit")
+        from softmax_bench import metrics
+
+        x, exact = cases[(dtype, family)]
+        with np.errstate(all="ignore"):
+            y = kernel(kid)(x)
+        self.summary = metrics.summarise(y, exact)
+
+    def track_max_ulp(self, cases, kid, family):
+        return self.summary["max_ulp"]
+
+    track_max_ulp.unit = "ULP"
+
+    def track_bad_rows(self, cases, kid, family):
+        s = self.summary
+        return (
+            s["nan_rows"] + s["inf_rows"] + s["all_zero_rows"] + s["spurious_zero_rows"]
+        )
+
+    track_bad_rows.unit = "rows"
+
+
+def _overflow_threshold(f, dtype: str) -> float:
+    """Largest x >= 0 in ``dtype`` with ``f([x, 0])`` all finite (bisection over bit patterns;
+    assumes finite below and non-finite above some point, true for exp-based softmax)."""
+    dt = np.dtype(dtype)
+    itype = {2: np.uint16, 4: np.uint32, 8: np.uint64}[dt.itemsize]
+    top = np.array(np.finfo(dt).max, dtype=dt).view(itype)
+
+    def finite(bits) -> bool:
+        x = np.array([bits, 0], dtype=itype).view(dt)
+        with np.errstate(all="ignore"):
+            return bool(np.isfinite(f(x)).all())
+
+    if finite(top):
+        return float(np.finfo(dt).max)
+    lo, hi = 0, int(top)  # finite(lo) (softmax([0, 0]) = [1/2, 1/2]), not finite(hi)
+    if not finite(lo):
+        return float("nan")
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if finite(mid):
+            lo = mid
+        else:
+            hi = mid
+    return float(np.array(lo, dtype=itype).view(dt))
+
+
+class OverflowThreshold:
+    params = (list(KERNEL_IDS),)
+    param_names = ("kernel",)
+    timeout = 300  # the first run in a fresh environment compiles the kernel
+
+    def setup(self, kid):
+        self.f = kernel(kid)
+        self.dtype = storage_of(kid)
+
+    def track_overflow_threshold(self, kid):
+        return float(np.log2(_overflow_threshold(self.f, self.dtype)))
+
+    track_overflow_threshold.unit = "log2(input value)"
