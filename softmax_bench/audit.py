@@ -11,19 +11,15 @@ JSON: ``{"meta": {...}, "records": [...]}``; see :func:`run` for the record fiel
 from __future__ import annotations
 
 import concurrent.futures as cf
-import datetime as _dt
 import multiprocessing
 import os
-import platform
-import subprocess
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from softmax_bench import inputs, metrics
-from softmax_bench.results_io import load_json, write_json_atomic
+from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
 __all__ = ["AuditConfig", "run", "run_case", "load", "write_json_atomic", "DEFAULT_SIZES"]
 
@@ -113,35 +109,12 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> list[dict]
 
 
 def _meta(config: AuditConfig) -> dict:
-    import mpmath
-    import numba
-
     import softmax_bench
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-            cwd=Path(__file__).resolve().parent,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {
         "tool": "softmax-bench audit",
         "version": softmax_bench.__version__,
-        "git_commit": commit,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "python": sys.version.split()[0],
-        },
-        "versions": {
-            "numpy": np.__version__,
-            "numba": numba.__version__,
-            "mpmath": mpmath.__version__,
-            "mpmath_backend": mpmath.libmp.BACKEND,
-        },
+        **provenance(),
         "config": asdict(config),
     }
 

@@ -26,10 +26,7 @@ Run: ``python -m softmax_bench.bench [--quick] [--out PATH] [--cases SUBSTRING .
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +35,7 @@ from typing import Callable
 
 import numpy as np
 
-from softmax_bench.results_io import write_json_atomic
+from softmax_bench.results_io import provenance, write_json_atomic
 
 __all__ = ["main", "run", "CASES", "Case"]
 
@@ -173,45 +170,10 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=_REPO, capture_output=True, text=True, timeout=10
-        )
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def meta() -> dict:
     import numba
 
-    info = {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "numba": numba.__version__,
-        "numba_threads": numba.get_num_threads(),
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "git_commit": _git_commit(),
-    }
-    for mod in ("scipy", "torch"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except ImportError:
-            info[mod] = None
+    info = {**provenance(), "numba_threads": numba.get_num_threads()}
     try:
         info["loadavg_start"] = list(os.getloadavg())
     except OSError:

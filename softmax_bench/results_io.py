@@ -7,13 +7,16 @@ JSON is strict (no NaN/Infinity literals): non-finite floats are written as the 
 """
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import os
+import platform
+import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json_atomic", "load_json"]
+__all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance"]
 
 
 def atomic_write(path, write) -> Path:
@@ -64,3 +67,57 @@ def _revive(value):
 def load_json(path) -> dict:
     with open(path) as f:
         return _revive(json.load(f))
+
+
+def _git_commit() -> str | None:
+    """HEAD of the checkout the package lives in (editable install), else of the working folder."""
+    for folder in (Path(__file__).resolve().parent, Path.cwd()):
+        try:
+            out = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance() -> dict:
+    """Where and with what a result was made: date, git commit, machine, library versions
+    (``None`` for an optional library that is not installed)."""
+    import softmax_bench
+
+    versions = {"softmax_bench": softmax_bench.__version__}
+    for name in ("numpy", "numba", "mpmath", "scipy", "torch"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            versions[name] = None
+    try:
+        import mpmath.libmp
+
+        versions["mpmath_backend"] = mpmath.libmp.BACKEND
+    except ImportError:
+        versions["mpmath_backend"] = None
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": _git_commit(),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": _cpu_model(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        "versions": versions,
+    }
