@@ -41,11 +41,14 @@ def relative_error(computed: np.ndarray, exact: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(rel), np.inf, rel)
 
 
-def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) -> np.ndarray:
-    """Class index into ``ROW_CLASSES`` for every row (last axis is the softmax axis)."""
+def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0, err=None) -> np.ndarray:
+    """Class index into ``ROW_CLASSES`` for every row (last axis is the softmax axis). ``err``:
+    the elements' ``ulp_error(computed, exact)`` if the caller has it already."""
     c = np.asarray(computed).reshape(-1, np.shape(computed)[-1]).astype(np.float64)
     r = np.asarray(exact).reshape(c.shape).astype(np.float64)
-    err = ulp_error(np.asarray(computed).reshape(c.shape), np.asarray(exact).reshape(c.shape))
+    if err is None:
+        err = ulp_error(np.asarray(computed), np.asarray(exact))
+    err = np.asarray(err).reshape(c.shape)
     ref_num = ~np.isnan(r)
     nan = (np.isnan(c) & ref_num).any(axis=1)
     inf = (np.isinf(c) & ~np.isinf(r) & ref_num).any(axis=1)
@@ -84,7 +87,7 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) 
     rel = relative_error(computed, exact)
     comparable = np.isfinite(computed) & ~np.isnan(exact.astype(np.float64))
     finite_err = err[comparable]
-    classes = row_classes(computed, exact, ulp_budget)
+    classes = row_classes(computed, exact, ulp_budget, err)
     counts = np.bincount(classes, minlength=len(ROW_CLASSES))
     defect = sum_defect(computed)
     exact64 = exact.astype(np.float64)

@@ -160,6 +160,11 @@ def _ranges_section(out_dir: Path, ranges_dir: Path | None) -> list[str]:
     return lines
 
 
+def _label(impl: str, dtype: str) -> str:
+    """Kernel ids name their dtype (shifted/float32@float32); peers need it added."""
+    return impl if "/" in impl else f"{impl} ({dtype})"
+
+
 def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     """Two PNGs: max ULP per implementation and family (heat map), and row classes."""
     import matplotlib
@@ -181,7 +186,7 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     fig, ax = plt.subplots(figsize=(1.1 * len(families) + 3, 0.32 * len(impls) + 1.5))
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=9, aspect="auto")
     ax.set_xticks(range(len(families)), families, rotation=40, ha="right")
-    ax.set_yticks(range(len(impls)), [i if i.count("/") else f"{i} ({d})" for i, d in impls], fontsize=7)
+    ax.set_yticks(range(len(impls)), [_label(i, d) for i, d in impls], fontsize=7)
     fig.colorbar(im, ax=ax, label="log10(1 + max ULP error); 9 = NaN/inf/zero row")
     ax.set_title("Max error per implementation and input family")
     fig.tight_layout()
@@ -200,7 +205,7 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     for k, name in enumerate(ROW_CLASSES):
         ax.barh(range(len(impls)), share[:, k], left=left, color=colours[k], label=name)
         left += share[:, k]
-    ax.set_yticks(range(len(impls)), [f"{i} ({d})" if not i.count("/") else i for i, d in impls], fontsize=7)
+    ax.set_yticks(range(len(impls)), [_label(i, d) for i, d in impls], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("share of rows (all families and sizes)")
     ax.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
