@@ -2,31 +2,103 @@
 
 A *case* is (family, dtype, n): its inputs are made once, the correctly rounded reference is
 computed once, and every implementation for that dtype (our kernels, every compute mode, and the
-peers) is measured against it. Cases run in worker processes (spawned, so numba's thread pool is
-never forked); each finished case is written to the JSON file at once, atomically, so an
-interrupted run keeps what it finished and ``--resume`` picks up the rest.
+peers) is measured against it.
 
-JSON: ``{"meta": {...}, "records": [...]}``; see :func:`run` for the record fields.
+Who runs what (softmax_bench.isolation):
+
+- the process that calls :func:`run` owns the results file and runs no implementation;
+- *case workers* (``workers`` of them) make a case's inputs and reference and run our kernels on
+  it (our code, trusted; each call still guarded against exceptions);
+- every peer, built-in or ``--impl``, runs in a process of its own, one call at a time, on a copy
+  of the case's input, under ``timeout`` seconds per call and ``memory_limit`` bytes. A peer that
+  raises, exits, crashes, hangs or runs out of memory gets a record with that ``status``; its
+  process is replaced and every other implementation and case goes on.
+
+Before any case, each peer passes a *contract probe* (:func:`probe_batches`): a small batch must
+give the same rows as the rows one at a time, else it does not reduce each row independently
+along the last axis and is refused (status ``refused``, with the fix in the reason).
+
+A case is written to the JSON file, atomically, once every implementation has its record; an
+interrupted run keeps every finished case and ``resume=True`` runs the rest. The file is locked
+(a second audit on it refuses), and a file that is not an audit JSON is never overwritten.
+
+JSON: ``{"meta": {"tool", "version", "config", "runs": [...]}, "records": [...]}``; ``config``
+holds the settings that decide the records, ``runs`` the provenance and the result-neutral
+settings (workers, timeout, memory limit) of every run that added records (``record["run"]`` is
+its index). Record fields: see :func:`run`.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
 import os
+import time
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from softmax_bench import inputs, metrics
+from softmax_bench.isolation import Worker, describe, guarded_call, wait
 from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
-__all__ = ["AuditConfig", "run", "run_case", "load", "write_json_atomic", "DEFAULT_SIZES"]
+__all__ = [
+    "AuditConfig", "AuditError", "STATUSES", "MEASURED", "run", "run_case", "load",
+    "write_json_atomic", "verdict", "probe_batches", "DEFAULT_SIZES", "DEFAULT_TIMEOUT_S",
+]
 
 DEFAULT_SIZES = (1, 2, 10, 100, 1000, 10_000)
 #: Elements per case: rows = min(config.rows, ELEMENT_BUDGET // n), at least 1. It bounds the
 #: reference's cost per case (about 0.4 s at ~57,000 elements/s).
 ELEMENT_BUDGET = 20_000
+#: Seconds one peer call may take. Peers take milliseconds on the audit's cases (20,000 elements);
+#: a minute leaves room for a slow pure-Python implementation and still ends a hung one.
+DEFAULT_TIMEOUT_S = 60.0
+#: Seconds a peer's process may take to start and import its implementation (torch, jax: a few s).
+LOAD_TIMEOUT_S = 300.0
+#: Contract probe: a batch row may differ from the same row computed alone by this many ULPs.
+#: An implementation may take another vector path for a batch (a few ULPs); one that normalises
+#: over the wrong axis is off by a factor of about the number of rows (~1e6 ULPs and more).
+PROBE_ULP_BUDGET = 64
+
+#: status -> meaning. Every record has one; only the MEASURED ones carry error metrics.
+STATUSES = {
+    "ok": "ran and returned an array of the input's shape and dtype; measured",
+    "modified_input": "ran but changed its input array in place; measured (its own copy was "
+                      "changed, no other implementation saw it)",
+    "wrong_dtype": "returned another floating dtype than its input's; measured after rounding to "
+                   "the input's format (see returned_dtype)",
+    "bad_output": "returned something that is not a floating array of the input's shape",
+    "error": "raised an exception (SystemExit and KeyboardInterrupt included)",
+    "out_of_memory": "raised MemoryError (its process is capped at --memory-limit)",
+    "crashed": "its process died: a fatal signal (e.g. SIGSEGV) or os._exit",
+    "timeout": "did not return within --timeout seconds; its process was killed",
+    "refused": "failed the contract probe (does not reduce each row independently along the "
+               "last axis); not run",
+    "no_reference": "the case's inputs or reference could not be made; nothing measured",
+}
+MEASURED = ("ok", "modified_input", "wrong_dtype")
+
+#: Settings that change no record (a resumed run may change them).
+RESULT_NEUTRAL = ("workers", "timeout", "memory_limit")
+
+
+class AuditError(ValueError):
+    """A usage error the audit refuses to start with (bad file, lock held, settings differ,
+    an implementation that cannot be loaded); the message says what to do."""
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def default_memory_limit() -> int | None:
+    """Half the machine's memory, per peer process: one runaway allocation fails with
+    MemoryError instead of waking the OOM killer."""
+    total = _physical_memory()
+    return total // 2 if total else None
 
 
 @dataclass
@@ -39,7 +111,9 @@ class AuditConfig:
     seed: int = 0
     peers: list = field(default_factory=lambda: ["numpy"])
     ulp_budget: float = 2.0
-    workers: int = 0  # 0: one per core
+    workers: int = 0  # case workers; 0: one per core
+    timeout: float = DEFAULT_TIMEOUT_S  # seconds per peer call
+    memory_limit: int | None = field(default_factory=default_memory_limit)  # bytes per peer process
 
     def rows_for(self, n: int) -> int:
         return max(1, min(self.rows, ELEMENT_BUDGET // n))
@@ -47,140 +121,516 @@ class AuditConfig:
     def cases(self) -> list[tuple[str, str, int]]:
         return [(f, d, n) for f in self.families for d in self.dtypes for n in self.sizes]
 
+    def result_settings(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in RESULT_NEUTRAL}
 
-def _implementations(config: AuditConfig, dtype: str) -> list[dict]:
-    """What runs on a case of ``dtype``: registered kernels of the chosen algorithms (every compute
-    mode), then the peers. Each entry: name, kind, algorithm, compute, fn(x) -> y."""
-    from softmax_bench.kernels import list_kernels
-    from softmax_bench.peers import get_peer
+    def run_settings(self) -> dict:
+        return {k: getattr(self, k) for k in RESULT_NEUTRAL}
 
-    impls = [
-        {
-            "implementation": spec.id,
-            "kind": "kernel",
-            "spec": spec,
-            "algorithm": spec.algorithm,
-            "compute": spec.compute,
-            "fn": spec.fn,
-        }
-        for spec in list_kernels()
-        if spec.algorithm in config.kernels and spec.dtype == dtype
-    ]
-    for name in config.peers:
-        peer = get_peer(name)
-        impls.append(
-            {"implementation": name, "kind": "peer", "algorithm": name, "compute": "native", "fn": peer}
-        )
-    return impls
+    def kernel_specs(self, dtype: str) -> list:
+        from softmax_bench.kernels import list_kernels
+
+        return [s for s in list_kernels() if s.algorithm in self.kernels and s.dtype == dtype]
+
+    def implementations(self, dtype: str) -> list[str]:
+        """Every implementation a case of ``dtype`` must have a record of."""
+        return [s.id for s in self.kernel_specs(dtype)] + list(self.peers)
 
 
-def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> list[dict]:
-    """Records for one case: the reference once, then every implementation against it."""
-    from softmax_bench import reference
+# --- one case: inputs, reference, kernels (runs in a case worker) ----------------------------
 
-    x = inputs.make(family, dtype, config.rows_for(n), n, seed=config.seed)
-    exact = reference.softmax(x)
-    records = []
-    for impl in _implementations(config, dtype):
-        with np.errstate(all="ignore"):  # overflow/invalid are what the audit measures
-            y = np.asarray(impl["fn"](x))
-        returned = y.dtype.name
-        if y.dtype != x.dtype:
-            y = y.astype(x.dtype)  # a peer that widened: judged in the input's format
-        record = {
-            "implementation": impl["implementation"],
-            "kind": impl["kind"],
-            "algorithm": impl["algorithm"],
-            "dtype": dtype,
-            "compute": impl["compute"],
-            "returned_dtype": returned,
-            "family": family,
-            "n": n,
-        }
-        record.update(metrics.summarise(y, exact, config.ulp_budget))
-        if impl["kind"] == "kernel":
-            from softmax_bench import bounds
-
-            record.update(bounds.record_fields(impl["spec"], x, y, exact))
-        else:  # peers: no derived bound
-            record.update(bound_ulp=None, tightness=None, within_bound=None)
-        records.append(record)
-    return records
-
-
-def _meta(config: AuditConfig) -> dict:
-    import softmax_bench
-
+def _base_record(config, impl, kind, algorithm, compute, family, dtype, n) -> dict:
     return {
-        "tool": "softmax-bench audit",
-        "version": softmax_bench.__version__,
-        **provenance(),
-        "config": asdict(config),
+        "implementation": impl, "kind": kind, "algorithm": algorithm, "dtype": dtype,
+        "compute": compute, "family": family, "n": n,
     }
 
 
+def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budget: float,
+          spec=None) -> dict:
+    """An implementation's record for a case from what :func:`guarded_call` (or the isolation
+    layer: crashed, timeout) said: status, reason and, when it returned an array, the metrics
+    (:func:`softmax_bench.metrics.summarise`) and, for a kernel ``spec``, the bound fields."""
+    record = dict(base)
+    record.update(
+        status=outcome["status"], reason=outcome.get("reason"),
+        modified_input=outcome.get("modified_input"), returned_dtype=outcome.get("returned_dtype"),
+        rows=int(np.prod(x.shape[:-1], dtype=np.int64)),
+    )
+    y = outcome.get("y")
+    if outcome["status"] != "returned" or y is None:
+        return record
+    problems = []
+    if y.dtype != x.dtype:
+        problems.append(("wrong_dtype", f"returned {y.dtype.name} for {x.dtype.name} input; "
+                                        f"measured after rounding to {x.dtype.name}"))
+        with np.errstate(all="ignore"):
+            y = y.astype(x.dtype)
+    if outcome.get("modified_input"):
+        problems.insert(0, ("modified_input", "changed its input array in place"))
+    record["status"] = problems[0][0] if problems else "ok"
+    record["reason"] = "; ".join(p[1] for p in problems) or None
+    record.update(metrics.summarise(y, exact, ulp_budget))
+    if spec is not None:
+        from softmax_bench import bounds
+
+        record.update(bounds.record_fields(spec, x, y, exact))
+    else:  # peers: no derived bound
+        record.update(bound_ulp=None, tightness=None, within_bound=None)
+    return record
+
+
+def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
+    """Inputs, reference and kernel records of one case: ``{"x", "exact", "records"}``, or
+    ``{"failed": reason}`` when the inputs or the reference cannot be made."""
+    from softmax_bench import reference
+
+    try:
+        x = inputs.make(family, dtype, config.rows_for(n), n, seed=config.seed)
+        exact = reference.softmax(x)
+    except Exception as exc:  # noqa: BLE001 - becomes a no_reference record per implementation
+        return {"failed": describe(exc)}
+    records = []
+    for spec in config.kernel_specs(dtype):
+        base = _base_record(config, spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
+        records.append(judge(base, guarded_call(spec.fn, x), x, exact, config.ulp_budget, spec))
+    return {"x": x, "exact": exact, "records": records}
+
+
+def _case_setup():
+    return None
+
+
+def _case_task(_state, task):
+    config, case = task
+    return run_case(config, *case)
+
+
+# --- peers (each in its own process) ---------------------------------------------------------
+
+def _peer_setup(name):
+    from softmax_bench.peers import get_peer
+
+    return get_peer(name).fn
+
+
+def _peer_task(fn, task):
+    kind, payload = task
+    if kind == "call":
+        return guarded_call(fn, payload)
+    # "probe": per batch, the batch call and each of its rows alone
+    return [(guarded_call(fn, b), [guarded_call(fn, row) for row in b]) for b in payload]
+
+
+def probe_batches(dtypes) -> list[np.ndarray]:
+    """One small batch per dtype for the contract probe: 3 rows of 7 at different offsets and
+    scales, so normalising over the whole array or the first axis changes every value."""
+    rng = np.random.default_rng(12345)
+    base = rng.standard_normal((3, 7)) * np.array([[1.0], [2.0], [0.5]]) + np.array([[0.0], [3.0], [-2.0]])
+    return [base.astype(d) for d in dtypes]
+
+
+def _probe_verdict(name: str, batches, answers) -> str | None:
+    """The refusal reason, or None when the probe passed or could not tell (a call that failed:
+    the cases will record that failure)."""
+    from softmax_bench.formats import ulp_error
+    from softmax_bench.peers import BUILTIN_PEERS, parse_spec
+
+    for batch, (whole, alone) in zip(batches, answers):
+        outs = [whole, *alone]
+        if any(o["status"] != "returned" or o["y"] is None for o in outs):
+            continue
+        rows = np.stack([a["y"] for a in alone])
+        if rows.shape != whole["y"].shape:
+            continue
+        with np.errstate(all="ignore"):
+            diff = float(np.max(ulp_error(whole["y"].astype(batch.dtype), rows.astype(batch.dtype))))
+        if diff > PROBE_ULP_BUDGET:
+            hint = ""
+            if name not in BUILTIN_PEERS:
+                module, func, kwargs = parse_spec(name)
+                args = ", ".join([f"{k}={v!r}" for k, v in kwargs.items() if k != "axis"] + ["axis=-1"])
+                hint = f"; if it takes an axis argument, give it: --impl '{module}:{func}({args})'"
+            return (f"does not reduce each row independently along the last axis: a batch of "
+                    f"{batch.shape[0]} {batch.dtype.name} rows differs from the same rows computed "
+                    f"one at a time by up to {diff:.3g} ULP{hint}")
+    return None
+
+
+class _Peer:
+    """A peer's process and where it is: loading -> probing -> serving, or refused."""
+
+    def __init__(self, name: str, config: AuditConfig):
+        self.name = name
+        self.worker = Worker((_peer_setup, (name,)), _peer_task, config.memory_limit, label=name)
+        self.worker.deadline = time.monotonic() + LOAD_TIMEOUT_S
+        self.state = "loading"  # -> probing -> serving; or refused / dead (no more calls)
+        self.failure = self.reason = None  # the status and reason of every case once out
+        self.queue: deque = deque()
+
+    def restart(self):
+        self.worker.restart()
+        self.worker.deadline = time.monotonic() + LOAD_TIMEOUT_S
+
+
+# --- the run ---------------------------------------------------------------------------------
+
 def load(path: Path) -> dict:
-    """Read an audit JSON (non-finite numbers come back as floats)."""
-    return load_json(path)
+    """Read an audit JSON (non-finite numbers come back as floats); AuditError names the file
+    when it cannot be read or is not an audit JSON."""
+    try:
+        data = load_json(path)
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise AuditError(f"cannot read {path} as an audit JSON: {err}") from None
+    if not (isinstance(data, dict) and isinstance(data.get("meta"), dict)
+            and data["meta"].get("tool") == "softmax-bench audit" and isinstance(data.get("records"), list)):
+        raise AuditError(f"{path} is not a softmax-bench audit JSON")
+    return data
 
 
 def _case_key(record: dict) -> tuple:
     return record["family"], record["dtype"], record["n"]
 
 
+def _meta(config: AuditConfig, runs: list) -> dict:
+    import softmax_bench
+
+    return {"tool": "softmax-bench audit", "version": softmax_bench.__version__,
+            "config": config.result_settings(), "runs": runs}
+
+
+def _this_run(config: AuditConfig) -> dict:
+    return {**provenance(), "settings": config.run_settings()}
+
+
+_FLAG = {"peers": "--peers/--impl", "ulp_budget": "ulp_budget (AuditConfig)"}
+
+
+def _resume_from(path: Path, config: AuditConfig) -> tuple[list, list]:
+    """(runs, records of complete cases) of an earlier audit in ``path``; AuditError names the
+    first setting that differs."""
+    previous = load(path)
+    old = previous["meta"].get("config", {})
+    for key, now in config.result_settings().items():
+        if key in old and old[key] != now:
+            flag = _FLAG.get(key, f"--{key.replace('_', '-')}")
+            raise AuditError(
+                f"cannot resume {path}: it was made with {flag} {old[key]} and this run has {now}; "
+                "run with the same settings to resume, or without --resume (and another --json) "
+                "to start afresh"
+            )
+    runs = previous["meta"].get("runs") or []
+    by_case: dict = {}
+    for r in previous["records"]:
+        by_case.setdefault(_case_key(r), []).append(r)
+    kept = []
+    for case in config.cases():
+        recs = by_case.get(case, [])
+        names = Counter(r["implementation"] for r in recs)
+        if recs and names == Counter(config.implementations(case[1])):
+            kept.extend(recs)  # complete: every implementation exactly once
+    return runs, kept
+
+
+def _check_destination(path: Path, resume: bool) -> None:
+    if path.exists() and not resume:
+        try:
+            load(path)
+        except AuditError:
+            raise AuditError(
+                f"{path} exists and is not an audit JSON: refusing to overwrite it "
+                "(choose another --json)"
+            ) from None
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise AuditError(f"cannot create the folder of {path}: {err}") from None
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise AuditError(f"cannot write {path}: permission denied")
+
+
+def _lock(path: Path):
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path.parent / f".{path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise AuditError(
+            f"another softmax-bench audit is writing {path} (it holds {lock.lock_file}); "
+            "wait for it to finish, or choose another --json"
+        ) from None
+    return lock
+
+
 def run(config: AuditConfig, json_path: Path | None, resume: bool = False, progress: bool = True) -> dict:
     """Run every case; returns ``{"meta", "records"}`` and keeps ``json_path`` up to date.
 
-    Record fields: implementation, kind, algorithm, dtype, compute, returned_dtype, family, n,
-    then :func:`softmax_bench.metrics.summarise`'s fields (rows, max_ulp, median_ulp, mean_ulp,
-    max_rel, nan_rows, inf_rows, all_zero_rows, spurious_zero, ... ), then the error-bound fields
-    of :func:`softmax_bench.bounds.record_fields` for kernels (bound_ulp, max_ulp_in_domain,
-    tightness, within_bound, bound_violations, outside_bound_domain_rows and _reasons,
-    outside_domain_failed_rows); peers get ``bound_ulp``/``tightness``/``within_bound`` None.
+    Record fields: implementation, kind, algorithm, dtype, compute, family, n, run (index into
+    ``meta["runs"]``), status (:data:`STATUSES`), reason (one line, None when ok),
+    modified_input, returned_dtype, rows; for MEASURED statuses also
+    :func:`softmax_bench.metrics.summarise`'s fields (max_ulp, median_ulp, mean_ulp, max_rel,
+    ``<row class>_rows``, spurious_zero, nan_output_rows, max_sum_defect_u, ...) and the
+    error-bound fields of :func:`softmax_bench.bounds.record_fields` for kernels (bound_ulp,
+    max_ulp_in_domain, tightness, within_bound, ...); peers get bound_ulp/tightness/within_bound
+    None.
+
+    Raises AuditError before any case runs when the file or settings are wrong or an
+    implementation cannot be loaded; KeyboardInterrupt stops at once, every worker killed,
+    every finished case already on disk.
     """
-    result = {"meta": _meta(config), "records": []}
-    done = set()
-    if resume and json_path is not None and Path(json_path).exists():
-        previous = load(json_path)
-        if previous["meta"]["config"] != result["meta"]["config"]:
-            raise ValueError(
-                f"{json_path} was made with another configuration; run without --resume "
-                "to start afresh, or with the same flags to resume"
-            )
-        result["records"] = previous["records"]
-        done = {_case_key(r) for r in previous["records"]}
-    todo = [c for c in config.cases() if c not in done]
-    # Fail fast, in this process, on a peer or kernel that cannot run at all.
-    for dtype in config.dtypes:
-        _implementations(config, dtype)
-
-    workers = config.workers or os.cpu_count() or 1
-    bar = _progress(len(todo), len(done), progress)
-    order = {c: i for i, c in enumerate(config.cases())}
-    try:
-        if workers == 1 or len(todo) <= 1:
-            for case in todo:
-                _collect(result, run_case(config, *case), json_path, order, bar)
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            with cf.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = [pool.submit(run_case, config, *case) for case in todo]
-                for fut in cf.as_completed(futures):
-                    _collect(result, fut.result(), json_path, order, bar)
-    finally:
-        bar.close()
-    return result
-
-
-def _collect(result, records, json_path, order, bar):
-    result["records"].extend(records)
-    result["records"].sort(key=lambda r: (order[_case_key(r)], r["implementation"]))
+    runs, kept = [], []
+    lock = None
     if json_path is not None:
-        write_json_atomic(json_path, result)
-    bar.update(1)
+        json_path = Path(json_path)
+        _check_destination(json_path, resume)
+        lock = _lock(json_path)
+    try:
+        if resume and json_path is not None and json_path.exists():
+            runs, kept = _resume_from(json_path, config)
+        runs = runs + [_this_run(config)]
+        result = {"meta": _meta(config, runs), "records": kept}
+        done = {_case_key(r) for r in kept}
+        todo = [c for c in config.cases() if c not in done]
+        if todo:
+            _Run(config, result, len(runs) - 1, json_path, todo, len(done), progress).execute()
+        return result
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class _Run:
+    """The owner's event loop: case workers make references and kernel records, peer processes
+    answer calls, and a case is written as soon as every implementation has its record."""
+
+    def __init__(self, config, result, run_index, json_path, todo, done, progress):
+        self.config, self.result, self.run_index, self.json_path = config, result, run_index, json_path
+        self.order = {c: i for i, c in enumerate(config.cases())}
+        self.pending = deque(todo)
+        self.open: dict = {}  # case -> {"x", "exact", "records": {impl: record}}
+        self.remaining = len(todo)  # cases not yet written (pending, in a worker, or open)
+        self.bar = _progress(len(todo), done, progress)
+
+    def execute(self):
+        config = self.config
+        workers = min(config.workers or os.cpu_count() or 1, len(self.pending))
+        self.cases = [Worker((_case_setup, ()), _case_task, label=f"case worker {i}") for i in range(workers)]
+        self.peers = [_Peer(name, config) for name in config.peers]
+        try:
+            while self.remaining:
+                self._dispatch()
+                everyone = self.cases + [p.worker for p in self.peers if p.state not in ("refused", "dead")]
+                deadlines = [w.deadline for w in everyone if w.deadline is not None]
+                timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+                ready = wait([w.conn for w in everyone], timeout)
+                for w in self.cases:
+                    if w.conn in ready:
+                        self._case_message(w)
+                for p in self.peers:
+                    if p.state in ("refused", "dead"):
+                        continue
+                    if p.worker.conn in ready:
+                        self._peer_message(p)
+                    elif p.worker.deadline is not None and time.monotonic() >= p.worker.deadline:
+                        self._peer_timeout(p)
+        finally:
+            for w in self.cases + [p.worker for p in getattr(self, "peers", [])]:
+                w.kill()
+            self.bar.close()
+
+    # dispatching
+    def _dispatch(self):
+        for w in self.cases:
+            if w.idle and self.pending:
+                case = self.pending.popleft()
+                w.submit((self.config, case), case, None)
+        for p in self.peers:
+            if p.state == "probing" and p.worker.idle:
+                batches = probe_batches(self.config.dtypes)
+                calls = sum(1 + len(b) for b in batches)
+                p.worker.submit(("probe", batches), "probe", self.config.timeout * calls)
+            elif p.state == "serving" and p.worker.idle and p.queue:
+                case = p.queue.popleft()
+                p.worker.submit(("call", self.open[case]["x"]), case, self.config.timeout)
+
+    # case workers
+    def _case_message(self, w):
+        case = w.task
+        kind, payload = w.receive()
+        if kind == "ready":
+            return
+        if kind == "setup_failed" or case is None:
+            raise RuntimeError(f"a case worker could not start: {payload}")
+        if kind == "died":
+            w.restart()
+            payload = {"failed": f"the case worker {payload}"}
+        self.open[case] = {"x": payload.get("x"), "exact": payload.get("exact"), "records": {}}
+        if "failed" in payload:
+            for impl in self.config.implementations(case[1]):
+                self._record_status(case, impl, "no_reference", payload["failed"])
+        else:
+            for r in payload["records"]:
+                self._add(case, r)
+            for p in self.peers:
+                if p.state in ("refused", "dead"):
+                    self._record_status(case, p.name, p.failure, p.reason)
+                else:
+                    p.queue.append(case)
+        self._maybe_complete(case)
+
+    # peers
+    def _peer_message(self, p):
+        task, started = p.worker.task, p.worker.ready
+        kind, payload = p.worker.receive()
+        if kind == "ready":
+            p.worker.deadline = None
+            p.state = "probing" if p.state == "loading" else p.state
+        elif not started:  # it could not start
+            self._peer_not_started(p, payload)
+        elif kind == "died":
+            self._peer_failed(p, task, "crashed", f"its process {payload}")
+        elif task == "probe":
+            reason = _probe_verdict(p.name, probe_batches(self.config.dtypes), payload)
+            if reason:
+                self.bar.write(f"softmax-bench audit: refusing {p.name}: {reason}")
+                self._peer_out(p, "refused", reason)
+            else:
+                p.state = "serving"
+        else:
+            self._peer_record(p, task, payload)
+
+    def _peer_timeout(self, p):
+        if not p.worker.ready:
+            self._peer_not_started(p, f"no answer in {LOAD_TIMEOUT_S:.0f} s")
+            return
+        limit = self.config.timeout
+        self._peer_failed(p, p.worker.task, "timeout", f"no answer within {limit:g} s; its process was killed")
+
+    def _peer_not_started(self, p, reason):
+        if p.state == "loading":  # the first start: nothing of it can run
+            raise AuditError(f"cannot load implementation {p.name!r}: {reason}")
+        self._peer_out(p, "crashed", f"its process could not be restarted: {reason}")
+
+    def _peer_out(self, p, status, reason):
+        """No more calls to this peer: every case it has not answered gets ``status``."""
+        p.state, p.failure, p.reason = ("refused" if status == "refused" else "dead"), status, reason
+        p.worker.kill()
+        while p.queue:
+            case = p.queue.popleft()
+            self._record_status(case, p.name, status, reason)
+            self._maybe_complete(case)
+
+    def _peer_failed(self, p, task, status, reason):
+        """The peer's process died or hung on ``task``: record it and start a new process."""
+        p.restart()
+        if task == "probe":
+            p.state = "serving"  # the probe could not tell; every case will record the failure
+            return
+        self._record_status(task, p.name, status, reason)
+        self._maybe_complete(task)
+
+    def _peer_record(self, p, case, outcome):
+        state = self.open[case]
+        family, dtype, n = case
+        base = _base_record(self.config, p.name, "peer", p.name, "native", family, dtype, n)
+        self._add(case, judge(base, outcome, state["x"], state["exact"], self.config.ulp_budget))
+        self._maybe_complete(case)
+
+    # records
+    def _record_status(self, case, impl, status, reason):
+        family, dtype, n = case
+        kind = "peer" if impl in self.config.peers else "kernel"
+        spec = next((s for s in self.config.kernel_specs(dtype) if s.id == impl), None)
+        algorithm, compute = (spec.algorithm, spec.compute) if spec else (impl, "native")
+        base = _base_record(self.config, impl, kind, algorithm, compute, family, dtype, n)
+        self._add(case, {**base, "status": status, "reason": reason, "modified_input": None,
+                         "returned_dtype": None, "rows": self.config.rows_for(n)})
+
+    def _add(self, case, record):
+        record["run"] = self.run_index
+        self.open[case]["records"][record["implementation"]] = record
+
+    def _maybe_complete(self, case):
+        state = self.open.get(case)
+        if state is None or len(state["records"]) < len(self.config.implementations(case[1])):
+            return
+        del self.open[case]
+        self.remaining -= 1
+        records = self.result["records"]
+        records.extend(state["records"].values())
+        records.sort(key=lambda r: (self.order[_case_key(r)], r["implementation"]))
+        if self.json_path is not None:
+            write_json_atomic(self.json_path, self.result)
+        self.bar.update(1)
 
 
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(total=total + initial, initial=initial, disable=not enabled, unit="case", desc="audit")
+
+
+# --- the verdict -----------------------------------------------------------------------------
+
+def _where(records, limit=3) -> str:
+    places = [f"{r['family']} {r['dtype']} n={r['n']}" for r in records[:limit]]
+    more = f" and {len(records) - limit} more" if len(records) > limit else ""
+    return ", ".join(places) + more
+
+
+def verdict(records: list[dict], max_ulp: dict | None = None, fail_on_nonfinite: bool = False) -> list[str]:
+    """Why the audit fails: one line per implementation and reason (empty: it passes).
+
+    - any status other than ``ok`` (an implementation that failed to run, was refused, changed
+      its input or returned another dtype);
+    - a kernel outside its derived error bound (``within_bound`` False);
+    - ``max_ulp`` (dtype -> ULPs): an error above the limit, or any row that is NaN or inf where
+      the reference is a number, or a number where the reference is NaN (infinitely wrong);
+    - ``fail_on_nonfinite``: NaN, inf or all-zero rows where the reference is finite, and
+      numbers where the reference is NaN.
+    """
+    lines = []
+    by_impl: dict = {}
+    for r in records:
+        by_impl.setdefault((r["implementation"], r["dtype"]), []).append(r)
+    for (impl, dtype), recs in by_impl.items():
+        label = impl if "/" in impl else f"{impl} ({dtype})"
+        bad = [r for r in recs if r.get("status", "ok") != "ok"]
+        for status in dict.fromkeys(r["status"] for r in bad):
+            some = [r for r in bad if r["status"] == status]
+            lines.append(f"{label}: {status} in {len(some)} of {len(recs)} cases ({_where(some)}): "
+                         f"{some[0].get('reason')}")
+        measured = [r for r in recs if r.get("status", "ok") in MEASURED]
+        out = [r for r in measured if r.get("within_bound") is False]
+        if out:
+            lines.append(f"{label}: outside its derived error bound in {len(out)} cases ({_where(out)})")
+        nonfinite_keys = ("nan_rows", "inf_rows", "missed_nan_rows")
+        if max_ulp and dtype in max_ulp:
+            limit = max_ulp[dtype]
+            over = [r for r in measured if r["max_ulp"] > limit or any(r.get(k, 0) for k in nonfinite_keys)]
+            if over:
+                worst = max(r["max_ulp"] for r in over)
+                lines.append(f"{label}: above --max-ulp {dtype}={limit:g} in {len(over)} cases "
+                             f"({_where(over)}); largest finite error {worst:.3g} ULP")
+        if fail_on_nonfinite:
+            keys = nonfinite_keys + ("all_zero_rows",)
+            nonfinite = [r for r in measured if any(r.get(k, 0) for k in keys)]
+            if nonfinite:
+                counts = {k[:-5]: sum(r.get(k, 0) for r in nonfinite) for k in keys}
+                what = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+                lines.append(f"{label}: rows not finite where the reference is, or the reverse: "
+                             f"{what} rows ({_where(nonfinite)})")
+    return lines
+
+
+def status_counts(records: list[dict]) -> dict:
+    """implementation -> {status: cases} for every implementation with a status other than ok."""
+    out: dict = {}
+    for r in records:
+        status = r.get("status", "ok")
+        if status != "ok":
+            out.setdefault(r["implementation"], Counter())[status] += 1
+    return out
+

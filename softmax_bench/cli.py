@@ -6,6 +6,8 @@ optional dependency only matters to the subcommand that needs it.
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
@@ -67,11 +69,64 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _positive(kind):
+    """argparse type: a number of ``kind`` (int or float) greater than 0."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}: give a number > 0")
+        return value
+
+    return parse
+
+
+def _ulp_limits(text: str) -> dict[str, float]:
+    """argparse type for --max-ulp: ``float32=4,float16=2``."""
+    limits = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, value = item.partition("=")
+        try:
+            limit = float(value)
+        except ValueError:
+            limit = -1.0
+        if name not in DTYPE_NAMES or not limit >= 0:
+            raise argparse.ArgumentTypeError(
+                f"invalid limit {item!r}: write DTYPE=ULPS with DTYPE in {', '.join(DTYPE_NAMES)}, "
+                "e.g. float32=4,float16=2"
+            )
+        limits[name] = limit
+    if not limits:
+        raise argparse.ArgumentTypeError("invalid --max-ulp: e.g. float32=4,float16=2")
+    return limits
+
+
+def _stop_on_sigterm():
+    """SIGTERM stops the audit like Ctrl-C: workers killed, finished cases kept on disk."""
+    got = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    return got
+
+
 def cmd_audit(args) -> int:
     from softmax_bench import audit, peers
 
     if args.peers is None:
         args.peers = [name for name, status in peers.available_peers().items() if status == "available"]
+    try:
+        for name in args.impl:
+            peers.parse_spec(name)
+    except ValueError as err:
+        print(f"softmax-bench audit: --impl: {err}", file=sys.stderr)
+        return 2
     config = audit.AuditConfig(
         kernels=args.kernels,
         dtypes=args.dtypes,
@@ -81,21 +136,48 @@ def cmd_audit(args) -> int:
         seed=args.seed,
         peers=list(dict.fromkeys(args.peers + args.impl)),
         workers=args.workers,
+        timeout=args.timeout,
+        memory_limit=None if args.memory_limit is None else int(args.memory_limit * 2**30),
     )
     if args.quick:
         config.sizes = [n for n in config.sizes if n <= 1000]
         config.rows = min(config.rows, 4)
+    if not config.sizes:
+        print("softmax-bench audit: no sizes left to audit (--quick keeps sizes <= 1000)", file=sys.stderr)
+        return 2
+    terminated = _stop_on_sigterm()
+    start = time.perf_counter()
     try:
         result = audit.run(config, args.json, resume=args.resume, progress=not args.no_progress)
     except (peers.PeerUnavailable, ValueError) as err:
         print(f"softmax-bench audit: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        _report_interrupt(args, config, audit)
+        return 128 + (terminated[0] if terminated else signal.SIGINT)
     records = result["records"]
-    bad = [r for r in records if r.get("within_bound") is False]
-    print(f"{len(records)} records from {len(config.cases())} cases written to {args.json}")
-    if bad:
-        print(f"{len(bad)} records exceed their error bound", file=sys.stderr)
+    print(f"{len(records)} records from {len(config.cases())} cases written to {args.json} "
+          f"({time.perf_counter() - start:.1f} s)")
+    failures = audit.verdict(records, args.max_ulp, args.fail_on_nonfinite)
+    if failures:
+        print(f"softmax-bench audit: FAILED ({len(failures)}):", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _report_interrupt(args, config, audit) -> None:
+    try:
+        cases = {audit._case_key(r) for r in audit.load(args.json)["records"]}
+    except (ValueError, OSError):
+        cases = set()
+    argv = list(args.argv)
+    if "--resume" not in argv:
+        argv.append("--resume")
+    print(f"\nsoftmax-bench audit: interrupted; {len(cases)} of {len(config.cases())} cases are "
+          f"saved in {args.json}. Continue with:\n  {shlex.join(['softmax-bench', *argv])}",
+          file=sys.stderr)
 
 
 def cmd_report(args) -> int:
@@ -172,21 +254,61 @@ def build_parser() -> argparse.ArgumentParser:
     from softmax_bench import inputs
     from softmax_bench.peers import BUILTIN_PEERS
 
-    aud = sub.add_parser("audit", help="audit kernels and peers against the reference (writes JSON)")
-    aud.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"])
-    aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES))
-    aud.add_argument("--families", type=_csv(tuple(inputs.FAMILIES)), default=list(inputs.FAMILIES))
-    aud.add_argument("--sizes", type=_ints, default=[1, 2, 10, 100, 1000, 10_000])
-    aud.add_argument("--rows", type=int, default=16, help="rows per case (capped at 20000 elements)")
-    aud.add_argument("--seed", type=int, default=0)
+    from softmax_bench.audit import DEFAULT_TIMEOUT_S, STATUSES, default_memory_limit
+
+    memory = default_memory_limit()
+    aud = sub.add_parser(
+        "audit", help="audit kernels and peers against the reference (writes JSON)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Audit kernels and peers against the correctly rounded reference. Every peer "
+                    "and --impl function runs in a process of its own, on a copy of the input, "
+                    "with a timeout and a memory limit; its failures become records.",
+        epilog="record statuses:\n" + "\n".join(f"  {k:15} {v}" for k, v in STATUSES.items())
+        + "\n\nexit status:\n"
+          "  0    every call ran (status ok) and no gate tripped\n"
+          "  1    an implementation failed to run (any status but ok), or a gate tripped: a\n"
+          "       kernel outside its derived error bound, --max-ulp, --fail-on-nonfinite\n"
+          "  2    usage error (bad flag, unreadable or foreign --json, lock held, --resume with\n"
+          "       other settings, an implementation that cannot be imported)\n"
+          "  130  interrupted by Ctrl-C (143: SIGTERM); finished cases are kept, --resume goes on",
+    )
+    aud.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"],
+                     help="kernel algorithms, every compute mode (default: naive,shifted)")
+    aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES),
+                     help=f"default: {','.join(DTYPE_NAMES)}")
+    aud.add_argument("--families", type=_csv(tuple(inputs.FAMILIES)), default=list(inputs.FAMILIES),
+                     help=f"input families (default: all of {','.join(inputs.FAMILIES)})")
+    aud.add_argument("--sizes", type=_ints, default=[1, 2, 10, 100, 1000, 10_000],
+                     help="row lengths n (default: 1,2,10,100,1000,10000)")
+    aud.add_argument("--rows", type=_positive(int), default=16,
+                     help="rows per case, capped at 20000 elements (default: 16)")
+    aud.add_argument("--seed", type=int, default=0, help="default: 0")
     aud.add_argument("--peers", type=_csv(tuple(BUILTIN_PEERS)), default=None,
-                     help="built-in peers to audit (default: every one whose package is installed)")
-    aud.add_argument("--impl", action="append", default=[], metavar="MODULE:FUNCTION",
-                     help="audit your own f(x) -> softmax along the last axis (repeatable)")
-    aud.add_argument("--json", type=Path, default=Path("results/audit.json"))
-    aud.add_argument("--resume", action="store_true", help="keep finished cases of --json, run the rest")
+                     help=f"built-in peers among {','.join(BUILTIN_PEERS)} (default: every one "
+                          "whose package is installed)")
+    aud.add_argument("--impl", action="append", default=[], metavar="MODULE:FUNCTION[(KEY=VALUE,...)]",
+                     help="audit your own f(x) -> softmax along the last axis (repeatable); keyword "
+                          "arguments as literals, e.g. 'scipy.special:softmax(axis=-1)'")
+    aud.add_argument("--json", type=Path, default=Path("results/audit.json"),
+                     help="results file (default: results/audit.json)")
+    aud.add_argument("--resume", action="store_true",
+                     help="keep the complete cases of --json, run the rest")
     aud.add_argument("--quick", action="store_true", help="sizes <= 1000 and 4 rows per case")
-    aud.add_argument("--workers", type=int, default=0, help="processes (default: one per core)")
+    aud.add_argument("--workers", type=int, default=0,
+                     help="processes making references and running kernels (default: one per core)")
+    aud.add_argument("--timeout", type=_positive(float), default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                     help=f"per peer call; a call past it is killed: status timeout (default: {DEFAULT_TIMEOUT_S:g})")
+    aud.add_argument("--memory-limit", type=_positive(float), metavar="GB",
+                     default=None if memory is None else memory / 2**30,
+                     help="address space of each peer's process, GiB: beyond it, MemoryError, status "
+                          f"out_of_memory (default: half the machine's memory"
+                          f"{'' if memory is None else f', {memory / 2**30:.1f}'})")
+    aud.add_argument("--max-ulp", type=_ulp_limits, default=None, metavar="DTYPE=ULPS,...",
+                     help="gate: fail (exit 1) when an implementation's error in DTYPE exceeds ULPS, "
+                          "or a row is NaN/inf where the reference is a number (or the reverse)")
+    aud.add_argument("--fail-on-nonfinite", action="store_true",
+                     help="gate: fail on NaN, inf or all-zero rows where the reference is finite, "
+                          "and on numbers where it is NaN")
     aud.add_argument("--no-progress", action="store_true")
     aud.set_defaults(func=cmd_audit)
 
@@ -209,7 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     return args.func(args)
 
 

@@ -3,6 +3,8 @@
 Per element: the error in ULPs of the output format (``formats.ulp_error``) and the relative error.
 Per row: one class, the first that applies in this order:
 
+``missed_nan``     a number where the reference is NaN (rows with NaN or +inf inputs: the
+                   reference row is all NaN, so any number there is wrong, however it looks)
 ``nan``            a NaN where the reference has a number
 ``inf``            an infinity where the reference has a number
 ``all_zero``       every output 0 while the reference has a non-zero
@@ -10,7 +12,7 @@ Per row: one class, the first that applies in this order:
 ``finite_wrong``   all finite, some element more than ``k`` ULPs off
 ``within_k``       all finite, every element within ``k`` ULPs, not all exact
 ``correct``        every element equal to the correctly rounded reference
-                   (a reference NaN row matched by a NaN row counts here)
+                   (a reference NaN row matched by an all-NaN row counts here)
 
 ``k`` (``ulp_budget``) is a reporting threshold only; the pass/fail verdict of the audit comes
 from the error bounds. The sum-to-one defect ``|sum(y) - 1|`` is measured exactly (math.fsum of
@@ -26,7 +28,8 @@ from softmax_bench.formats import format_of, ulp_error
 
 __all__ = ["ROW_CLASSES", "relative_error", "row_classes", "sum_defect", "summarise"]
 
-ROW_CLASSES = ("correct", "within_k", "finite_wrong", "spurious_zero", "all_zero", "inf", "nan")
+#: Best to worst; the record field of each is ``<class>_rows``.
+ROW_CLASSES = ("correct", "within_k", "finite_wrong", "spurious_zero", "all_zero", "inf", "nan", "missed_nan")
 
 
 def relative_error(computed: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -50,6 +53,7 @@ def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0
         err = ulp_error(np.asarray(computed), np.asarray(exact))
     err = np.asarray(err).reshape(c.shape)
     ref_num = ~np.isnan(r)
+    missed_nan = (~np.isnan(c) & ~ref_num).any(axis=1)
     nan = (np.isnan(c) & ref_num).any(axis=1)
     inf = (np.isinf(c) & ~np.isinf(r) & ref_num).any(axis=1)
     ref_nonzero = ref_num & (r != 0)
@@ -58,8 +62,8 @@ def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0
     exact_match = (err == 0).all(axis=1)
     within = (err <= ulp_budget).all(axis=1)
     cls = np.select(
-        [nan, inf, all_zero, spurious, exact_match, within],
-        [6, 5, 4, 3, 0, 1],
+        [missed_nan, nan, inf, all_zero, spurious, exact_match, within],
+        [7, 6, 5, 4, 3, 0, 1],
         default=2,
     )
     return cls
@@ -80,7 +84,8 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) 
     """The audit record's measured fields for one case (plain Python numbers, JSON-ready).
 
     ULP and relative errors are taken over elements where the reference is a number and the
-    computed value is finite; non-finite outputs are counted in the row classes instead."""
+    computed value is finite; non-finite outputs, and numbers where the reference is NaN, are
+    counted in the row classes instead (``max_ulp`` alone never tells a row is right)."""
     computed = np.asarray(computed)
     exact = np.asarray(exact)
     err = ulp_error(computed, exact)
@@ -97,16 +102,10 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) 
         "median_ulp": float(np.median(finite_err)) if finite_err.size else 0.0,
         "mean_ulp": float(finite_err.mean()) if finite_err.size else 0.0,
         "max_rel": float(rel[comparable].max()) if finite_err.size else 0.0,
-        "nan_rows": int(counts[6]),
-        "inf_rows": int(counts[5]),
-        "all_zero_rows": int(counts[4]),
+        **{f"{name}_rows": int(count) for name, count in zip(ROW_CLASSES, counts)},
         "spurious_zero": int(((computed == 0) & (exact64 != 0) & ~np.isnan(exact64)).sum()),
         # rows with any NaN out, whether or not the reference is NaN there too (e.g. +inf input)
         "nan_output_rows": int(np.isnan(computed.reshape(-1, computed.shape[-1])).any(axis=1).sum()),
-        "spurious_zero_rows": int(counts[3]),
-        "finite_wrong_rows": int(counts[2]),
-        "within_k_rows": int(counts[1]),
-        "correct_rows": int(counts[0]),
         "ulp_budget": ulp_budget,
         "max_sum_defect_u": float(np.nanmax(defect)) if np.isfinite(defect).any() else None,
     }

@@ -3,18 +3,27 @@
 A peer is a function ``f(x) -> y`` computing softmax along the last axis of a numpy array and
 returning an array of the same shape. Built-in peers: ``numpy`` (composed, max-shifted),
 ``scipy`` (scipy.special.softmax), ``torch`` (torch.softmax on the CPU) and ``jax``
-(jax.nn.softmax); each is available only when its package imports. Any other function is named
-``module:function`` (e.g. ``scipy.special:softmax``).
+(jax.nn.softmax); each is available only when its package imports.
+
+Any other function is named ``module:function``, optionally with keyword arguments written as a
+call with literal values: ``scipy.special:softmax(axis=-1)`` calls ``softmax(x, axis=-1)``.
+(scipy's default ``axis=None`` normalises the whole array; the audit's contract probe refuses it.)
+The working folder is searched last for ``module``, so a ``mod.py`` beside you is found without
+shadowing installed packages.
 """
 from __future__ import annotations
 
+import ast
+import functools
 import importlib
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-__all__ = ["Peer", "PeerUnavailable", "BUILTIN_PEERS", "get_peer", "available_peers"]
+__all__ = ["Peer", "PeerUnavailable", "BUILTIN_PEERS", "get_peer", "parse_spec", "available_peers"]
 
 
 class PeerUnavailable(RuntimeError):
@@ -77,11 +86,9 @@ def get_peer(name: str) -> Peer:
             return Peer(name, BUILTIN_PEERS[name]())
         except ImportError as err:
             raise PeerUnavailable(f"peer {name!r} needs a package that is not installed: {err}") from err
-    if ":" not in name:
-        raise ValueError(
-            f"unknown peer {name!r}: choose from {', '.join(BUILTIN_PEERS)} or give module:function"
-        )
-    module_name, _, attr = name.partition(":")
+    module_name, attr, kwargs = parse_spec(name)
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())  # last: a local mod.py is found, an installed package wins
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -93,7 +100,38 @@ def get_peer(name: str) -> Peer:
             raise PeerUnavailable(f"{module_name!r} has no attribute {attr!r}")
     if not callable(fn):
         raise PeerUnavailable(f"{name!r} is not callable")
-    return Peer(name, fn)
+    return Peer(name, functools.partial(fn, **kwargs) if kwargs else fn)
+
+
+def parse_spec(name: str) -> tuple[str, str, dict]:
+    """``'mod.sub:func(axis=-1)'`` -> ``('mod.sub', 'func', {'axis': -1})``. Keyword arguments
+    must be Python literals; ValueError names what is wrong."""
+    if ":" not in name:
+        raise ValueError(
+            f"unknown peer {name!r}: choose from {', '.join(BUILTIN_PEERS)} or give module:function"
+        )
+    module_name, _, call = name.partition(":")
+    try:
+        tree = ast.parse(call.strip(), mode="eval").body
+    except SyntaxError:
+        tree = None
+    if isinstance(tree, (ast.Name, ast.Attribute)):
+        return module_name, call.strip(), {}
+    if (
+        isinstance(tree, ast.Call)
+        and isinstance(tree.func, (ast.Name, ast.Attribute))
+        and not tree.args
+        and all(k.arg for k in tree.keywords)
+    ):
+        try:
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
+        except ValueError:
+            raise ValueError(f"{name!r}: keyword values must be literals (numbers, strings, None, True)") from None
+        return module_name, ast.unparse(tree.func), kwargs
+    raise ValueError(
+        f"cannot read {name!r}: write module:function or module:function(key=value, ...), "
+        "e.g. 'scipy.special:softmax(axis=-1)'"
+    )
 
 
 def available_peers() -> dict[str, str]:

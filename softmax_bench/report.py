@@ -1,10 +1,11 @@
 """Markdown report (with PNG plots) from one or more audit JSON files.
 
 The headline table has one row per implementation and one column per input family; a cell shows
-the worst outcome over the sizes audited: the largest error in ULPs when every output is finite,
-else the failure and how many rows had it (``NaN 12/40``, ``inf 3/40``, ``zero-row 5/40``). Rows
-whose reference is itself NaN (inputs with +inf, see the README) are marked ``NaN=ref`` when the
-implementation agrees.
+the worst outcome over the sizes audited: an implementation that failed to run there shows its status
+and in how many cases (``timeout 2/6 cases``); else the largest error in ULPs when every output is
+finite, or the failure and how many rows had it (``missed NaN 2/40``: a number where the reference
+is NaN; ``NaN 12/40``, ``inf 3/40``, ``zero-row 5/40``). Rows whose reference is itself NaN
+(inputs with +inf, see the README) are marked ``NaN=ref`` when the implementation agrees.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from softmax_bench.audit import load
+from softmax_bench.audit import MEASURED, STATUSES, load, status_counts
 from softmax_bench.results_io import atomic_write
 
 __all__ = ["cell", "headline_tables", "write_report", "update_readme"]
@@ -29,11 +30,23 @@ def _fmt_ulp(v: float) -> str:
     return f"{v:.2g}" if v < 1e4 else f"{v:.1e}"
 
 
+_ROW_FAILURES = (("missed_nan_rows", "missed NaN"), ("nan_rows", "NaN"), ("inf_rows", "inf"),
+                 ("all_zero_rows", "zero-row"))
+
+
+def _measured(records):
+    return [r for r in records if r.get("status", "ok") in MEASURED]
+
+
 def cell(records: list[dict]) -> str:
     """The worst outcome over several records of one implementation and family."""
+    failed = [r["status"] for r in records if r.get("status", "ok") not in MEASURED]
+    if failed:
+        status, count = max(((s, failed.count(s)) for s in set(failed)), key=lambda sc: sc[1])
+        return f"**{status} {count}/{len(records)} cases**"
     rows = sum(r["rows"] for r in records)
-    for key, label in (("nan_rows", "NaN"), ("inf_rows", "inf"), ("all_zero_rows", "zero-row")):
-        bad = sum(r[key] for r in records)
+    for key, label in _ROW_FAILURES:
+        bad = sum(r.get(key, 0) for r in records)
         if bad:
             return f"**{label} {bad}/{rows}**"
     text = _fmt_ulp(max(r["max_ulp"] for r in records))
@@ -41,7 +54,28 @@ def cell(records: list[dict]) -> str:
         text += " (NaN=ref)"
     if any(r.get("within_bound") is False for r in records):
         text += " **>bound**"
+    if any(r.get("status") == "modified_input" for r in records):
+        text += " **modified input**"
+    returned = {r["returned_dtype"] for r in records if r.get("status") == "wrong_dtype"}
+    if returned:
+        text += f" **returned {','.join(sorted(returned))}**"
     return text
+
+
+def failure_table(records: list[dict]) -> str:
+    """Implementations with any status other than ok: status, cases, the first reason."""
+    counts = status_counts(records)
+    if not counts:
+        return "Every implementation ran on every case (status `ok`).\n"
+    lines = ["| implementation | status | cases | reason (first case) |", "|---|---|---|---|"]
+    for impl, by_status in counts.items():
+        for status, n in by_status.items():
+            reason = next(r.get("reason") for r in records
+                          if r["implementation"] == impl and r.get("status") == status)
+            reason = (reason or "").replace("|", "\\|")
+            lines.append(f"| `{impl}` | {status} | {n} | {reason} |")
+    lines += ["", "Statuses: " + "; ".join(f"`{k}`: {v}" for k, v in STATUSES.items()) + "."]
+    return "\n".join(lines) + "\n"
 
 
 def _group(records, *keys):
@@ -90,7 +124,7 @@ def bound_table(records: list[dict]) -> str:
     """Per kernel: the largest a-priori bound (ULPs), the tightness (largest measured / bound over
     elements, <= 1 when within), whether every record is within its bound, and the rows outside
     the bound's domain by reason (softmax_bench.bounds). Peers have no bound and are left out."""
-    kernel_recs = [r for r in records if r.get("kind") == "kernel" and "within_bound" in r]
+    kernel_recs = [r for r in _measured(records) if r.get("kind") == "kernel" and "within_bound" in r]
     if not kernel_recs:
         return ""
     lines = [
@@ -180,40 +214,47 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     families = list(dict.fromkeys(r["family"] for r in records))
     grid = np.full((len(impls), len(families)), np.nan)
     for (impl, dtype, fam), recs in _group(records, "implementation", "dtype", "family").items():
-        failed = any(r["nan_rows"] or r["inf_rows"] or r["all_zero_rows"] for r in recs)
-        worst = max(r["max_ulp"] for r in recs)
+        measured = _measured(recs)
+        failed = len(measured) < len(recs) or any(r.get(k, 0) for r in measured for k, _ in _ROW_FAILURES)
+        worst = max((r["max_ulp"] for r in measured), default=0.0)
         grid[impls.index((impl, dtype)), families.index(fam)] = 9.0 if failed else math.log10(1 + worst)
     fig, ax = plt.subplots(figsize=(1.1 * len(families) + 3, 0.32 * len(impls) + 1.5))
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=9, aspect="auto")
     ax.set_xticks(range(len(families)), families, rotation=40, ha="right")
     ax.set_yticks(range(len(impls)), [_label(i, d) for i, d in impls], fontsize=7)
-    fig.colorbar(im, ax=ax, label="log10(1 + max ULP error); 9 = NaN/inf/zero row")
+    fig.colorbar(im, ax=ax, label="log10(1 + max ULP error); 9 = NaN/inf/zero row or failed to run")
     ax.set_title("Max error per implementation and input family")
     fig.tight_layout()
     names.append(_save(fig, out_dir / f"{stem}_max_ulp.png"))
     plt.close(fig)
 
     counts = np.zeros((len(impls), len(ROW_CLASSES)))
-    keys = ["correct_rows", "within_k_rows", "finite_wrong_rows", "spurious_zero_rows", "all_zero_rows", "inf_rows", "nan_rows"]
-    for r in records:
+    for r in _measured(records):
         i = impls.index((r["implementation"], r["dtype"]))
-        counts[i] += [r.get(k, 0) for k in keys]
+        counts[i] += [r.get(f"{k}_rows", 0) for k in ROW_CLASSES]
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(9, 0.32 * len(impls) + 1.5))
     left = np.zeros(len(impls))
-    colours = ["#2b8a3e", "#94d82d", "#fab005", "#f76707", "#c92a2a", "#862e9c", "#343a40"]
+    colours = ["#2b8a3e", "#94d82d", "#fab005", "#f76707", "#c92a2a", "#862e9c", "#343a40", "#1c7ed6"]
     for k, name in enumerate(ROW_CLASSES):
         ax.barh(range(len(impls)), share[:, k], left=left, color=colours[k], label=name)
         left += share[:, k]
     ax.set_yticks(range(len(impls)), [_label(i, d) for i, d in impls], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel("share of rows (all families and sizes)")
+    ax.set_xlabel("share of rows (all families and sizes; measured cases)")
     ax.legend(ncol=4, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12))
     ax.set_title("Row outcomes")
     fig.tight_layout()
     names.append(_save(fig, out_dir / f"{stem}_row_classes.png"))
     plt.close(fig)
     return names
+
+
+def _run_line(run: dict) -> str:
+    m, v = run["machine"], run["versions"]
+    return (f"- commit `{run.get('git_commit') or 'unknown'}`, {run['date']}, {m['processor']} x{m['cpus']}, "
+            f"Python {m['python']}, numpy {v['numpy']}, numba {v['numba']}, mpmath {v['mpmath']} "
+            f"({v['mpmath_backend']})")
 
 
 def _save(fig, path: Path) -> str:
@@ -234,16 +275,14 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
     out_dir.mkdir(parents=True, exist_ok=True)
     audits = [load(p) for p in json_paths]
     records = [r for a in audits for r in a["records"]]
-    meta = audits[0]["meta"]
+    runs = [run for a in audits for run in a["meta"]["runs"]]
     plots = _plots(records, out_dir, stem)
-    m = meta["machine"]
-    v = meta["versions"]
     text = [
         "# softmax-bench accuracy report",
         "",
-        f"From {', '.join(f'`{Path(p).name}`' for p in json_paths)}: commit `{meta.get('git_commit') or 'unknown'}`, "
-        f"{meta['date']}, {m['processor']} x{m['cpus']}, Python {m['python']}, numpy {v['numpy']}, "
-        f"numba {v['numba']}, mpmath {v['mpmath']} ({v['mpmath_backend']}).",
+        f"From {', '.join(f'`{Path(p).name}`' for p in json_paths)}, made by {len(runs)} run(s):",
+        "",
+        *[_run_line(run) for run in runs],
         "",
         "Each cell: the largest error in ULPs of the output format against the correctly rounded "
         "mpmath reference, over every size audited; or the failure (**NaN**, **inf**, "
@@ -251,6 +290,9 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
         "reference is NaN too (rows with +inf).",
         "",
         headline_tables(records),
+        "## Implementations that failed to run",
+        "",
+        failure_table(records),
         "## Error against row length (family normal1)",
         "",
         size_table(records),

@@ -1,6 +1,8 @@
 """Writing under ``results/``: every file goes to a temporary name in the same folder and is then
 renamed into place (``os.replace`` is atomic on POSIX), so an interrupted run never leaves a
-half-written file and never damages one that was already there.
+half-written file and never damages one that was already there. Temporary names carry the
+writer's pid (``.audit.json.<pid>.<random>.tmp``): the next write of the same file removes those
+left by writers that were killed (their pid no longer runs).
 
 JSON is strict (no NaN/Infinity literals): non-finite floats are written as the strings
 ``"inf"``, ``"-inf"`` and ``"nan"`` and turned back into floats by :func:`load_json`.
@@ -19,11 +21,29 @@ from pathlib import Path
 __all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance"]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def atomic_write(path, write) -> Path:
     """Call ``write(tmp_path)`` to make the file, then rename it to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are meant to be read by everyone
     try:
