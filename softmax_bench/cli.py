@@ -6,6 +6,7 @@ optional dependency only matters to the subcommand that needs it.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -153,6 +154,8 @@ def cmd_audit(args) -> int:
         print(f"softmax-bench audit: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second one ends it at once
+            signal.signal(sig, lambda signum, frame: os._exit(128 + signum))
         _report_interrupt(args, config, audit)
         return 128 + (terminated[0] if terminated else signal.SIGINT)
     records = result["records"]

@@ -1,5 +1,7 @@
-"""softmax_bench.audit: records, the JSON contract, atomic writes and resuming."""
+"""softmax_bench.audit: records, the JSON contract, the results file (lock, resume, refusals), the
+contract probe and the verdict. Hostile implementations and interrupts: test_audit_isolation.py."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -7,8 +9,9 @@ import pytest
 from softmax_bench import audit
 
 CONTRACT = {
-    "implementation", "dtype", "compute", "family", "n", "rows", "max_ulp", "median_ulp",
-    "max_rel", "nan_rows", "inf_rows", "spurious_zero", "all_zero_rows",
+    "implementation", "dtype", "compute", "family", "n", "rows", "run", "status", "reason",
+    "modified_input", "returned_dtype", "max_ulp", "median_ulp", "max_rel", "nan_rows", "inf_rows",
+    "missed_nan_rows", "spurious_zero", "all_zero_rows",
 }
 
 
@@ -21,18 +24,26 @@ def small_config(**kw):
     return audit.AuditConfig(**base)
 
 
+def without_run(records):
+    return [{k: v for k, v in r.items() if k != "run"} for r in records]
+
+
 def test_records_follow_the_contract(tmp_path):
     path = tmp_path / "a.json"
     result = audit.run(small_config(), path, progress=False)
     on_disk = json.loads(path.read_text())  # strict JSON: no NaN/Infinity literals
-    assert on_disk["meta"]["config"]["families"] == ["normal1", "far_positive"]
-    assert {"git_commit", "machine", "versions", "date", "version"} <= set(on_disk["meta"])
+    meta = on_disk["meta"]
+    assert meta["tool"] == "softmax-bench audit" and meta["config"]["families"] == ["normal1", "far_positive"]
+    assert "workers" not in meta["config"], "result-neutral settings belong to the run"
+    (run,) = meta["runs"]
+    assert {"git_commit", "machine", "versions", "date", "settings"} <= set(run)
+    assert run["settings"]["workers"] == 1
     records = result["records"]
     impls = {r["implementation"] for r in records}
     assert "numpy" in impls and any(i.startswith("naive/float16") for i in impls)
     assert len(records) == 4 * len(impls)  # 2 families x 2 sizes, every implementation
     for r in records:
-        assert CONTRACT <= set(r)
+        assert CONTRACT <= set(r) and r["status"] == "ok" and r["run"] == 0 and r["modified_input"] is False
     # naive in float16 arithmetic overflows past ln(65504); with compute=float32 it does not (yet).
     naive = [r for r in records if r["family"] == "far_positive" and r["implementation"] == "naive/float16@float16"]
     shifted = [r for r in records if r["family"] == "far_positive" and r["implementation"].startswith("shifted/")]
@@ -41,23 +52,86 @@ def test_records_follow_the_contract(tmp_path):
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
 
 
-def test_resume_runs_only_missing_cases(tmp_path, monkeypatch):
+def test_resume_runs_only_missing_cases_and_keeps_provenance(tmp_path):
     path = tmp_path / "a.json"
-    config = small_config()
-    full = audit.run(config, path, progress=False)
+    full = audit.run(small_config(), path, progress=False)
     data = audit.load(path)
+    first_run = data["meta"]["runs"][0]
     data["records"] = [r for r in data["records"] if r["n"] != 10]  # "interrupted" before n=10
     audit.write_json_atomic(path, data)
-    calls = []
-    real = audit.run_case
-    monkeypatch.setattr(audit, "run_case", lambda cfg, *case: calls.append(case) or real(cfg, *case))
-    resumed = audit.run(config, path, resume=True, progress=False)
-    assert sorted(calls) == sorted([("normal1", "float16", 10), ("far_positive", "float16", 10)])
-    strip = lambda recs: [{k: v for k, v in r.items()} for r in recs]  # noqa: E731
-    assert strip(resumed["records"]) == strip(audit.load(path)["records"])
-    assert len(resumed["records"]) == len(full["records"])
-    with pytest.raises(ValueError, match="another configuration"):
+    # --workers and --timeout change no record: a resumed run may change them
+    resumed = audit.run(small_config(workers=2, timeout=30.0), path, resume=True, progress=False)
+    assert without_run(resumed["records"]) == without_run(full["records"])
+    assert resumed["records"] == audit.load(path)["records"]
+    assert {r["run"] for r in resumed["records"] if r["n"] == 10} == {1}
+    assert {r["run"] for r in resumed["records"] if r["n"] == 2} == {0}
+    runs = audit.load(path)["meta"]["runs"]
+    assert len(runs) == 2 and runs[0] == first_run and runs[1]["settings"]["workers"] == 2
+
+
+def test_resume_redoes_incomplete_and_duplicated_cases(tmp_path):
+    path = tmp_path / "a.json"
+    full = audit.run(small_config(), path, progress=False)
+    data = audit.load(path)
+    recs = data["records"]
+    half = [r for r in recs if (r["family"], r["n"]) == ("normal1", 2)][0]
+    dup = [r for r in recs if (r["family"], r["n"]) == ("far_positive", 10)][0]
+    data["records"] = [r for r in recs if r is not half] + [dict(dup)]
+    audit.write_json_atomic(path, data)
+    resumed = audit.run(small_config(), path, resume=True, progress=False)["records"]
+    assert without_run(resumed) == without_run(full["records"])
+    redone = {(r["family"], r["n"]) for r in resumed if r["run"] == 1}
+    assert redone == {("normal1", 2), ("far_positive", 10)}
+
+
+def test_resume_with_other_settings_names_the_flag(tmp_path):
+    path = tmp_path / "a.json"
+    audit.run(small_config(), path, progress=False)
+    with pytest.raises(audit.AuditError, match=r"--sizes \[2, 10\] and this run has \[2\]"):
+        audit.run(small_config(sizes=[2]), path, resume=True, progress=False)
+    with pytest.raises(audit.AuditError, match="--rows 3 and this run has 5"):
         audit.run(small_config(rows=5), path, resume=True, progress=False)
+
+
+def test_damaged_or_foreign_files_are_named_and_never_overwritten(tmp_path):
+    damaged = tmp_path / "a.json"
+    damaged.write_text("")
+    with pytest.raises(audit.AuditError, match=f"cannot read {damaged} as an audit JSON"):
+        audit.run(small_config(), damaged, resume=True, progress=False)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    with pytest.raises(audit.AuditError, match="not an audit JSON: refusing to overwrite"):
+        audit.run(small_config(), notes, progress=False)
+    assert notes.read_text() == "my notes"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"meta": {"tool": "something else"}, "records": []}))
+    with pytest.raises(audit.AuditError, match="refusing to overwrite"):
+        audit.run(small_config(), other, progress=False)
+
+
+def test_unwritable_destination_fails_before_any_case(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(audit.AuditError, match="cannot create the folder"):
+        audit.run(small_config(), blocker / "a.json", progress=False)
+
+
+def test_a_second_audit_on_the_same_file_refuses(tmp_path):
+    from filelock import FileLock
+
+    path = tmp_path / "a.json"
+    with FileLock(str(tmp_path / ".a.json.lock")):  # what a running audit holds
+        with pytest.raises(audit.AuditError, match="another softmax-bench audit is writing"):
+            audit.run(small_config(), path, progress=False)
+    assert not path.exists()
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    path = tmp_path / "a.json"
+    stale = tmp_path / ".a.json.999999999.abc.tmp"  # a writer whose pid no longer runs
+    stale.write_text("{")
+    audit.run(small_config(sizes=[2], families=["normal1"]), path, progress=False)
+    assert not stale.exists() and path.exists()
 
 
 def test_user_implementation_and_peer_float64(tmp_path):
@@ -68,7 +142,7 @@ def test_user_implementation_and_peer_float64(tmp_path):
     assert records[0]["max_ulp"] < 8 and records[0]["kind"] == "peer"
 
 
-def test_parallel_workers_match_serial(tmp_path):
+def test_parallel_workers_match_serial():
     serial = audit.run(small_config(), None, progress=False)["records"]
     parallel = audit.run(small_config(workers=2), None, progress=False)["records"]
     assert serial == parallel
@@ -77,3 +151,52 @@ def test_parallel_workers_match_serial(tmp_path):
 def test_rows_budget():
     c = audit.AuditConfig(rows=16)
     assert c.rows_for(10) == 16 and c.rows_for(10_000) == 2 and c.rows_for(10**6) == 1
+
+
+def test_contract_probe_refuses_whole_array_scipy_and_names_the_fix():
+    """scipy.special.softmax normalises the whole array by default (axis=None): refused, with the
+    fix in the reason; with axis=-1 it is a few ULPs off, like numpy."""
+    pytest.importorskip("scipy")
+    config = small_config(dtypes=["float64"], families=["normal1"], sizes=[5], kernels=[],
+                          peers=["scipy.special:softmax", "scipy.special:softmax(axis=-1)"])
+    wrong, right = audit.run(config, None, progress=False)["records"]
+    assert wrong["status"] == "refused" and "max_ulp" not in wrong
+    assert "--impl 'scipy.special:softmax(axis=-1)'" in wrong["reason"]
+    assert right["status"] == "ok" and right["max_ulp"] <= 8
+
+
+def test_probe_verdict_tolerates_batch_paths_but_not_wrong_axes():
+    (batch,) = audit.probe_batches(["float32"])
+    ok = lambda y: {"status": "returned", "y": y}  # noqa: E731
+    e = np.exp(batch - batch.max(axis=-1, keepdims=True))
+    rows = e / e.sum(axis=-1, keepdims=True)
+    nudged = np.nextafter(rows, np.float32(1))  # one ULP: another vector path, not a wrong axis
+    assert audit._probe_verdict("m:f", [batch], [(ok(nudged), [ok(r) for r in rows])]) is None
+    whole = e / e.sum()
+    assert "independently" in audit._probe_verdict("m:f", [batch], [(ok(whole), [ok(r) for r in rows])])
+    failed = {"status": "error", "y": None}
+    assert audit._probe_verdict("m:f", [batch], [(failed, [ok(r) for r in rows])]) is None
+
+
+def rec(**kw):
+    base = dict(implementation="numpy", dtype="float32", family="normal1", n=10, status="ok",
+                reason=None, max_ulp=3.0, nan_rows=0, inf_rows=0, all_zero_rows=0, missed_nan_rows=0,
+                within_bound=None)
+    base.update(kw)
+    return base
+
+
+def test_verdict_gates():
+    assert audit.verdict([rec()]) == []
+    assert "timeout in 1 of 2 cases" in audit.verdict([rec(), rec(status="timeout", reason="slow")])[0]
+    (line,) = audit.verdict([rec(implementation="shifted/float32@float32", within_bound=False)])
+    assert "outside its derived error bound" in line
+    assert audit.verdict([rec()], max_ulp={"float32": 4}) == []
+    assert "above --max-ulp float32=2" in audit.verdict([rec()], max_ulp={"float32": 2})[0]
+    assert audit.verdict([rec()], max_ulp={"float16": 2}) == []  # another dtype's limit
+    nan = rec(max_ulp=0.0, nan_rows=2)
+    assert audit.verdict([nan]) == []
+    assert "above --max-ulp" in audit.verdict([nan], max_ulp={"float32": 4})[0]
+    assert "2 nan rows" in audit.verdict([nan], fail_on_nonfinite=True)[0]
+    missed = rec(max_ulp=0.0, missed_nan_rows=1)
+    assert "1 missed_nan rows" in audit.verdict([missed], fail_on_nonfinite=True)[0]

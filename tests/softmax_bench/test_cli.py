@@ -17,6 +17,10 @@ from softmax_bench.cli import main
         (["audit", "--sizes", "0"], "every size must be >= 1"),
         (["audit", "--kernels", "fast"], "invalid value 'fast'"),
         (["audit", "--peers", "tensorflow"], "invalid value 'tensorflow'"),
+        (["audit", "--rows", "0"], "invalid value '0': give a number > 0"),
+        (["audit", "--timeout", "-1"], "invalid value '-1'"),
+        (["audit", "--max-ulp", "float32:4"], "invalid limit 'float32:4'"),
+        (["audit", "--max-ulp", "float8=4"], "invalid limit 'float8=4'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -51,19 +55,61 @@ def test_audit_then_report(tmp_path, capsys):
     assert main(["report", "--json", str(tmp_path / "missing.json"), "--out", str(tmp_path)]) == 2
 
 
+def test_usage_errors_found_before_running_exit_2(tmp_path, capsys):
+    assert main(["audit", "--impl", "mod:f(1, 2)", "--json", str(tmp_path / "a.json")]) == 2
+    assert "cannot read 'mod:f(1, 2)'" in capsys.readouterr().err
+    assert main(["audit", "--quick", "--sizes", "10000", "--json", str(tmp_path / "a.json")]) == 2
+    assert "no sizes left" in capsys.readouterr().err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    assert main(["audit", "--sizes", "2", "--json", str(notes), "--no-progress"]) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err and notes.read_text() == "keep me"
+
+
+def test_gates_set_the_exit_status(tmp_path, capsys):
+    argv = ["audit", "--dtypes", "float16", "--families", "normal1,far_positive", "--sizes", "2,8",
+            "--rows", "2", "--workers", "1", "--peers", "numpy", "--no-progress"]
+    assert main(argv + ["--json", str(tmp_path / "a.json")]) == 0
+    # naive float16@float16 overflows on far_positive: NaN rows where the reference is finite
+    assert main(argv + ["--json", str(tmp_path / "b.json"), "--fail-on-nonfinite"]) == 1
+    err = capsys.readouterr().err
+    assert "naive/float16@float16: rows not finite where the reference is" in err
+    assert main(argv + ["--kernels", "shifted", "--json", str(tmp_path / "c.json"), "--max-ulp", "float16=0"]) == 1
+    assert "above --max-ulp float16=0" in capsys.readouterr().err
+    assert main(argv + ["--kernels", "shifted", "--json", str(tmp_path / "d.json"), "--max-ulp", "float16=1000"]) == 0
+
+
+def _run_cli(args, cwd):
+    return subprocess.run([sys.executable, "-m", "softmax_bench.cli", *args], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
 def test_scipy_as_a_user_implementation(tmp_path):
-    """The issue's example: softmax-bench audit --impl scipy.special:softmax --dtypes float64,
-    run as a real process through the installed entry point's module."""
+    """The README's example, run as a real process: scipy's default axis=None normalises the whole
+    array, so the plain name is refused with the fix; with axis=-1 it is a few ULPs off."""
     pytest.importorskip("scipy")
-    path = tmp_path / "scipy.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "softmax_bench.cli", "audit", "--impl", "scipy.special:softmax",
-         "--dtypes", "float64", "--kernels", "shifted", "--families", "normal1,posinf",
-         "--sizes", "3", "--rows", "2", "--workers", "1", "--json", str(path), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
-        cwd=tmp_path,  # not the repo root, whose source folders would shadow the installed package
-    )
+    # cwd: not the repo root, whose source folders would shadow the installed package
+    args = ["audit", "--dtypes", "float64", "--kernels", "shifted", "--families", "normal1,posinf",
+            "--sizes", "3", "--rows", "2", "--workers", "1", "--no-progress"]
+    refused = _run_cli(args + ["--impl", "scipy.special:softmax", "--json", "refused.json"], tmp_path)
+    assert refused.returncode == 1
+    assert "--impl 'scipy.special:softmax(axis=-1)'" in refused.stderr
+    proc = _run_cli(args + ["--impl", "scipy.special:softmax(axis=-1)", "--json", "scipy.json"], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    records = json.loads(path.read_text())["records"]
-    scipy_posinf = [r for r in records if r["implementation"] == "scipy.special:softmax" and r["family"] == "posinf"]
-    assert scipy_posinf and scipy_posinf[0]["nan_output_rows"] == 2
+    records = json.loads((tmp_path / "scipy.json").read_text())["records"]
+    mine = {r["family"]: r for r in records if r["implementation"] == "scipy.special:softmax(axis=-1)"}
+    assert mine["normal1"]["status"] == "ok" and mine["normal1"]["max_ulp"] <= 8
+    assert mine["posinf"]["nan_output_rows"] == 2 and mine["posinf"]["missed_nan_rows"] == 0
+
+
+def test_user_module_in_the_working_folder(tmp_path):
+    (tmp_path / "mysoftmax.py").write_text(
+        "import numpy as np\n"
+        "def f(x):\n"
+        "    e = np.exp(x - x.max(axis=-1, keepdims=True))\n"
+        "    return e / e.sum(axis=-1, keepdims=True)\n"
+    )
+    proc = _run_cli(["audit", "--impl", "mysoftmax:f", "--kernels", "shifted", "--dtypes", "float32",
+                     "--families", "normal1", "--sizes", "4", "--rows", "2", "--peers", "numpy",
+                     "--workers", "1", "--no-progress", "--json", "a.json"], tmp_path)
+    assert proc.returncode == 0, proc.stderr

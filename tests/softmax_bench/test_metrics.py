@@ -27,6 +27,16 @@ def test_row_classes_each_case():
     assert classes([[np.nan, np.nan], [1.0, 0.0]], [[np.nan, np.nan], [1.0, 0.0]]) == ["correct", "correct"]
 
 
+def test_numbers_where_the_reference_is_nan_are_missed_nan_never_correct():
+    """Rows with +inf input: the reference row is NaN. Naive's [0, NaN] for [1, inf] and a
+    clamped [0, 1] are both wrong there, whatever their ULP count; neither is finite_wrong."""
+    ref = [[np.nan, np.nan]] * 3
+    assert classes([[0.0, np.nan], [0.0, 1.0], [np.nan, np.nan]], ref) == ["missed_nan", "missed_nan", "correct"]
+    s = metrics.summarise(np.array([[0.0, 1.0]], np.float32), np.array([[np.nan, np.nan]], np.float32))
+    assert s["missed_nan_rows"] == 1 and s["correct_rows"] == 0
+    assert sum(s[f"{c}_rows"] for c in ROW_CLASSES) == s["rows"]
+
+
 def test_summarise_counts_and_errors():
     ref = np.array([[0.25, 0.75], [0.5, 0.5], [0.5, 0.5]], np.float32)
     got = np.array([[0.25, 0.75], [0.5 + 2**-23, 0.5], [np.nan, np.nan]], np.float32)

@@ -6,7 +6,8 @@ from softmax_bench import audit, report
 
 def rec(**kw):
     base = dict(implementation="shifted/float32", dtype="float32", family="normal1", n=10, rows=4,
-                max_ulp=1.0, nan_rows=0, inf_rows=0, all_zero_rows=0, nan_output_rows=0)
+                status="ok", reason=None, max_ulp=1.0, nan_rows=0, inf_rows=0, all_zero_rows=0,
+                missed_nan_rows=0, nan_output_rows=0)
     base.update(kw)
     return base
 
@@ -18,6 +19,17 @@ def test_cell_shows_the_worst_outcome():
     assert report.cell([rec(all_zero_rows=4)]) == "**zero-row 4/4**"
     assert report.cell([rec(nan_output_rows=4)]) == "1 (NaN=ref)"
     assert report.cell([rec(max_ulp=2048.0)]) == "2e+03"
+    assert report.cell([rec(max_ulp=0.0, missed_nan_rows=2)]) == "**missed NaN 2/4**"
+    timeout = {k: v for k, v in rec(status="timeout", reason="slow").items() if k != "max_ulp"}
+    assert report.cell([rec(), timeout, timeout]) == "**timeout 2/3 cases**"
+    assert report.cell([rec(status="modified_input")]) == "1 **modified input**"
+    assert report.cell([rec(status="wrong_dtype", returned_dtype="float64")]) == "1 **returned float64**"
+
+
+def test_failure_table_names_status_and_reason():
+    assert "Every implementation ran" in report.failure_table([rec()])
+    text = report.failure_table([rec(), rec(implementation="m:f", status="crashed", reason="killed by SIGSEGV")])
+    assert "| `m:f` | crashed | 1 | killed by SIGSEGV |" in text
 
 
 def test_headline_table_layout():
@@ -30,8 +42,9 @@ def test_headline_table_layout():
 
 def test_write_report_and_readme(tmp_path):
     path = tmp_path / "a.json"
-    audit.write_json_atomic(path, {"meta": {"date": "d", "git_commit": None, "machine": {"processor": "p", "cpus": 2, "python": "3"},
-                                            "versions": {"numpy": "n", "numba": "b", "mpmath": "m", "mpmath_backend": "gmpy"}},
+    run = {"date": "d", "git_commit": None, "machine": {"processor": "p", "cpus": 2, "python": "3"},
+           "versions": {"numpy": "n", "numba": "b", "mpmath": "m", "mpmath_backend": "gmpy"}}
+    audit.write_json_atomic(path, {"meta": {"tool": "softmax-bench audit", "config": {}, "runs": [run]},
                                    "records": [rec(), rec(dtype="float16", implementation="naive/float16@float16", inf_rows=1)]})
     md = report.write_report([path], tmp_path)
     text = md.read_text()

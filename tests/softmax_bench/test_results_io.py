@@ -27,3 +27,16 @@ def test_an_interrupted_write_keeps_the_old_file(tmp_path):
         atomic_write(path, crash)
     assert load_json(path) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_temporary_files_of_killed_writers_are_removed_on_the_next_write(tmp_path):
+    import os
+
+    path = tmp_path / "r.json"
+    dead = tmp_path / ".r.json.999999999.x1.tmp"  # pid beyond any pid_max: that writer is gone
+    alive = tmp_path / f".r.json.{os.getpid()}.x2.tmp"  # a writer still running: left alone
+    other = tmp_path / ".q.json.999999999.x3.tmp"  # another file's
+    for p in (dead, alive, other):
+        p.write_text("{")
+    write_json_atomic(path, {"v": 1})
+    assert not dead.exists() and alive.exists() and other.exists()
