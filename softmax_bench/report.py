@@ -285,9 +285,12 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
         *[_run_line(run) for run in runs],
         "",
         "Each cell: the largest error in ULPs of the output format against the correctly rounded "
-        "mpmath reference, over every size audited; or the failure (**NaN**, **inf**, "
-        "**zero-row**: every output 0) and how many rows had it. `(NaN=ref)`: NaN outputs where the "
-        "reference is NaN too (rows with +inf).",
+        "mpmath reference, over every size audited; or the failure and how many rows had it "
+        "(**missed NaN**: a number where the reference is NaN, e.g. naive's `[0, NaN]` for "
+        "`[1, inf]`; **NaN**, **inf**: where the reference is a number; **zero-row**: every output "
+        "0); or, for an implementation that failed to run there, its status and in how many cases "
+        "(see the next section). `(NaN=ref)`: NaN outputs where the reference is NaN too (rows "
+        "with +inf).",
         "",
         headline_tables(records),
         "## Implementations that failed to run",
