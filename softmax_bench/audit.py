@@ -412,13 +412,17 @@ class _Run:
         self.open: dict = {}  # case -> {"x", "exact", "records": {impl: record}}
         self.remaining = len(todo)  # cases not yet written (pending, in a worker, or open)
         self.bar = _progress(len(todo), done, progress)
+        self.cases: list[Worker] = []
+        self.peers: list[_Peer] = []
 
     def execute(self):
         config = self.config
         workers = min(config.workers or os.cpu_count() or 1, len(self.pending))
-        self.cases = [Worker((_case_setup, ()), _case_task, label=f"case worker {i}") for i in range(workers)]
-        self.peers = [_Peer(name, config) for name in config.peers]
         try:
+            for i in range(workers):
+                self.cases.append(Worker((_case_setup, ()), _case_task, label=f"case worker {i}"))
+            for name in config.peers:
+                self.peers.append(_Peer(name, config))
             while self.remaining:
                 self._dispatch()
                 everyone = self.cases + [p.worker for p in self.peers if p.state not in ("refused", "dead")]
@@ -436,7 +440,7 @@ class _Run:
                     elif p.worker.deadline is not None and time.monotonic() >= p.worker.deadline:
                         self._peer_timeout(p)
         finally:
-            for w in self.cases + [p.worker for p in getattr(self, "peers", [])]:
+            for w in self.cases + [p.worker for p in self.peers]:
                 w.kill()
             self.bar.close()
 
