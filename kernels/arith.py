@@ -51,9 +51,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import overload
 
+from .cache import cached_njit
 from .exp import exp16, exp32, exp64
 from .float16 import bits_float, float_to_half, half_to_float, round_to_half
 
@@ -74,10 +75,10 @@ __all__ = [
     "row_max",
 ]
 
-#: The decorator of every kernel function: numba's njit, cached on disk, with IEEE semantics for
+#: The decorator of every kernel function: numba's njit, cached on disk (kernels/cache.py), with IEEE semantics for
 #: division (``error_model="numpy"``: x/0 gives inf or NaN; numba's default "python" model raises
 #: ZeroDivisionError, which would make the naive kernel's 0/0 an exception instead of NaN).
-kernel_jit = functools.partial(njit, cache=True, error_model="numpy")
+kernel_jit = functools.partial(cached_njit, error_model="numpy")
 
 #: compute precision name -> the marker value a kernel receives as its ``compute`` argument.
 COMPUTE_MARKERS = {

@@ -6,7 +6,7 @@ have no SVML), so such a loop does not vectorise and runs several times slower t
 exp. The functions here are straight-line code (selects, no branches, no calls except to LLVM
 intrinsics that lower to single instructions), so a loop calling them vectorises.
 
-Public functions (``@njit(cache=True)``; call them from any njit function, or from Python):
+Public functions (``@cached_njit``, see cache.py; call them from any njit function, or from Python):
 
 - ``exp32(x) -> float32``: float32 in and out, all arithmetic in float32. Exhaustive over all
   2**32 inputs against the float64 libm exp: max error 0.7644 ULP (at x = -87.71553, a subnormal
@@ -61,9 +61,10 @@ compiled with ``fastmath=True`` gets the same results (tested). Do not use numba
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
+from .cache import cached_njit
 from .float16 import always_inline, bits_float, round64_to_half
 
 __all__ = ["exp32", "exp64", "exp16", "fma"]
@@ -168,7 +169,7 @@ _C64, _P64, _I64 = _constants(
 # ---------------------------------------------------------------------------------------------
 # the generic body
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def _exp_core(x, C, P, I):
     """exp(x) in the precision of ``x`` (float32 or float64); ``C`` float constants, ``P`` the
     polynomial coefficients, ``I`` = (mantissa bits, exponent bias); see the module docstring."""
@@ -202,7 +203,7 @@ def _exp_core(x, C, P, I):
 # ---------------------------------------------------------------------------------------------
 # public functions
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def exp32(x):
     """exp for float32, computed in float32; returns np.float32. Max error 0.7644 ULP over all
     float32 inputs (0.6546 ULP for normal-range results), 99.89 % correctly rounded."""
@@ -210,7 +211,7 @@ def exp32(x):
     return _exp_core(np.float32(x), _C32, _P32, _I32)
 
 
-@njit(cache=True)
+@cached_njit
 def exp64(x):
     """exp for float64; returns np.float64. Max error 0.747 ULP on 10**6 inputs against mpmath
     (0.636 ULP for normal-range results), 98.8 % correctly rounded."""
@@ -218,7 +219,7 @@ def exp64(x):
     return _exp_core(np.float64(x), _C64, _P64, _I64)
 
 
-@njit(cache=True)
+@cached_njit
 def exp16(x):
     """exp of a binary16 value held in a float32, correctly rounded to binary16, returned as a
     float32 holding that binary16 value (``float_to_half`` stores it exactly).

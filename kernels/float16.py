@@ -58,8 +58,10 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
+
+from .cache import cached_njit
 
 __all__ = [
     "half_to_float",
@@ -150,7 +152,7 @@ _HALF_BITS = 0x3F000000  # bits of 0.5
 # ---------------------------------------------------------------------------------------------
 # helpers (int64 in, int64 out)
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def _tiny_plus_half(a):
     """For a float32 magnitude bit pattern ``a`` below 2**-14 (int64): the float32 sum |f| + 0.5,
     which is 0.5 + k * 2**-24 with k = |f| rounded (RNE) to an integer multiple of 2**-24, the
@@ -165,7 +167,7 @@ def _tiny_plus_half(a):
     return bits_float(a, _F32_ONE) + _HALF
 
 
-@njit(cache=True)
+@cached_njit
 def _half_bits_of_magnitude(a):
     """binary16 magnitude bits (int64, 0..0x7fff) for a float32 magnitude bit pattern ``a``."""
     always_inline()
@@ -184,7 +186,7 @@ def _half_bits_of_magnitude(a):
 # ---------------------------------------------------------------------------------------------
 # public scalar functions
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def half_to_float(h):
     """binary16 bits (low 16 bits of the integer ``h``) -> np.float32 of the same value (exact)."""
     always_inline()
@@ -200,7 +202,7 @@ def half_to_float(h):
     return bits_float(r | sign, _F32_ONE)
 
 
-@njit(cache=True)
+@cached_njit
 def float_to_half(f):
     """np.float32 -> binary16 bits (np.uint16), round-to-nearest-even, as numpy's astype."""
     always_inline()
@@ -209,7 +211,7 @@ def float_to_half(f):
     return np.uint16(_half_bits_of_magnitude(u & 0x7FFFFFFF) | sign)
 
 
-@njit(cache=True)
+@cached_njit
 def round_to_half(f):
     """np.float32 -> np.float32 rounded to the nearest binary16 value (ties to even, overflow to
     inf, gradual underflow): equal, bit for bit, to ``half_to_float(float_to_half(f))``.
@@ -232,7 +234,7 @@ def round_to_half(f):
     return bits_float(r | sign, _F32_ONE)
 
 
-@njit(cache=True)
+@cached_njit
 def round64_to_half(d):
     """np.float64 -> np.float32 holding ``d`` rounded (once, RNE) to the nearest binary16 value,
     with overflow to inf and gradual underflow: the same value as numpy's
@@ -260,19 +262,19 @@ def round64_to_half(d):
 # ---------------------------------------------------------------------------------------------
 # array helpers
 # ---------------------------------------------------------------------------------------------
-@njit(cache=True)
+@cached_njit
 def _decode_1d(h, out):
     for i in range(h.size):
         out[i] = half_to_float(h[i])
 
 
-@njit(cache=True)
+@cached_njit
 def _encode_1d(f, out):
     for i in range(f.size):
         out[i] = float_to_half(f[i])
 
 
-@njit(cache=True)
+@cached_njit
 def decode_half(h):
     """uint16 array of binary16 bits (any shape) -> float32 array of the same shape (exact).
     From Python: ``decode_half(x.view(np.uint16))`` for a float16 array ``x``."""
@@ -282,7 +284,7 @@ def decode_half(h):
     return out.reshape(h.shape)
 
 
-@njit(cache=True)
+@cached_njit
 def encode_half(f):
     """float32 array (any shape) -> uint16 array of binary16 bits, same shape, round-to-nearest-
     even as numpy's astype. From Python: ``encode_half(y).view(np.float16)``."""
