@@ -191,11 +191,23 @@ def cmd_report(args) -> int:
     if missing:
         print(f"softmax-bench report: no such audit JSON: {', '.join(missing)}", file=sys.stderr)
         return 2
-    md = report.write_report(paths, args.out)
-    print(f"report written to {md}")
-    if args.readme:
-        report.update_readme(args.readme, paths)
-        print(f"headline table updated in {args.readme}")
+    seen = {}
+    for p in paths:
+        if Path(p).resolve() in seen:
+            print(f"softmax-bench report: {p} is given twice (its records would count twice)", file=sys.stderr)
+            return 2
+        seen[Path(p).resolve()] = p
+    try:
+        if args.readme:
+            report.check_readme(args.readme)
+        md = report.write_report(paths, args.out)
+        print(f"report written to {md}")
+        if args.readme:
+            report.update_readme(args.readme, paths)
+            print(f"headline table updated in {args.readme}")
+    except (ValueError, OSError) as err:  # audit.AuditError is a ValueError
+        print(f"softmax-bench report: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -248,10 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     ref = sub.add_parser("reference", help="run the mpmath reference and check it by precision escalation")
-    ref.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES))
-    ref.add_argument("--rows", type=int, default=20)
-    ref.add_argument("--n", type=int, default=1000)
-    ref.add_argument("--seed", type=int, default=0)
+    ref.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES),
+                     help=f"output formats (default: {','.join(DTYPE_NAMES)})")
+    ref.add_argument("--rows", type=_positive(int), default=20, help="default: 20")
+    ref.add_argument("--n", type=_positive(int), default=1000, help="row length (default: 1000)")
+    ref.add_argument("--seed", type=int, default=0, help="default: 0")
     ref.set_defaults(func=cmd_reference)
 
     from softmax_bench import inputs
@@ -316,15 +329,20 @@ def build_parser() -> argparse.ArgumentParser:
     aud.set_defaults(func=cmd_audit)
 
     rep = sub.add_parser("report", help="Markdown report and plots from audit JSON")
-    rep.add_argument("--json", type=Path, action="append", help="audit JSON (repeatable; default results/audit.json)")
-    rep.add_argument("--out", type=Path, default=Path("results"))
-    rep.add_argument("--readme", type=Path, help="also refresh the headline table in this README")
+    rep.add_argument("--json", type=Path, action="append",
+                     help="audit JSON (repeatable; default: results/audit.json)")
+    rep.add_argument("--out", type=Path, default=Path("results"),
+                     help="folder of report.md and its plots (default: results)")
+    rep.add_argument("--readme", type=Path,
+                     help="also refresh the headline table between the audit-table markers of this README")
     rep.set_defaults(func=cmd_report)
 
     rng = sub.add_parser("ranges", help="overflow/underflow thresholds by bisection, and failure maps")
-    rng.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"])
+    rng.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"],
+                     help="kernel algorithms (default: naive,shifted)")
     rng.add_argument("--json", type=Path, default=None, help="default: OUT/ranges.json")
-    rng.add_argument("--out", type=Path, default=Path("results/ranges"), help="folder of the PNG maps")
+    rng.add_argument("--out", type=Path, default=Path("results/ranges"),
+                     help="folder of the PNG maps (default: results/ranges)")
     rng.add_argument("--no-maps", action="store_true", help="thresholds only (no mpmath reference)")
     rng.set_defaults(func=cmd_ranges)
 

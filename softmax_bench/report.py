@@ -330,12 +330,18 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
     return path
 
 
+def check_readme(readme: Path) -> str:
+    """The README's text; ValueError when it has no audit-table block to replace."""
+    text = Path(readme).read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START!r} ... {README_END!r} block to replace")
+    return text
+
+
 def update_readme(readme: Path, json_paths: list[Path]) -> None:
     """Replace the README's generated headline table (between the audit-table markers)."""
     records = [r for p in json_paths for r in load(p)["records"]]
-    text = Path(readme).read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START!r} ... {README_END!r} block")
+    text = check_readme(readme)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
     _write_text(Path(readme), head + README_START + "\n" + headline_tables(records) + README_END + tail)
