@@ -114,12 +114,30 @@ class AuditConfig:
     workers: int = 0  # case workers; 0: one per core
     timeout: float = DEFAULT_TIMEOUT_S  # seconds per peer call
     memory_limit: int | None = field(default_factory=default_memory_limit)  # bytes per peer process
+    #: the user's rows (softmax_bench.inputs.read_inputs): one case each, in the file's dtype
+    inputs: list = field(default_factory=list)
 
     def rows_for(self, n: int) -> int:
         return max(1, min(self.rows, ELEMENT_BUDGET // n))
 
     def cases(self) -> list[tuple[str, str, int]]:
-        return [(f, d, n) for f in self.families for d in self.dtypes for n in self.sizes]
+        built_in = [(f, d, n) for f in self.families for d in self.dtypes for n in self.sizes]
+        return built_in + [(i["family"], i["dtype"], i["n"]) for i in self.inputs]
+
+    def user_input(self, family: str) -> dict | None:
+        return next((i for i in self.inputs if i["family"] == family), None)
+
+    def rows_in(self, case) -> int:
+        family, _, n = case
+        mine = self.user_input(family)
+        return min(self.rows_for(n), mine["rows"]) if mine else self.rows_for(n)
+
+    def make_inputs(self, case) -> np.ndarray:
+        family, dtype, n = case
+        mine = self.user_input(family)
+        if mine:
+            return inputs.load_rows(mine, self.rows_in(case), self.seed)
+        return inputs.make(family, dtype, self.rows_for(n), n, seed=self.seed)
 
     def result_settings(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k not in RESULT_NEUTRAL}
@@ -186,7 +204,7 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
     from softmax_bench import reference
 
     try:
-        x = inputs.make(family, dtype, config.rows_for(n), n, seed=config.seed)
+        x = config.make_inputs((family, dtype, n))
         exact = reference.softmax(x)
     except Exception as exc:  # noqa: BLE001 - becomes a no_reference record per implementation
         return {"failed": describe(exc)}
@@ -303,7 +321,8 @@ def _this_run(config: AuditConfig) -> dict:
     return {**provenance(), "settings": config.run_settings()}
 
 
-_FLAG = {"peers": "--peers/--impl", "ulp_budget": "ulp_budget (AuditConfig)"}
+_FLAG = {"peers": "--peers/--impl", "ulp_budget": "ulp_budget (AuditConfig)",
+         "inputs": "--inputs (files and their contents)"}
 
 
 def _resume_from(path: Path, config: AuditConfig) -> tuple[list, list]:
@@ -550,7 +569,7 @@ class _Run:
         algorithm, compute = (spec.algorithm, spec.compute) if spec else (impl, "native")
         base = _base_record(self.config, impl, kind, algorithm, compute, family, dtype, n)
         self._add(case, {**base, "status": status, "reason": reason, "modified_input": None,
-                         "returned_dtype": None, "rows": self.config.rows_for(n)})
+                         "returned_dtype": None, "rows": self.config.rows_in(case)})
 
     def _add(self, case, record):
         record["run"] = self.run_index

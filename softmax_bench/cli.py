@@ -117,8 +117,15 @@ def _stop_on_sigterm():
     return got
 
 
+def _repeated(items) -> set:
+    seen, twice = set(), set()
+    for item in items:
+        (twice if item in seen else seen).add(item)
+    return twice
+
+
 def cmd_audit(args) -> int:
-    from softmax_bench import audit, peers
+    from softmax_bench import audit, inputs, peers
 
     if args.peers is None:
         args.peers = [name for name, status in peers.available_peers().items() if status == "available"]
@@ -128,10 +135,24 @@ def cmd_audit(args) -> int:
     except ValueError as err:
         print(f"softmax-bench audit: --impl: {err}", file=sys.stderr)
         return 2
+    user_inputs = []
+    try:
+        for path in args.inputs:
+            user_inputs += inputs.read_inputs(path)
+    except ValueError as err:
+        print(f"softmax-bench audit: {err}", file=sys.stderr)
+        return 2
+    families = args.families if args.families is not None else ([] if user_inputs else list(inputs.FAMILIES))
+    clash = sorted({i["family"] for i in user_inputs} & set(inputs.FAMILIES) | _repeated(i["family"] for i in user_inputs))
+    if clash:
+        print(f"softmax-bench audit: --inputs: family name {', '.join(clash)} is taken (built-in, or "
+              "two files of one name): rename the file", file=sys.stderr)
+        return 2
     config = audit.AuditConfig(
         kernels=args.kernels,
         dtypes=args.dtypes,
-        families=args.families,
+        families=families,
+        inputs=user_inputs,
         sizes=args.sizes,
         rows=args.rows,
         seed=args.seed,
@@ -292,8 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="kernel algorithms, every compute mode (default: naive,shifted)")
     aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES),
                      help=f"default: {','.join(DTYPE_NAMES)}")
-    aud.add_argument("--families", type=_csv(tuple(inputs.FAMILIES)), default=list(inputs.FAMILIES),
-                     help=f"input families (default: all of {','.join(inputs.FAMILIES)})")
+    aud.add_argument("--families", type=_csv(tuple(inputs.FAMILIES)), default=None,
+                     help=f"built-in input families (default: all of {','.join(inputs.FAMILIES)}; "
+                          "none when --inputs is given)")
+    aud.add_argument("--inputs", action="append", default=[], metavar="FILE.npy|FILE.npz",
+                     help="audit your own rows (repeatable): each array is a family named after the "
+                          "file, in its own dtype, the last axis holding the rows; --rows of them "
+                          "are sampled (with --seed) when there are more")
     aud.add_argument("--sizes", type=_ints, default=[1, 2, 10, 100, 1000, 10_000],
                      help="row lengths n (default: 1,2,10,100,1000,10000)")
     aud.add_argument("--rows", type=_positive(int), default=16,

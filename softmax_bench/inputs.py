@@ -15,7 +15,7 @@ import numpy as np
 
 from softmax_bench.formats import Format, format_of
 
-__all__ = ["Family", "FAMILIES", "make", "family_names"]
+__all__ = ["Family", "FAMILIES", "make", "family_names", "read_inputs", "load_rows"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,55 @@ def make(family: str, dtype, rows: int, n: int, seed: int = 0) -> np.ndarray:
     with np.errstate(over="ignore"):
         x = FAMILIES[family].draw(rng, fmt, rows, n).astype(fmt.dtype)
     return x
+
+
+# --- the user's own rows (--inputs) ----------------------------------------------------------
+
+def read_inputs(path) -> list[dict]:
+    """Every array of a ``.npy`` or ``.npz`` file as an input family: a list of JSON-ready dicts
+    ``{"family", "path", "key", "dtype", "n", "rows", "sha256"}``. The last axis holds the rows;
+    the family is named after the file (``logits`` for ``logits.npy``, ``acts.layer1`` for the
+    array ``layer1`` of ``acts.npz``). ValueError names the file and what is wrong with it."""
+    import hashlib
+    from pathlib import Path
+
+    path = Path(path)
+    if path.suffix not in (".npy", ".npz"):
+        raise ValueError(f"--inputs {path}: give a .npy or .npz file")
+    try:
+        data = path.read_bytes()
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"--inputs {path}: cannot read it as a numpy file: {err}") from None
+    arrays = dict(loaded.items()) if path.suffix == ".npz" else {None: loaded}
+    if not arrays:
+        raise ValueError(f"--inputs {path}: the file holds no arrays")
+    digest = hashlib.sha256(data).hexdigest()
+    found = []
+    for key, a in arrays.items():
+        where = f"--inputs {path}" + (f" (array {key!r})" if key else "")
+        try:
+            fmt = format_of(a.dtype)
+        except TypeError as err:
+            raise ValueError(f"{where}: {err}") from None
+        if a.ndim == 0 or a.size == 0:
+            raise ValueError(f"{where}: shape {a.shape} holds no row (the last axis holds the rows)")
+        found.append({
+            "family": path.stem if key is None else f"{path.stem}.{key}",
+            "path": str(path.resolve()), "key": key, "dtype": fmt.name, "n": int(a.shape[-1]),
+            "rows": int(a.size // a.shape[-1]), "sha256": digest,
+        })
+    return found
+
+
+def load_rows(spec: dict, rows: int, seed: int = 0) -> np.ndarray:
+    """``rows`` rows of a :func:`read_inputs` family, as they are in the file: all of them when
+    there are no more, else a sample without replacement (seeded by ``seed`` and the family name),
+    kept in file order."""
+    loaded = np.load(spec["path"], allow_pickle=False)
+    a = loaded[spec["key"]] if spec["key"] is not None else loaded
+    a = np.asarray(a).reshape(-1, a.shape[-1])
+    if a.shape[0] > rows:
+        rng = np.random.default_rng([seed, zlib.crc32(spec["family"].encode())])
+        a = a[np.sort(rng.choice(a.shape[0], size=rows, replace=False))]
+    return np.ascontiguousarray(a)

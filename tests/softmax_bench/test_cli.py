@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from softmax_bench.cli import main
@@ -113,3 +114,18 @@ def test_user_module_in_the_working_folder(tmp_path):
                      "--families", "normal1", "--sizes", "4", "--rows", "2", "--peers", "numpy",
                      "--workers", "1", "--no-progress", "--json", "a.json"], tmp_path)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_audit_of_a_saved_npy_of_rows(tmp_path):
+    rows = (np.random.default_rng(0).standard_normal((40, 300)) * 5).astype(np.float32)
+    np.save(tmp_path / "logits.npy", rows)
+    path = tmp_path / "a.json"
+    argv = ["audit", "--inputs", str(tmp_path / "logits.npy"), "--rows", "8", "--kernels", "shifted",
+            "--peers", "numpy", "--workers", "1", "--json", str(path), "--no-progress"]
+    assert main(argv) == 0
+    records = json.loads(path.read_text())["records"]
+    assert {(r["family"], r["dtype"], r["n"], r["rows"]) for r in records} == {("logits", "float32", 300, 8)}
+    assert {r["implementation"] for r in records} == {"shifted/float32@float32", "shifted/float32@float64", "numpy"}
+    assert all(r["status"] == "ok" for r in records)
+    np.save(tmp_path / "logits.npy", rows[::-1])  # another content: resuming must notice
+    assert main(argv + ["--resume"]) == 2

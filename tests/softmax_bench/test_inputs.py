@@ -44,3 +44,40 @@ def test_n_equal_one_and_bad_arguments():
         inputs.make("normal1", "float32", 0, 3)
     with pytest.raises(TypeError):
         inputs.make("normal1", "int8", 1, 3)
+
+
+def test_user_files_are_families_named_after_them(tmp_path):
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((5, 2, 9)) * 4).astype(np.float32)
+    np.save(tmp_path / "logits.npy", logits)
+    np.savez(tmp_path / "acts.npz", a=logits[0].astype(np.float16), b=np.ones((1, 3)))
+    (spec,) = inputs.read_inputs(tmp_path / "logits.npy")
+    assert (spec["family"], spec["dtype"], spec["n"], spec["rows"]) == ("logits", "float32", 9, 10)
+    rows = logits.reshape(-1, 9)
+    np.testing.assert_array_equal(inputs.load_rows(spec, 10), rows)  # all of them, as they are
+    some = inputs.load_rows(spec, 4, seed=1)
+    assert some.shape == (4, 9) and all(any((r == q).all() for q in rows) for r in some)
+    np.testing.assert_array_equal(some, inputs.load_rows(spec, 4, seed=1))  # reproducible
+    a, b = inputs.read_inputs(tmp_path / "acts.npz")
+    assert (a["family"], a["dtype"], b["family"], b["dtype"]) == ("acts.a", "float16", "acts.b", "float64")
+
+
+@pytest.mark.parametrize(
+    "name, array, words",
+    [
+        ("ints.npy", np.arange(6).reshape(2, 3), "unsupported dtype 'int64'"),
+        ("empty.npy", np.zeros((3, 0), np.float32), "holds no row"),
+        ("scalar.npy", np.float32(1.0), "holds no row"),
+        ("complex.npy", np.ones(3, np.complex64), "unsupported dtype 'complex64'"),
+    ],
+)
+def test_bad_user_files_are_named(tmp_path, name, array, words):
+    np.save(tmp_path / name, array)
+    with pytest.raises(ValueError, match=f"--inputs .*{name}: .*{words}"):
+        inputs.read_inputs(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match="give a .npy or .npz file"):
+        inputs.read_inputs(tmp_path / "notes.txt")
+    (tmp_path / "broken.npy").write_bytes(b"not numpy")
+    with pytest.raises(ValueError, match="broken.npy: cannot read it as a numpy file"):
+        inputs.read_inputs(tmp_path / "broken.npy")
