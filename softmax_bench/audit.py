@@ -79,7 +79,10 @@ STATUSES = {
 MEASURED = ("ok", "modified_input", "wrong_dtype")
 
 #: Settings that change no record (a resumed run may change them).
-RESULT_NEUTRAL = ("workers", "timeout", "memory_limit")
+RESULT_NEUTRAL = ("workers", "timeout", "memory_limit", "max_memory")
+#: The reference's memory per element of a case, bytes: 0.6 KiB measured on a row of 256,000
+#: float32 values, 0.93 KiB reported on others (mpmath numbers); 1 KiB is the budget.
+REFERENCE_BYTES_PER_ELEMENT = 1024
 
 
 class AuditError(ValueError):
@@ -94,6 +97,12 @@ def _physical_memory() -> int | None:
         return None
 
 
+def default_max_memory() -> int | None:
+    """A quarter of the machine's memory per case (two case workers on 2 cores: half of it)."""
+    total = _physical_memory()
+    return total // 4 if total else None
+
+
 def default_memory_limit() -> int | None:
     """Half the machine's memory, per peer process: one runaway allocation fails with
     MemoryError instead of waking the OOM killer."""
@@ -105,7 +114,7 @@ def default_memory_limit() -> int | None:
 class AuditConfig:
     kernels: list = field(default_factory=lambda: ["naive", "shifted"])
     dtypes: list = field(default_factory=lambda: ["float16", "float32", "float64"])
-    families: list = field(default_factory=inputs.family_names)
+    families: list = field(default_factory=lambda: list(inputs.DEFAULT_FAMILIES))  # NAME or NAME:N
     sizes: list = field(default_factory=lambda: list(DEFAULT_SIZES))
     rows: int = 16
     seed: int = 0
@@ -116,13 +125,20 @@ class AuditConfig:
     memory_limit: int | None = field(default_factory=default_memory_limit)  # bytes per peer process
     #: the user's rows (softmax_bench.inputs.read_inputs): one case each, in the file's dtype
     inputs: list = field(default_factory=list)
+    #: bytes a case may need for its reference (REFERENCE_BYTES_PER_ELEMENT each); larger: refused
+    max_memory: int | None = field(default_factory=default_max_memory)
 
     def rows_for(self, n: int) -> int:
         return max(1, min(self.rows, ELEMENT_BUDGET // n))
 
     def cases(self) -> list[tuple[str, str, int]]:
-        built_in = [(f, d, n) for f in self.families for d in self.dtypes for n in self.sizes]
-        return built_in + [(i["family"], i["dtype"], i["n"]) for i in self.inputs]
+        """(family, dtype, n): a family at its own sizes (``vocab``, ``vocab:256000``) or at
+        --sizes, in every dtype; then each --inputs family once, in its file's dtype."""
+        built_in = []
+        for text in self.families:
+            name, sizes = inputs.parse_family(text)
+            built_in += [(name, d, n) for d in self.dtypes for n in (sizes or self.sizes)]
+        return list(dict.fromkeys(built_in)) + [(i["family"], i["dtype"], i["n"]) for i in self.inputs]
 
     def user_input(self, family: str) -> dict | None:
         return next((i for i in self.inputs if i["family"] == family), None)
@@ -131,6 +147,21 @@ class AuditConfig:
         family, _, n = case
         mine = self.user_input(family)
         return min(self.rows_for(n), mine["rows"]) if mine else self.rows_for(n)
+
+    def check_memory(self) -> None:
+        """AuditError before anything runs when a case's reference would need more than
+        ``max_memory``."""
+        if not self.max_memory:
+            return
+        for case in self.cases():
+            need = self.rows_in(case) * case[2] * REFERENCE_BYTES_PER_ELEMENT
+            if need > self.max_memory:
+                raise AuditError(
+                    f"the case {case[0]} {case[1]} n={case[2]} needs about {need / 2**30:.1f} GiB for "
+                    f"its reference ({self.rows_in(case)} row(s) of {case[2]} at "
+                    f"{REFERENCE_BYTES_PER_ELEMENT // 1024} KiB per element), more than --max-memory "
+                    f"{self.max_memory / 2**30:.1f} GiB: audit smaller rows or raise --max-memory"
+                )
 
     def make_inputs(self, case) -> np.ndarray:
         family, dtype, n = case
@@ -401,6 +432,7 @@ def run(config: AuditConfig, json_path: Path | None, resume: bool = False, progr
     """
     runs, kept = [], []
     lock = None
+    config.check_memory()
     if json_path is not None:
         json_path = Path(json_path)
         _check_destination(json_path, resume)

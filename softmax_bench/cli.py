@@ -70,6 +70,21 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _families(text: str) -> list[str]:
+    """argparse type for --families: NAME or NAME:N, comma-separated."""
+    from softmax_bench.inputs import parse_family
+
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("invalid --families: give at least one family")
+    for item in items:
+        try:
+            parse_family(item)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err).replace("unknown input family", "invalid value")) from None
+    return items
+
+
 def _positive(kind):
     """argparse type: a number of ``kind`` (int or float) greater than 0."""
 
@@ -142,8 +157,9 @@ def cmd_audit(args) -> int:
     except ValueError as err:
         print(f"softmax-bench audit: {err}", file=sys.stderr)
         return 2
-    families = args.families if args.families is not None else ([] if user_inputs else list(inputs.FAMILIES))
-    clash = sorted({i["family"] for i in user_inputs} & set(inputs.FAMILIES) | _repeated(i["family"] for i in user_inputs))
+    families = args.families if args.families is not None else ([] if user_inputs else list(inputs.DEFAULT_FAMILIES))
+    clash = sorted({i["family"] for i in user_inputs} & set(inputs.FAMILIES)
+                   | _repeated(i["family"] for i in user_inputs))
     if clash:
         print(f"softmax-bench audit: --inputs: family name {', '.join(clash)} is taken (built-in, or "
               "two files of one name): rename the file", file=sys.stderr)
@@ -160,6 +176,7 @@ def cmd_audit(args) -> int:
         workers=args.workers,
         timeout=args.timeout,
         memory_limit=None if args.memory_limit is None else int(args.memory_limit * 2**30),
+        max_memory=None if args.max_memory is None else int(args.max_memory * 2**30),
     )
     if args.quick:
         config.sizes = [n for n in config.sizes if n <= 1000]
@@ -267,7 +284,8 @@ def cmd_list(args) -> int:
         print(f"  {spec.id}")
     print("input families:")
     for fam in inputs.FAMILIES.values():
-        print(f"  {fam.name:14} {fam.description}")
+        sizes = f" (sizes {', '.join(map(str, fam.sizes))})" if fam.sizes else ""
+        print(f"  {fam.name:17} {fam.description}{sizes}")
     print("peers:")
     for name, status in peers.available_peers().items():
         print(f"  {name:8} {status}")
@@ -291,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     from softmax_bench import inputs
     from softmax_bench.peers import BUILTIN_PEERS
 
-    from softmax_bench.audit import DEFAULT_TIMEOUT_S, STATUSES, default_memory_limit
+    from softmax_bench.audit import DEFAULT_TIMEOUT_S, STATUSES, default_max_memory, default_memory_limit
 
     memory = default_memory_limit()
     aud = sub.add_parser(
@@ -313,9 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="kernel algorithms, every compute mode (default: naive,shifted)")
     aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DTYPE_NAMES),
                      help=f"default: {','.join(DTYPE_NAMES)}")
-    aud.add_argument("--families", type=_csv(tuple(inputs.FAMILIES)), default=None,
-                     help=f"built-in input families (default: all of {','.join(inputs.FAMILIES)}; "
-                          "none when --inputs is given)")
+    aud.add_argument("--families", type=_families, default=None, metavar="NAME[:N],...",
+                     help=f"built-in input families, among {','.join(inputs.FAMILIES)}; a sized "
+                          "family (vocab, attention_causal) runs at its own sizes, NAME:N at N only "
+                          f"(default: {','.join(inputs.DEFAULT_FAMILIES)}; none when --inputs is given)")
     aud.add_argument("--inputs", action="append", default=[], metavar="FILE.npy|FILE.npz",
                      help="audit your own rows (repeatable): each array is a family named after the "
                           "file, in its own dtype, the last axis holding the rows; --rows of them "
@@ -345,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address space of each peer's process, GiB: beyond it, MemoryError, status "
                           f"out_of_memory (default: half the machine's memory"
                           f"{'' if memory is None else f', {memory / 2**30:.1f}'})")
+    case_memory = default_max_memory()
+    aud.add_argument("--max-memory", type=_positive(float), metavar="GB",
+                     default=None if case_memory is None else case_memory / 2**30,
+                     help="memory a case's reference may take, GiB (1 KiB per element); a larger "
+                          "case is refused before anything runs (default: a quarter of the machine's"
+                          f" memory{'' if case_memory is None else f', {case_memory / 2**30:.1f}'})")
     aud.add_argument("--max-ulp", type=_ulp_limits, default=None, metavar="DTYPE=ULPS,...",
                      help="gate: fail (exit 1) when an implementation's error in DTYPE exceeds ULPS, "
                           "or a row is NaN/inf where the reference is a number (or the reverse)")

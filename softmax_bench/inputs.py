@@ -15,7 +15,7 @@ import numpy as np
 
 from softmax_bench.formats import Format, format_of
 
-__all__ = ["Family", "FAMILIES", "make", "family_names", "read_inputs", "load_rows"]
+__all__ = ["Family", "FAMILIES", "DEFAULT_FAMILIES", "make", "family_names", "parse_family", "read_inputs", "load_rows"]
 
 
 @dataclass(frozen=True)
@@ -23,14 +23,16 @@ class Family:
     name: str
     description: str
     draw: Callable[[np.random.Generator, Format, int, int], np.ndarray]
+    #: the row lengths the family is about (None: any, the audit's --sizes)
+    sizes: tuple | None = None
 
 
 FAMILIES: dict[str, Family] = {}
 
 
-def _family(name: str, description: str):
+def _family(name: str, description: str, sizes: tuple | None = None):
     def register(draw):
-        FAMILIES[name] = Family(name, description, draw)
+        FAMILIES[name] = Family(name, description, draw, sizes)
         return draw
 
     return register
@@ -102,8 +104,68 @@ def _posinf(rng, fmt, rows, n):
     return x
 
 
+@_family("classifier", "classifier logits: N(0, 1.5^2) with 1-3 dominant classes 4-12 above "
+                       "(the output layer of a trained classifier; n = classes)")
+def _classifier(rng, fmt, rows, n):
+    x = rng.standard_normal((rows, n)) * 1.5
+    for row in x:
+        top = rng.choice(n, size=min(n, rng.integers(1, 4)), replace=False)
+        row[top] += rng.uniform(4.0, 12.0, top.size)
+    return x
+
+
+@_family("temperature", "N(0, 1) scaled by 2^k, k uniform from -24 to the format's top: "
+                        "seed property 5's sweep, from uniform (a -> 0) to one-hot (a -> inf)")
+def _temperature(rng, fmt, rows, n):
+    top = int(np.floor(np.log2(fmt.max_finite / 8.0)))
+    return rng.standard_normal((rows, n)) * 2.0 ** rng.integers(-24, top + 1, (rows, 1))
+
+
+@_family("vocab", "language-model vocabulary rows: Student-t(4) logits with 1-16 tokens 8-20 "
+                  "above, at temperature 10^U(-1, 1) (n = vocabulary: Llama 2 32,000, Llama 3 "
+                  "128,256 ~ 128,000, Gemma 256,000)", sizes=(32_000, 128_000, 256_000))
+def _vocab(rng, fmt, rows, n):
+    x = rng.standard_t(4, (rows, n)) * 1.5
+    for row in x:
+        top = rng.choice(n, size=min(n, rng.integers(1, 17)), replace=False)
+        row[top] = rng.uniform(8.0, 20.0, top.size)
+    return x / 10.0 ** rng.uniform(-1.0, 1.0, (rows, 1))
+
+
+@_family("attention_causal", "attention scores q.k/sqrt(d) of N(0, 1) queries and keys, d = 64 "
+                             "or 128, with a causal mask (-inf after the query's position); about "
+                             "one row in eight fully masked (a padded query: the reference is NaN)",
+         sizes=(128, 1024, 4096, 32_768))
+def _attention_causal(rng, fmt, rows, n):
+    d = int(rng.choice([64, 128]))
+    keys = rng.standard_normal((n, d))
+    x = rng.standard_normal((rows, d)) @ keys.T / np.sqrt(d)
+    position = rng.integers(0, n, rows)
+    x[np.arange(n)[None, :] > position[:, None]] = -np.inf
+    x[rng.random(rows) < 0.125] = -np.inf
+    return x
+
+
+#: The default audit's families: every family of any size, and the sized ones at one size each.
+DEFAULT_FAMILIES = [f.name for f in FAMILIES.values() if f.sizes is None] + ["vocab:32000", "attention_causal:1024"]
+
+
 def family_names() -> list[str]:
     return list(FAMILIES)
+
+
+def parse_family(text: str) -> tuple[str, list[int] | None]:
+    """``"vocab:256000"`` -> ``("vocab", [256000])``; ``"vocab"`` -> ``("vocab", [its sizes])``;
+    ``"normal1"`` -> ``("normal1", None)`` (the audit's --sizes). ValueError names the problem."""
+    name, _, size = text.partition(":")
+    if name not in FAMILIES:
+        raise ValueError(f"unknown input family {name!r}: choose from {', '.join(FAMILIES)}")
+    if size:
+        if not size.isdigit() or int(size) < 1:
+            raise ValueError(f"invalid family size {text!r}: write NAME:N with N >= 1, e.g. vocab:32000")
+        return name, [int(size)]
+    sizes = FAMILIES[name].sizes
+    return name, None if sizes is None else list(sizes)
 
 
 def make(family: str, dtype, rows: int, n: int, seed: int = 0) -> np.ndarray:

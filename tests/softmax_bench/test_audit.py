@@ -148,6 +148,34 @@ def test_parallel_workers_match_serial():
     assert serial == parallel
 
 
+def test_sized_families_run_at_their_own_sizes():
+    config = small_config(families=["normal1", "vocab:5000", "attention_causal"], sizes=[2], dtypes=["float32"])
+    assert config.cases() == [
+        ("normal1", "float32", 2), ("vocab", "float32", 5000),
+        *[("attention_causal", "float32", n) for n in (128, 1024, 4096, 32_768)],
+    ]
+
+
+def test_cases_too_large_for_memory_are_refused_before_anything_runs(tmp_path):
+    config = small_config(families=["vocab:256000"], max_memory=2**20)
+    with pytest.raises(audit.AuditError, match=r"vocab float16 n=256000 needs about 0.2 GiB .* --max-memory"):
+        audit.run(config, tmp_path / "a.json", progress=False)
+    assert not (tmp_path / "a.json").exists()
+
+
+@pytest.mark.slow
+def test_vocabulary_and_attention_rows_at_their_largest_sizes():
+    """One row of 256,000 (Gemma's vocabulary) and rows of 32,768 keys, every float format."""
+    config = small_config(families=["vocab:256000", "attention_causal:32768"], rows=2,
+                          dtypes=["float16", "float32", "float64"], kernels=["shifted"], workers=2)
+    records = audit.run(config, None, progress=False)["records"]
+    assert {(r["family"], r["n"]) for r in records} == {("vocab", 256_000), ("attention_causal", 32_768)}
+    assert all(r["status"] == "ok" for r in records)
+    shifted = [r for r in records if r["kind"] == "kernel"]
+    assert all(r["within_bound"] for r in shifted)
+    assert all(r["nan_rows"] == r["inf_rows"] == r["missed_nan_rows"] == 0 for r in records)
+
+
 def test_rows_budget():
     c = audit.AuditConfig(rows=16)
     assert c.rows_for(10) == 16 and c.rows_for(10_000) == 2 and c.rows_for(10**6) == 1

@@ -21,6 +21,7 @@ def test_family_shape_dtype_reproducible(family, dtype):
         assert np.isposinf(a).any(axis=1).all()
     else:
         assert not np.isposinf(a).any()
+    if family != "attention_causal":  # a padded query's row is fully masked, on purpose
         assert np.isfinite(a).any(axis=1).all(), "every row keeps a finite entry"
 
 
@@ -34,6 +35,34 @@ def test_families_hit_their_edges():
         assert ((ties == ties.max(axis=1, keepdims=True)).sum(axis=1) > 1).any()
         masked = inputs.make("masked", name, rows=50, n=40)
         assert 0.1 < np.isneginf(masked).mean() < 0.4
+
+
+def test_families_people_meet():
+    attention = inputs.make("attention_causal", "float32", rows=400, n=128)
+    finite = np.isfinite(attention)
+    assert (finite == np.maximum.accumulate(finite[:, ::-1], axis=1)[:, ::-1]).all(), "a causal prefix"
+    assert 0.05 < (~finite.any(axis=1)).mean() < 0.25, "about one padded query in eight"
+    vocab = inputs.make("vocab", "float32", rows=2, n=32_000)
+    assert ((vocab > 4 * np.median(np.abs(vocab))).sum(axis=1) >= 1).all(), "a few large logits"
+    for dtype in DTYPES:
+        t = inputs.make("temperature", dtype, rows=200, n=8)
+        scale = np.abs(t).max(axis=1)
+        assert scale.min() < 1e-5 and scale.max() > 1e3 and np.isfinite(t).all()
+    logits = inputs.make("classifier", "float32", rows=50, n=100)
+    top = np.sort(logits, axis=1)
+    # boosted by U(4, 12): the typical winner sits ~8 above a N(0, 1.5^2) bulk whose top is ~4
+    assert np.median(top[:, -1]) > 6 and np.median(top[:, -5]) < 5
+
+
+def test_family_sizes():
+    assert inputs.parse_family("vocab") == ("vocab", [32_000, 128_000, 256_000])
+    assert inputs.parse_family("vocab:5000") == ("vocab", [5000])
+    assert inputs.parse_family("normal1") == ("normal1", None)
+    assert inputs.parse_family("normal1:7") == ("normal1", [7])
+    for bad in ("gauss", "vocab:0", "vocab:x"):
+        with pytest.raises(ValueError):
+            inputs.parse_family(bad)
+    assert "vocab:32000" in inputs.DEFAULT_FAMILIES and "attention_causal:1024" in inputs.DEFAULT_FAMILIES
 
 
 def test_n_equal_one_and_bad_arguments():
