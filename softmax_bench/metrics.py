@@ -26,10 +26,21 @@ import numpy as np
 
 from softmax_bench.formats import format_of, ulp_error
 
-__all__ = ["ROW_CLASSES", "relative_error", "row_classes", "sum_defect", "summarise"]
+__all__ = ["ROW_CLASSES", "ROW_CLASS_MEANING", "relative_error", "row_classes", "sum_defect", "summarise"]
 
-#: Best to worst; the record field of each is ``<class>_rows``.
+#: Best to worst; the record field of each is ``<class>_rows``. Meanings: the module docstring
+#: (and ROW_CLASS_MEANING, which the report prints).
 ROW_CLASSES = ("correct", "within_k", "finite_wrong", "spurious_zero", "all_zero", "inf", "nan", "missed_nan")
+ROW_CLASS_MEANING = {
+    "correct": "every element equal to the correctly rounded reference (NaN where it is NaN)",
+    "within_k": "all finite, every element within k ULPs, not all exact",
+    "finite_wrong": "all finite, some element more than k ULPs off",
+    "spurious_zero": "some output 0 where the reference is not",
+    "all_zero": "every output 0 while the reference has a non-zero",
+    "inf": "an infinity where the reference has a number",
+    "nan": "a NaN where the reference has a number",
+    "missed_nan": "a number where the reference is NaN (rows with NaN or +inf inputs)",
+}
 
 
 def relative_error(computed: np.ndarray, exact: np.ndarray) -> np.ndarray:
@@ -96,9 +107,14 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) 
     counts = np.bincount(classes, minlength=len(ROW_CLASSES))
     defect = sum_defect(computed)
     exact64 = exact.astype(np.float64)
+    flat = np.where(comparable, err, -1.0).reshape(classes.size, -1)
+    worst = np.unravel_index(int(np.argmax(flat)), flat.shape) if finite_err.size else (None, None)
     return {
         "rows": int(classes.size),
         "max_ulp": float(finite_err.max()) if finite_err.size else 0.0,
+        # where max_ulp is: row index in the case's batch and element in that row (a reproducer)
+        "worst_row": None if worst[0] is None else int(worst[0]),
+        "worst_element": None if worst[1] is None else int(worst[1]),
         "median_ulp": float(np.median(finite_err)) if finite_err.size else 0.0,
         "mean_ulp": float(finite_err.mean()) if finite_err.size else 0.0,
         "max_rel": float(rel[comparable].max()) if finite_err.size else 0.0,

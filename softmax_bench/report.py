@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from softmax_bench.audit import MEASURED, STATUSES, load, status_counts
+from softmax_bench.metrics import ROW_CLASSES
 from softmax_bench.results_io import atomic_write
 
 __all__ = ["cell", "headline_tables", "write_report", "update_readme"]
@@ -45,11 +46,12 @@ def cell(records: list[dict]) -> str:
         status, count = max(((s, failed.count(s)) for s in set(failed)), key=lambda sc: sc[1])
         return f"**{status} {count}/{len(records)} cases**"
     rows = sum(r["rows"] for r in records)
+    worst = _fmt_ulp(max(r["max_ulp"] for r in records))
     for key, label in _ROW_FAILURES:
         bad = sum(r.get(key, 0) for r in records)
         if bad:
-            return f"**{label} {bad}/{rows}**"
-    text = _fmt_ulp(max(r["max_ulp"] for r in records))
+            return f"**{label} {bad}/{rows}**" + (f", else {worst}" if bad < rows else "")
+    text = worst
     if any(r.get("nan_output_rows", 0) for r in records):
         text += " (NaN=ref)"
     if any(r.get("within_bound") is False for r in records):
@@ -76,6 +78,94 @@ def failure_table(records: list[dict]) -> str:
             lines.append(f"| `{impl}` | {status} | {n} | {reason} |")
     lines += ["", "Statuses: " + "; ".join(f"`{k}`: {v}" for k, v in STATUSES.items()) + "."]
     return "\n".join(lines) + "\n"
+
+
+#: A bound above this many ULPs guarantees nothing a user would call accurate.
+UNINFORMATIVE_BOUND_ULP = 1e6
+
+
+def _reproducer(r: dict) -> str:
+    """The line of Python that rebuilds the worst row of a record (built-in families)."""
+    if r.get("worst_row") is None:
+        return ""
+    if r.get("user_input"):
+        return f"row {r['worst_row']} of the sample of `{Path(r['user_input']).name}`"
+    return (f"`softmax_bench.inputs.make({r['family']!r}, {r['dtype']!r}, rows={r['rows']}, "
+            f"n={r['n']}, seed={r.get('seed', 0)})[{r['worst_row']}]`, element {r['worst_element']}")
+
+
+def _family_outcome(recs: list[dict], budget: float) -> tuple[str, str]:
+    """('within' | 'beyond' | 'fails', text) for one implementation on one family."""
+    failed = [r for r in recs if r.get("status", "ok") not in MEASURED]
+    if failed:
+        return "fails", f"{failed[0]['status']} {len(failed)}/{len(recs)} cases"
+    rows = sum(r["rows"] for r in recs)
+    bad = [f"{label} {sum(r.get(k, 0) for r in recs)}/{rows} rows" for k, label in _ROW_FAILURES
+           if any(r.get(k, 0) for r in recs)]
+    if any(r.get("within_bound") is False for r in recs):
+        bad.append("outside its error bound")
+    if bad:
+        return "fails", ", ".join(bad)
+    worst = max(r["max_ulp"] for r in recs)
+    return ("within", "") if worst <= budget else ("beyond", _fmt_ulp(worst))
+
+
+def verdict_table(records: list[dict]) -> str:
+    """Per implementation and dtype: the families where it is within N ULP everywhere, where it is
+    finite but beyond, where it fails (and how), and its worst finite error with a reproducer."""
+    if not records:
+        return "No records.\n"
+    budget = max(r.get("ulp_budget", 2.0) for r in _measured(records)) if _measured(records) else 2.0
+    lines = [f"N = {_fmt_ulp(budget)} ULP (the audit's reporting budget k). A family is *within N* "
+             "when every output of every size is a number within N ULPs of the correctly rounded "
+             "reference (NaN exactly where it is NaN).", "",
+             f"| implementation | dtype | within {_fmt_ulp(budget)} ULP | beyond, finite (max ULP) | "
+             "fails | worst finite error: reproduce |", "|---|---|---|---|---|---|"]
+    for (impl, dtype), recs in _group(records, "implementation", "dtype").items():
+        outcome = {fam: _family_outcome(rs, budget) for (fam,), rs in _group(recs, "family").items()}
+        within = [f for f, (kind, _) in outcome.items() if kind == "within"]
+        beyond = [f"{f} ({text})" for f, (kind, text) in outcome.items() if kind == "beyond"]
+        fails = [f"{f}: {text}" for f, (kind, text) in outcome.items() if kind == "fails"]
+        if len(within) == len(outcome):
+            within_text = f"**every family** ({len(outcome)})"
+        else:
+            within_text = ", ".join(within) or "**none**"
+        measured = _measured(recs)
+        worst = max(measured, key=lambda r: r["max_ulp"]) if measured else None
+        worst_text = (f"{_fmt_ulp(worst['max_ulp'])} ULP on {worst['family']} n={worst['n']}: "
+                      f"{_reproducer(worst)}" if worst and worst["max_ulp"] > 0 else
+                      ("0 (every finite output correctly rounded)" if worst else "-"))
+        lines.append(f"| `{impl}` | {dtype} | {within_text} | {', '.join(beyond) or '-'} | "
+                     f"{'; '.join(fails) or '-'} | {worst_text} |")
+    return "\n".join(lines) + "\n"
+
+
+def completeness_warnings(audits: list[dict], paths) -> list[str]:
+    """A warning per audit JSON with cases missing (an interrupted run), and a note when the
+    records come from several runs or files (their provenance may differ)."""
+    from softmax_bench.audit import AuditConfig
+
+    out = []
+    for data, path in zip(audits, paths):
+        try:
+            expected = set(AuditConfig(**data["meta"]["config"]).cases())
+        except (TypeError, ValueError, KeyError):
+            continue  # written by another version: nothing to compare with
+        present = {(r["family"], r["dtype"], r["n"]) for r in data["records"]}
+        missing = expected - present
+        if missing:
+            out.append(f"**Warning: `{Path(path).name}` is incomplete**: {len(missing)} of "
+                       f"{len(expected)} cases have no records (an interrupted audit? continue it "
+                       "with `softmax-bench audit ... --resume`).")
+    runs = [run for data in audits for run in data["meta"]["runs"]]
+    commits = {run.get("git_commit") for run in runs}
+    versions = {str(sorted(run.get("versions", {}).items())) for run in runs}
+    if len(audits) > 1 or len(runs) > 1:
+        note = f"Note: these records come from {len(runs)} runs in {len(audits)} file(s)"
+        if len(commits) > 1 or len(versions) > 1:
+            note = f"**Warning: {note[6:]} with different commits or library versions** (listed above)"
+        out.append(note + ".")
+    return out
 
 
 def _group(records, *keys):
@@ -145,11 +235,14 @@ def bound_table(records: list[dict]) -> str:
         outside = ", ".join(f"{k}: {v}" for k, v in sorted(reasons.items())) or "none"
         if reasons:
             outside += f" (failed {failed})"
+        says_nothing = bool(bounds_) and max(bounds_) > UNINFORMATIVE_BOUND_ULP
+        bound_text = _fmt_ulp(max(bounds_)) + (" (says nothing)" if says_nothing else "") if bounds_ else "-"
+        within_text = ("yes" if within else "**NO**") + (" (trivially, where the bound says nothing)"
+                                                         if within and says_nothing else "")
         lines.append(
-            f"| `{impl}` | {_fmt_ulp(max(bounds_)) if bounds_ else '-'} | "
-            f"{_fmt_ulp(max(meas)) if meas else '-'} | {max(tight):.3f} | "
-            f"{'yes' if within else '**NO**'} | {outside} |" if tight else
-            f"| `{impl}` | - | - | - | {'yes' if within else '**NO**'} | {outside} |"
+            f"| `{impl}` | {bound_text} | {_fmt_ulp(max(meas)) if meas else '-'} | "
+            f"{max(tight):.3f} | {within_text} | {outside} |" if tight else
+            f"| `{impl}` | - | - | - | {within_text} | {outside} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -174,7 +267,10 @@ def _ranges_section(out_dir: Path, ranges_dir: Path | None) -> list[str]:
     from softmax_bench.ranges import format_table
 
     data = load_json(path)
+    made = data.get("meta")
     lines = ["## Overflow and underflow thresholds (softmax-bench ranges)", "",
+             (f"From `{path.name}`: " + _run_line(made)[2:] + "." if made else
+              f"From `{path.name}` (no provenance recorded: made before ranges.json carried it)."), "",
              "Measured by bisection on the storage format's values (max(x) of the row) against "
              "exact-arithmetic theory for the compute format; `never` for shifted.", "",
              format_table(data["thresholds"])]
@@ -207,23 +303,32 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from softmax_bench.metrics import ROW_CLASSES
-
     names = []
     impls = list(dict.fromkeys((r["implementation"], r["dtype"]) for r in records))
     families = list(dict.fromkeys(r["family"] for r in records))
-    grid = np.full((len(impls), len(families)), np.nan)
+    grid = np.full((len(impls), len(families)), np.nan)  # NaN: a failure, drawn in its own colour
+    labels = np.full(grid.shape, "", dtype=object)
     for (impl, dtype, fam), recs in _group(records, "implementation", "dtype", "family").items():
-        measured = _measured(recs)
-        failed = len(measured) < len(recs) or any(r.get(k, 0) for r in measured for k, _ in _ROW_FAILURES)
-        worst = max((r["max_ulp"] for r in measured), default=0.0)
-        grid[impls.index((impl, dtype)), families.index(fam)] = 9.0 if failed else math.log10(1 + worst)
-    fig, ax = plt.subplots(figsize=(1.1 * len(families) + 3, 0.32 * len(impls) + 1.5))
-    im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=9, aspect="auto")
+        i, j = impls.index((impl, dtype)), families.index(fam)
+        kind, text = _family_outcome(recs, math.inf)
+        if kind == "fails":
+            labels[i, j] = text.split(" ")[0].replace("missed", "missed NaN")
+        else:
+            worst = max(r["max_ulp"] for r in recs)
+            grid[i, j] = math.log10(1 + worst)
+            labels[i, j] = _fmt_ulp(worst)
+    fig, ax = plt.subplots(figsize=(1.15 * len(families) + 3, 0.34 * len(impls) + 1.6))
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#c92a2a")
+    im = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=0, vmax=max(4.0, np.nanmax(grid, initial=0)),
+                   aspect="auto")
+    for (i, j), text in np.ndenumerate(labels):
+        dark = np.isnan(grid[i, j]) or grid[i, j] < 0.6 * im.get_clim()[1]
+        ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
     ax.set_xticks(range(len(families)), families, rotation=40, ha="right")
     ax.set_yticks(range(len(impls)), [_label(i, d) for i, d in impls], fontsize=7)
-    fig.colorbar(im, ax=ax, label="log10(1 + max ULP error); 9 = NaN/inf/zero row or failed to run")
-    ax.set_title("Max error per implementation and input family")
+    fig.colorbar(im, ax=ax, label="log10(1 + max ULP error); red: fails (NaN, inf, zero rows, "
+                                  "missed NaN, outside bound, did not run)")
+    ax.set_title("Max error (ULPs) per implementation and input family")
     fig.tight_layout()
     names.append(_save(fig, out_dir / f"{stem}_max_ulp.png"))
     plt.close(fig)
@@ -250,6 +355,17 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     return names
 
 
+def _tagged(audits: list[dict]) -> list[dict]:
+    """Every record, with its audit's seed and, for --inputs families, the file (reproducers)."""
+    out = []
+    for data in audits:
+        config = data["meta"].get("config", {})
+        files = {i["family"]: i["path"] for i in config.get("inputs", [])}
+        for r in data["records"]:
+            out.append({**r, "seed": config.get("seed", 0), "user_input": files.get(r["family"])})
+    return out
+
+
 def _run_line(run: dict) -> str:
     m, v = run["machine"], run["versions"]
     return (f"- commit `{run.get('git_commit') or 'unknown'}`, {run['date']}, {m['processor']} x{m['cpus']}, "
@@ -274,9 +390,11 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     audits = [load(p) for p in json_paths]
-    records = [r for a in audits for r in a["records"]]
+    records = _tagged(audits)
     runs = [run for a in audits for run in a["meta"]["runs"]]
     plots = _plots(records, out_dir, stem)
+    from softmax_bench.metrics import ROW_CLASS_MEANING
+
     text = [
         "# softmax-bench accuracy report",
         "",
@@ -284,18 +402,27 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
         "",
         *[_run_line(run) for run in runs],
         "",
-        "Each cell: the largest error in ULPs of the output format against the correctly rounded "
-        "mpmath reference, over every size audited; or the failure and how many rows had it "
-        "(**missed NaN**: a number where the reference is NaN, e.g. naive's `[0, NaN]` for "
-        "`[1, inf]`; **NaN**, **inf**: where the reference is a number; **zero-row**: every output "
-        "0); or, for an implementation that failed to run there, its status and in how many cases "
-        "(see the next section). `(NaN=ref)`: NaN outputs where the reference is NaN too (rows "
-        "with +inf).",
+        *[line + "\n" for line in completeness_warnings(audits, json_paths)],
+        "## Verdict",
         "",
-        headline_tables(records),
+        verdict_table(records),
         "## Implementations that failed to run",
         "",
         failure_table(records),
+        "## Max error per input family",
+        "",
+        "Each cell: the largest error in ULPs of the output format against the correctly rounded "
+        "mpmath reference, over every size audited; or the failure and how many rows had it, "
+        "then the largest error of the other rows (`**NaN 3/82**, else 4`); or, for an "
+        "implementation that failed to run there, its status and in how many cases. `(NaN=ref)`: "
+        "NaN outputs where the reference is NaN too (rows with +inf).",
+        "",
+        headline_tables(records),
+        "Row classes (each row is counted in the first that applies, from the bottom of this list "
+        "up; k = the reporting budget N):",
+        "",
+        *[f"- `{name}`: {ROW_CLASS_MEANING[name]}" for name in reversed(ROW_CLASSES)],
+        "",
         "## Error against row length (family normal1)",
         "",
         size_table(records),
@@ -305,7 +432,9 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
         "summation order each kernel runs, with the measured exp error); tightness = the largest "
         "measured error / bound over elements inside the bound's domain (<= 1 means within). "
         "Rows outside the domain (naive past its overflow or underflow edge, non-finite input) "
-        "are where the theory predicts failure; they are counted, not bounded.",
+        f"are where the theory predicts failure; they are counted, not bounded. A bound above "
+        f"{UNINFORMATIVE_BOUND_ULP:.0e} ULP (naive near underflow) is marked: being within it says "
+        "nothing about accuracy.",
         "",
         bound_table(records),
         "## Plots",
@@ -319,8 +448,9 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
         text += [
             "## Failure maps (softmax-bench ranges)",
             "",
-            "Outcome of rows `c + s z` over a grid of shift c and spread s, per kernel: correct "
-            "within bound, beyond bound, outside the bound's domain, NaN/inf, all zero.",
+            "Outcome of rows `c + s z` over a grid of shift c and spread s, per kernel: within 2 "
+            "ULP, within the derived bound (but beyond 2 ULP), beyond bound, outside the bound's "
+            "domain, NaN/inf, all zero.",
             "",
             *maps,
             "",

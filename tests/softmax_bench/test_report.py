@@ -15,11 +15,11 @@ def rec(**kw):
 def test_cell_shows_the_worst_outcome():
     assert report.cell([rec(max_ulp=0.0)]) == "0"
     assert report.cell([rec(max_ulp=1.5), rec(max_ulp=3.25)]) == "3.25"
-    assert report.cell([rec(nan_rows=2), rec(inf_rows=1)]) == "**NaN 2/8**"
+    assert report.cell([rec(nan_rows=2), rec(inf_rows=1)]) == "**NaN 2/8**, else 1"  # the other rows' error
     assert report.cell([rec(all_zero_rows=4)]) == "**zero-row 4/4**"
     assert report.cell([rec(nan_output_rows=4)]) == "1 (NaN=ref)"
     assert report.cell([rec(max_ulp=2048.0)]) == "2e+03"
-    assert report.cell([rec(max_ulp=0.0, missed_nan_rows=2)]) == "**missed NaN 2/4**"
+    assert report.cell([rec(max_ulp=0.0, missed_nan_rows=2)]) == "**missed NaN 2/4**, else 0"
     timeout = {k: v for k, v in rec(status="timeout", reason="slow").items() if k != "max_ulp"}
     assert report.cell([rec(), timeout, timeout]) == "**timeout 2/3 cases**"
     assert report.cell([rec(status="modified_input")]) == "1 **modified input**"
@@ -59,3 +59,33 @@ def test_write_report_and_readme(tmp_path):
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="audit-table"):
         report.update_readme(readme, [path])
+
+
+def test_verdict_first_where_within_beyond_fails_and_a_reproducer():
+    records = [
+        rec(family="normal1", max_ulp=1.0, worst_row=3, worst_element=5),
+        rec(family="wide", max_ulp=40.0, worst_row=1, worst_element=0, seed=7),
+        rec(family="posinf", missed_nan_rows=2),
+        {k: v for k, v in rec(family="masked", status="timeout").items() if k != "max_ulp"},
+        rec(implementation="numpy", family="normal1", max_ulp=0.0),
+    ]
+    text = report.verdict_table(records)
+    (row,) = [line for line in text.splitlines() if line.startswith("| `shifted/float32`")]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[2] == "normal1" and cells[3] == "wide (40)"
+    assert "posinf: missed NaN 2/4 rows" in cells[4] and "masked: timeout 1/1 cases" in cells[4]
+    assert "`softmax_bench.inputs.make('wide', 'float32', rows=4, n=10, seed=7)[1]`, element 0" in cells[5]
+    numpy_row = [line for line in text.splitlines() if line.startswith("| `numpy`")][0]
+    assert "**every family** (1)" in numpy_row and "every finite output correctly rounded" in numpy_row
+
+
+def test_warnings_for_incomplete_and_mixed_audits(tmp_path):
+    from softmax_bench import audit as audit_mod
+
+    config = audit_mod.AuditConfig(families=["normal1"], dtypes=["float32"], sizes=[2, 3], kernels=[])
+    run = {"git_commit": "a", "versions": {"numpy": "1"}}
+    data = {"meta": {"config": config.result_settings(), "runs": [run, {**run, "git_commit": "b"}]},
+            "records": [rec(implementation="numpy", n=2)]}
+    (warning, mixed) = report.completeness_warnings([data], [tmp_path / "a.json"])
+    assert "`a.json` is incomplete**: 1 of 2 cases" in warning
+    assert "2 runs in 1 file(s) with different commits" in mixed
