@@ -326,8 +326,7 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
         ax.text(j, i, text, ha="center", va="center", fontsize=6, color="white" if dark else "black")
     ax.set_xticks(range(len(families)), families, rotation=40, ha="right")
     ax.set_yticks(range(len(impls)), [_label(i, d) for i, d in impls], fontsize=7)
-    fig.colorbar(im, ax=ax, label="log10(1 + max ULP error); red: fails (NaN, inf, zero rows, "
-                                  "missed NaN, outside bound, did not run)")
+    fig.colorbar(im, ax=ax, label="log10(1 + max ULP error)\nred: fails (see the verdict)")
     ax.set_title("Max error (ULPs) per implementation and input family")
     fig.tight_layout()
     names.append(_save(fig, out_dir / f"{stem}_max_ulp.png"))
