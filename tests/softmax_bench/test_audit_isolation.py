@@ -150,7 +150,8 @@ def test_one_ctrl_c_stops_within_seconds_and_resume_completes(tmp_path, monkeypa
     assert proc.returncode == 130, err
     assert stopped < 5, f"took {stopped:.1f} s to stop"
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err, err
-    assert not [p for p in workers if _running(p)], "workers outlived the interrupted audit"
+    # multiprocessing's resource tracker ends when its pipe closes, a moment after the audit
+    _wait_for(lambda: not [p for p in workers if _running(p)], 5, "every worker to end")
     saved = _cases_on_disk(path)
     assert 1 <= saved < 8, "the interrupt should have landed mid-run"
     assert main(SLOW + ["--json", str(path), "--resume"]) == 0
