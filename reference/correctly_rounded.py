@@ -1,9 +1,10 @@
 """The ground truth: softmax, log-softmax, log-sum-exp, the Jacobian and its VJP in mpmath,
-correctly rounded into float16, float32 or float64.
+correctly rounded into any format of ``softmax_bench.formats`` (float16, float32, float64,
+bfloat16, float8_e4m3fn, float8_e5m2).
 
 How a result is made (a Ziv loop over interval enclosures)
 ----------------------------------------------------------
-Inputs are taken exactly (every float16/32/64 is a dyadic rational, an exact mpmath value). For a
+Inputs are taken exactly (every value of every format is a dyadic rational, an exact mpmath value). For a
 row ``x`` with maximum ``m`` the differences ``d_j = x_j - m <= 0`` are exact. At a working
 precision of ``p`` bits each term ``e_j = exp(d_j)`` is enclosed in ``[lo_j, hi_j]``: mpmath's
 ``exp`` at ``p`` bits is off by less than one unit in the last place (it works with 14 guard bits,
@@ -16,6 +17,11 @@ format (round-to-nearest-even, gradual underflow, overflow to inf: ``formats.rou
 rounding is monotone, so the exact value rounds there too. Undecided outputs are recomputed at
 twice the precision, up to ``MAX_PRECISION`` bits; past that ``ReferencePrecisionError`` is raised
 rather than a guess returned.
+
+Log-softmax ``d_i - log S`` and log-sum-exp ``m + log S`` are an exact number plus a positive
+remainder of known sign. When that exact part is itself a rounding boundary (a midpoint, or the
+overflow tie of a narrow format: ``-57344 - 4096`` in float8_e5m2) and the remainder is below
+2**-MAX_PRECISION, the loop decides from that structure (``_exact_plus_tiny``) instead of giving up.
 
 The loop ends because no undecided output is exactly a rounding boundary: by Lindemann-Weierstrass,
 ``exp`` of distinct rationals are linearly independent over the rationals, so softmax outputs are
@@ -60,7 +66,7 @@ from mpmath.libmp import (
     round_nearest,
 )
 
-from softmax_bench.formats import Format, format_of, round_rational
+from softmax_bench.formats import FORMATS, Format, format_of, is_format, round_rational
 
 __all__ = [
     "softmax",
@@ -100,19 +106,24 @@ def _round_mpf(v, fmt: Format) -> float:
     top = exp + bc  # |v| < 2**top
     if top <= fmt.emin - fmt.precision:  # |v| < half the smallest subnormal: rounds to 0
         return -0.0 if sign else 0.0
-    if top - 1 > fmt.emax + 1:  # |v| >= 2**(emax+1): inf
+    if top - 1 > fmt.emax + 1:  # |v| >= 2**(emax+1): overflow (NaN in a format without inf)
+        if not fmt.has_inf:
+            return math.nan
         return -math.inf if sign else math.inf
     num = -man if sign else man
     return round_rational(num << exp, 1, fmt) if exp >= 0 else round_rational(num, 1 << -exp, fmt)
 
 
 def _decide(enclosure: Enclosure, fmt: Format):
-    """The rounded value if both ends of the enclosure round alike (sign of zero included)."""
+    """The rounded value if both ends of the enclosure round alike (sign of zero included; two
+    NaN ends are alike: both overflow a format without infinity, e4m3fn)."""
     lo, hi = enclosure
     a = _round_mpf(lo, fmt)
     if lo == hi:
         return a
     b = _round_mpf(hi, fmt)
+    if math.isnan(a) and math.isnan(b):
+        return a
     if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
         return a
     return None
@@ -219,12 +230,41 @@ class _Row:
         return lo, hi
 
 
-def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object], Enclosure]):
-    """Decide ``enclose(row, key)`` for every key, doubling the precision as needed."""
+def _exact_plus_tiny(c, sign: int, enclosure: Enclosure, fmt: Format):
+    """The rounding of ``c + sign * t`` for an exact mpf ``c`` and a ``t > 0`` known only to lie in
+    the enclosure's distance from ``c``, or None while that distance may reach ``eta`` = a quarter
+    of the smallest subnormal. Rounding boundaries (the format's numbers, the midpoints between
+    them, the overflow tie) are at least half a smallest subnormal apart, so no boundary but ``c``
+    itself lies within ``eta`` of ``c``: every ``c + sign * t`` with ``0 < t < eta`` rounds as
+    ``c + sign * eta`` does, and that point is no boundary."""
+    eta = mpf_shift(fone, fmt.emin - fmt.precision - 1)
+    far = enclosure[0] if sign < 0 else enclosure[1]
+    if mpf_cmp(mpf_sub(far, c, 0) if sign > 0 else mpf_sub(c, far, 0), eta) >= 0:
+        return None
+    return _round_mpf(mpf_add(c, eta if sign > 0 else mpf_neg(eta), 0), fmt)
+
+
+def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object], Enclosure],
+         exact_part: Callable[[object], tuple] | None = None):
+    """Decide ``enclose(row, key)`` for every key, doubling the precision as needed.
+
+    ``exact_part(key) -> (c, sign)``: the output is the exact mpf ``c`` plus ``sign`` times a
+    positive remainder (log-softmax ``d_i - log S``, log-sum-exp ``m + log S``). When the
+    precision cap is reached with ``c`` a rounding boundary and the remainder below 2**-cap,
+    :func:`_exact_plus_tiny` decides from that structure instead of giving up."""
     result = {}
     pending = list(keys)
     p = fmt.precision + GUARD_BITS + 2 * max(1, len(d)).bit_length()
+    last = {}
     while pending:
+        if p > MAX_PRECISION and exact_part is not None:
+            for key in list(pending):
+                value = _exact_plus_tiny(*exact_part(key), last[key], fmt)
+                if value is not None:
+                    result[key] = value
+                    pending.remove(key)
+            if not pending:
+                break
         if p > MAX_PRECISION:
             raise ReferencePrecisionError(
                 f"rounding of {len(pending)} output(s) to {fmt.name} still undecided at "
@@ -233,7 +273,8 @@ def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object],
         row = _Row(d, p)
         undecided = []
         for key in pending:
-            value = _decide(enclose(row, key), fmt)
+            last[key] = enclose(row, key)
+            value = _decide(last[key], fmt)
             if value is None:
                 undecided.append(key)
             else:
@@ -298,7 +339,7 @@ def _log_softmax_row(row: np.ndarray, fmt: Format) -> list:
         ls_lo, ls_hi = row_.log_s()
         return mpf_sub(r.d[i], ls_hi, row_.p, F), mpf_sub(r.d[i], ls_lo, row_.p, C)
 
-    got = _ziv(r.d, fmt, r.unmasked, enclose)
+    got = _ziv(r.d, fmt, r.unmasked, enclose, exact_part=lambda i: (r.d[i], -1))
     return [got.get(j, -math.inf) for j in range(r.n)]
 
 
@@ -315,7 +356,7 @@ def _logsumexp_row(row: np.ndarray, fmt: Format) -> float:
         ls_lo, ls_hi = row_.log_s()
         return mpf_add(r.m, ls_lo, row_.p, F), mpf_add(r.m, ls_hi, row_.p, C)
 
-    return _ziv(r.d, fmt, [0], enclose)[0]
+    return _ziv(r.d, fmt, [0], enclose, exact_part=lambda _key: (r.m, 1))[0]
 
 
 def _jacobian_row(row: np.ndarray, fmt: Format) -> list:
@@ -425,13 +466,11 @@ def _check_input(x, dtype, axis, name="x"):
     """Validate ``x`` and return (x moved so the reduced axis is last, target Format, axis)."""
     if not isinstance(x, np.ndarray):
         raise TypeError(
-            f"{name} must be a numpy array of float16, float32 or float64 "
+            f"{name} must be a numpy array of {', '.join(FORMATS)} "
             f"(its values are taken exactly), got {type(x).__name__}"
         )
-    if x.dtype.kind != "f" or x.dtype.name not in ("float16", "float32", "float64"):
-        raise TypeError(
-            f"{name} has dtype {x.dtype.name!r}: the reference takes float16, float32 or float64"
-        )
+    if not is_format(x.dtype):
+        raise TypeError(f"{name} has dtype {x.dtype.name!r}: the reference takes {', '.join(FORMATS)}")
     if x.ndim == 0:
         raise ValueError(f"{name} is 0-dimensional: softmax needs an axis to reduce over")
     fmt = format_of(x.dtype if dtype is None else dtype)

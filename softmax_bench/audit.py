@@ -276,7 +276,9 @@ def probe_batches(dtypes) -> list[np.ndarray]:
     scales, so normalising over the whole array or the first axis changes every value."""
     rng = np.random.default_rng(12345)
     base = rng.standard_normal((3, 7)) * np.array([[1.0], [2.0], [0.5]]) + np.array([[0.0], [3.0], [-2.0]])
-    return [base.astype(d) for d in dtypes]
+    from softmax_bench.formats import format_of
+
+    return [base.astype(format_of(d).dtype) for d in dtypes]
 
 
 def _probe_verdict(name: str, batches, answers) -> str | None:

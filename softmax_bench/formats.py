@@ -1,4 +1,4 @@
-"""IEEE binary formats: the one home of format facts.
+"""Binary floating-point formats: the one home of format facts.
 
 Every other part of softmax-bench (the reference, the kernels, the harness) takes unit roundoffs,
 overflow and underflow limits, ULP distances and rounding to a format from here and nowhere else.
@@ -6,7 +6,17 @@ This module depends only on the standard library and numpy.
 
 Conventions: a format has ``precision`` significand bits ``t`` (the implicit bit included) and
 normal exponents ``emin..emax``; a normal number is ``m * 2**e`` with ``2**(t-1) <= m < 2**t``.
-Rounding is round-to-nearest, ties to even, with gradual underflow and overflow to infinity.
+Rounding is round-to-nearest, ties to even, with gradual underflow; a result beyond the largest
+finite value (after rounding) overflows to infinity, or to NaN in a format without one.
+
+Formats: IEEE float16, float32, float64 (numpy) and, from ``ml_dtypes`` (the dtype package behind
+JAX), bfloat16 (float32's exponent range, 8 significand bits), float8_e5m2 (IEEE-like, with
+infinities) and float8_e4m3fn (no infinity; its all-ones significand at the top exponent is NaN,
+so the largest finite value is 448, not 480). e4m3fn overflow gives NaN, as ml_dtypes' cast
+does: saturating to 448 instead (what PyTorch's ``.to(torch.float8_e4m3fn)`` does, even from inf)
+would hide an overflow from the audit. Exact values up to 464, the tie between 448 and the missing
+480, round to 448. Note: ml_dtypes casts float64 to bfloat16 and float8 through float32, a double
+rounding (a float64 just past a tie lands on it); from float32 its casts round once.
 """
 from __future__ import annotations
 
@@ -22,7 +32,11 @@ __all__ = [
     "FLOAT16",
     "FLOAT32",
     "FLOAT64",
+    "BFLOAT16",
+    "FLOAT8_E4M3FN",
+    "FLOAT8_E5M2",
     "format_of",
+    "is_format",
     "round_rational",
     "ulp",
     "ulp_error",
@@ -37,10 +51,21 @@ class Format:
     precision: int  # significand bits t, implicit bit included
     emin: int  # exponent of the smallest normal number
     emax: int  # exponent of the largest finite number
+    #: the largest significand at ``emax`` (None: all ones, 2**t - 1; e4m3fn: 0b1110)
+    max_significand: int | None = None
+    has_inf: bool = True  # False: overflow gives NaN (e4m3fn)
 
     @property
     def dtype(self) -> np.dtype:
+        if self.name in _ML_DTYPES:
+            import ml_dtypes
+
+            return np.dtype(getattr(ml_dtypes, self.name))
         return np.dtype(self.name)
+
+    @property
+    def _top_significand(self) -> int:
+        return (1 << self.precision) - 1 if self.max_significand is None else self.max_significand
 
     @property
     def unit_roundoff(self) -> float:
@@ -54,7 +79,7 @@ class Format:
 
     @property
     def max_finite(self) -> float:
-        return math.ldexp(2.0 - math.ldexp(1.0, 1 - self.precision), self.emax)
+        return math.ldexp(self._top_significand, self.emax - self.precision + 1)
 
     @property
     def smallest_normal(self) -> float:
@@ -70,18 +95,20 @@ class Format:
         this (the exact value at it is a tie, and ties go to the even 'next' value, infinity).
         Returned as a float64, where it is exact for float16 and float32; for float64 it rounds to
         inf, so use :attr:`log_overflow_boundary` instead."""
-        return math.ldexp(2.0 - math.ldexp(1.0, -self.precision), self.emax)
+        return math.ldexp(self._top_significand + 0.5, self.emax - self.precision + 1)
 
     @property
     def exp_overflow(self) -> float:
         """ln(max_finite): exp(x) exceeds the largest finite number for x above this
         (float16 11.0898, float32 88.7228, float64 709.7827)."""
-        return math.log(2.0 - math.ldexp(1.0, 1 - self.precision)) + self.emax * math.log(2.0)
+        top = math.ldexp(self._top_significand, 1 - self.precision)  # max_finite / 2**emax
+        return math.log(top) + self.emax * math.log(2.0)
 
     @property
     def log_overflow_boundary(self) -> float:
-        """ln(max_finite + ulp/2): a correctly rounded exp(x) is inf exactly for x above this."""
-        return math.log(2.0 - math.ldexp(1.0, -self.precision)) + self.emax * math.log(2.0)
+        """ln(max_finite + ulp/2): a correctly rounded exp(x) overflows for x above this."""
+        top = math.ldexp(self._top_significand + 0.5, 1 - self.precision)
+        return math.log(top) + self.emax * math.log(2.0)
 
     @property
     def exp_underflow(self) -> float:
@@ -91,18 +118,27 @@ class Format:
         return (self.emin - self.precision) * math.log(2.0)
 
 
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
 FLOAT16 = Format("float16", precision=11, emin=-14, emax=15)
 FLOAT32 = Format("float32", precision=24, emin=-126, emax=127)
 FLOAT64 = Format("float64", precision=53, emin=-1022, emax=1023)
-FORMATS: dict[str, Format] = {f.name: f for f in (FLOAT16, FLOAT32, FLOAT64)}
+BFLOAT16 = Format("bfloat16", precision=8, emin=-126, emax=127)
+FLOAT8_E4M3FN = Format("float8_e4m3fn", precision=4, emin=-6, emax=8, max_significand=0b1110, has_inf=False)
+FLOAT8_E5M2 = Format("float8_e5m2", precision=3, emin=-14, emax=15)
+FORMATS: dict[str, Format] = {
+    f.name: f for f in (FLOAT16, FLOAT32, FLOAT64, BFLOAT16, FLOAT8_E4M3FN, FLOAT8_E5M2)
+}
 
 
 def format_of(dtype) -> Format:
     """The :class:`Format` of a numpy dtype, dtype name, array or Format.
 
-    Raises TypeError for anything that is not float16, float32 or float64."""
+    Raises TypeError for anything that is not one of :data:`FORMATS`."""
     if isinstance(dtype, Format):
         return dtype
+    if isinstance(dtype, str) and dtype in FORMATS:
+        return FORMATS[dtype]
     if isinstance(dtype, np.ndarray):
         dtype = dtype.dtype
     try:
@@ -110,17 +146,26 @@ def format_of(dtype) -> Format:
     except TypeError as err:
         raise TypeError(f"not a floating-point format: {dtype!r}") from err
     if name not in FORMATS:
-        raise TypeError(
-            f"unsupported dtype {name!r}: softmax-bench handles float16, float32 and float64"
-        )
+        raise TypeError(f"unsupported dtype {name!r}: softmax-bench handles {', '.join(FORMATS)}")
     return FORMATS[name]
+
+
+def is_format(dtype) -> bool:
+    """Whether ``dtype`` is one of :data:`FORMATS` (bfloat16 and e4m3fn have numpy kind 'V', so
+    ``dtype.kind == 'f'`` is not the test)."""
+    try:
+        format_of(dtype)
+    except TypeError:
+        return False
+    return True
 
 
 def round_rational(num: int, den: int, fmt) -> float:
     """Round the exact rational ``num/den`` to ``fmt``: round-to-nearest-even, gradual underflow,
-    overflow to inf. Returns a Python float holding the rounded value exactly (every float16 and
-    float32 value is a float64). A zero result keeps the sign of ``num/den`` (IEEE: an underflow
-    to zero is signed like the exact value); ``num == 0`` gives +0.0.
+    overflow to inf (NaN in a format without infinities) when the rounded value passes the
+    largest finite one. Returns a Python float holding the rounded value exactly (every value of
+    every format here is a float64). A zero result keeps the sign of ``num/den`` (IEEE: an
+    underflow to zero is signed like the exact value); ``num == 0`` gives +0.0.
 
     Pure integer arithmetic, so it rounds an mpmath value (``man * 2**exp``) or any Fraction
     exactly, whatever its size.
@@ -143,7 +188,11 @@ def round_rational(num: int, den: int, fmt) -> float:
     k, r = divmod(n2, d2)
     if 2 * r > d2 or (2 * r == d2 and k & 1):
         k += 1
-    if k and k.bit_length() + q - 1 > fmt.emax:
+    top_q = fmt.emax - fmt.precision + 1  # the quantum at the top binade
+    top = fmt._top_significand
+    if k and (k << (q - top_q) if q >= top_q else k) > (top if q >= top_q else top << (top_q - q)):
+        if not fmt.has_inf:
+            return math.nan
         return -math.inf if negative else math.inf
     value = math.ldexp(k, q)  # exact: k < 2**t and k * 2**q is a float of fmt
     return -value if negative else value

@@ -25,6 +25,8 @@ from multiprocessing.connection import wait
 
 import numpy as np
 
+from softmax_bench.formats import is_format
+
 __all__ = ["Worker", "guarded_call", "describe", "exit_reason", "wait"]
 
 _CTX = multiprocessing.get_context("spawn")  # never fork a process that runs numba's thread pool
@@ -51,7 +53,7 @@ def exit_reason(exitcode: int | None) -> str:
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    if a.dtype.kind == "f":  # compare bit patterns: NaN payloads and -0.0 count
+    if is_format(a.dtype):  # compare bit patterns: NaN payloads and -0.0 count
         view = np.dtype(f"u{a.dtype.itemsize}")
         return np.array_equal(a.view(view), b.view(view))
     return np.array_equal(a, b)
@@ -62,7 +64,8 @@ def guarded_call(fn, x: np.ndarray) -> dict:
 
     Returns ``{"status", "reason", "y", "modified_input", "returned_dtype"}``: status ``returned``
     with ``y`` a float array of ``x``'s shape (possibly of another dtype), or ``error``,
-    ``out_of_memory`` or ``bad_output`` with ``y`` None and a one-line reason."""
+    ``out_of_memory`` or ``bad_output`` (not an array of a format of softmax_bench.formats, or
+    another shape) with ``y`` None and a one-line reason."""
     mine = x.copy()
     out = {"status": "returned", "reason": None, "y": None, "modified_input": None, "returned_dtype": None}
     try:
@@ -74,7 +77,7 @@ def guarded_call(fn, x: np.ndarray) -> dict:
         out.update(status="error", reason=describe(exc))
     else:
         out["returned_dtype"] = y.dtype.name
-        if y.dtype.kind != "f":
+        if not is_format(y.dtype):
             out.update(status="bad_output", reason=f"returned {y.dtype.name} values, not floating point")
         elif y.shape != x.shape:
             out.update(status="bad_output", reason=f"returned shape {y.shape} for input shape {x.shape}")

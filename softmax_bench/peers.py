@@ -55,10 +55,24 @@ def _scipy():
 
 
 def _torch():
+    """torch.softmax on the CPU. bfloat16 crosses over as its bits (torch.from_numpy does not take
+    ml_dtypes arrays); float8, for which torch has no softmax, is computed in float32 and cast
+    with torch's own (saturating) cast, as a float8 attention kernel stores its probabilities."""
     import torch
 
+    from softmax_bench.formats import format_of
+
     def run(x: np.ndarray) -> np.ndarray:
-        return torch.softmax(torch.from_numpy(np.ascontiguousarray(x)), dim=-1).numpy()
+        x = np.ascontiguousarray(x)
+        name = format_of(x.dtype).name
+        if name == "bfloat16":
+            t = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+            return torch.softmax(t, dim=-1).view(torch.int16).numpy().view(x.dtype)
+        if name.startswith("float8"):
+            t = torch.from_numpy(x.view(np.uint8)).view(getattr(torch, name)).float()
+            y = torch.softmax(t, dim=-1).to(getattr(torch, name))
+            return y.view(torch.uint8).numpy().view(x.dtype)
+        return torch.softmax(torch.from_numpy(x), dim=-1).numpy()
 
     return run
 

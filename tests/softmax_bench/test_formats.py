@@ -68,7 +68,7 @@ def test_format_of_accepts_and_rejects():
     assert format_of("float16") is FLOAT16
     assert format_of(np.zeros(2)) is FLOAT64
     assert format_of(FLOAT64) is FLOAT64
-    assert set(FORMATS) == {"float16", "float32", "float64"}
+    assert set(FORMATS) == {"float16", "float32", "float64", "bfloat16", "float8_e4m3fn", "float8_e5m2"}
     for bad in (np.int32, np.complex128, "bool", object, np.longdouble):
         with pytest.raises(TypeError):
             format_of(bad)
@@ -167,3 +167,68 @@ def test_ulp_error_definitions():
     assert ulp_error(np.float16(1), np.float64(1), dtype="float32") == 0
     v = ulp_error(np.array([1, 2], dtype=np.float16), np.array([1, 2.001953125], dtype=np.float16))
     assert v.tolist() == [0, 1]
+
+
+# --- bfloat16 and float8 (ml_dtypes) ----------------------------------------------------------
+import ml_dtypes  # noqa: E402
+
+from softmax_bench.formats import is_format  # noqa: E402
+
+NEW = ["bfloat16", "float8_e4m3fn", "float8_e5m2"]
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_new_format_facts_match_ml_dtypes(name):
+    fmt = FORMATS[name]
+    info = ml_dtypes.finfo(fmt.dtype)
+    assert (fmt.max_finite, fmt.smallest_normal, fmt.smallest_subnormal, fmt.eps) == (
+        float(info.max), float(info.smallest_normal), float(info.smallest_subnormal), float(info.eps))
+    assert fmt.has_inf == bool(np.isinf(np.array(np.inf, np.float32).astype(fmt.dtype)))
+    assert is_format(fmt.dtype) and is_format(name) and fmt.dtype.name == name
+
+
+def _every_value(fmt):
+    bits = fmt.dtype.itemsize * 8
+    return np.arange(2**bits, dtype=f"u{bits // 8}").view(fmt.dtype)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_every_value_rounds_to_itself(name):
+    fmt = FORMATS[name]
+    v = _every_value(fmt).astype(np.float64)
+    v = v[np.isfinite(v)]
+    assert [round_fraction(Fraction(t), fmt) for t in v] == list(v)
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_rounding_matches_ml_dtypes_from_float32_at_every_tie(name):
+    """ml_dtypes rounds float32 once (round-to-nearest-even): compare at every midpoint between
+    neighbours, one float32 step either side of it, and at the overflow tie."""
+    fmt = FORMATS[name]
+    v = np.unique(np.abs(_every_value(fmt).astype(np.float64)))
+    v = v[np.isfinite(v)]
+    mids = np.concatenate([(v[:-1] + v[1:]) / 2, [fmt.overflow_boundary]]).astype(np.float32)
+    probes = np.concatenate([mids, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(np.inf)),
+                             np.random.default_rng(0).standard_normal(3000).astype(np.float32) * 100])
+    probes = np.concatenate([probes, -probes])
+    want = probes.astype(fmt.dtype).astype(np.float64)
+    got = np.array([round_fraction(Fraction(float(t)), fmt) for t in probes])
+    same = (got == want) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), (probes[~same][:5], got[~same][:5], want[~same][:5])
+
+
+def test_e4m3fn_overflow_is_nan_and_its_tie_rounds_down():
+    e4 = FORMATS["float8_e4m3fn"]
+    assert e4.max_finite == 448 and e4.overflow_boundary == 464
+    assert round_fraction(464, e4) == 448 and np.isnan(round_fraction(Fraction(4641, 10), e4))
+    assert round_fraction(61440, FORMATS["float8_e5m2"]) == np.inf  # IEEE-like: the tie goes to inf
+
+
+def test_ml_dtypes_rounds_float64_twice_we_round_once():
+    """ml_dtypes casts float64 -> bfloat16 through float32: a float64 just past a bfloat16 tie
+    lands on the tie in float32 and then goes to even. round_rational rounds the exact value."""
+    bf = FORMATS["bfloat16"]
+    tie = 1.0 + 2.0**-8  # midway between 1 and 1 + 2**-7
+    just_above = np.nextafter(tie, 2.0)
+    assert float(np.array(just_above).astype(bf.dtype)) == 1.0  # twice rounded: wrong
+    assert round_fraction(Fraction(float(just_above)), bf) == 1.0 + 2.0**-7  # once: right
