@@ -10,6 +10,8 @@ ALGORITHMS = ("naive", "shifted")
 MODES = (
     ("float16", "float16"),
     ("float16", "float32"),
+    ("bfloat16", "bfloat16"),
+    ("bfloat16", "float32"),
     ("float32", "float32"),
     ("float32", "float64"),
     ("float64", "float64"),

@@ -23,26 +23,30 @@ import numba
 import numpy as np
 from numpy.lib.array_utils import normalize_axis_index
 
+from softmax_bench.formats import format_of
+
 from .arith import COMPUTE_MARKERS
 
-__all__ = ["make_softmax"]
+__all__ = ["make_softmax", "numba_view"]
+
+
+def numba_view(storage) -> np.dtype:
+    """The dtype a storage array is viewed as when it enters numba, which has no float16 or
+    bfloat16 type: float16 travels as its uint16 bits, bfloat16 as its int16 bits (the view's
+    type tells the two apart, see arith.py); float32 and float64 as themselves."""
+    storage = format_of(storage).dtype
+    return np.dtype({"float16": np.uint16, "bfloat16": np.int16}.get(storage.name, storage))
 
 
 def make_softmax(rows, storage, compute, name, doc=""):
     """The ``f(x, axis=-1, out=None)`` callable for ``rows`` specialised to ``storage`` dtype and
     ``compute`` precision (names as in :data:`.arith.COMPUTE_MARKERS`)."""
-    storage = np.dtype(storage)
+    storage = format_of(storage).dtype
     marker = COMPUTE_MARKERS[compute]
-    # float16 travels to numba as its uint16 bits (numba has no float16 type)
-    if storage == np.float16:
+    view = numba_view(storage)
 
-        def as_rows(a, n):
-            return a.reshape(-1, n).view(np.uint16)
-
-    else:
-
-        def as_rows(a, n):
-            return a.reshape(-1, n)
+    def as_rows(a, n):
+        return a.reshape(-1, n).view(view)
 
     def softmax(x, axis=-1, out=None):
         if not isinstance(x, np.ndarray):

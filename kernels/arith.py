@@ -55,7 +55,8 @@ from numba import types
 from numba.extending import overload
 
 from .cache import cached_njit
-from .exp import exp16, exp32, exp64
+from .bfloat16 import bf16_to_float, float_to_bf16, round_to_bf16
+from .exp import exp16, exp32, exp64, expbf16
 from .float16 import bits_float, float_to_half, half_to_float, round_to_half
 
 __all__ = [
@@ -83,6 +84,7 @@ kernel_jit = functools.partial(cached_njit, error_model="numpy")
 #: compute precision name -> the marker value a kernel receives as its ``compute`` argument.
 COMPUTE_MARKERS = {
     "float16": np.uint16(0),
+    "bfloat16": np.int16(0),
     "float32": np.float32(0),
     "float64": np.float64(0),
 }
@@ -101,14 +103,14 @@ def sum_depth(n: int, compute: str) -> int:
     sum of non-negative terms then satisfies ``|s_hat - s| <= gamma_k * s`` with ``k`` this depth
     and ``gamma_k = k u / (1 - k u)`` (Higham, Accuracy and Stability, Lemma 3.1 and section 4.2).
 
-    float16: recursive summation, ``n - 1``. float32/float64: inside a block of ``b`` terms a term
+    float16 and bfloat16: recursive summation, ``n - 1``. float32/float64: inside a block of ``b`` terms a term
     meets at most ``q - 1`` lane additions (``q = b // 16``; the first addition to a zero lane is
     exact), the 4 tree levels and the ``r = b % 16`` leftover additions; then at most ``K - 1``
     block additions (``K`` blocks; adding the first block sum to zero is exact): ``K - 1`` for the
     terms of the first block, 1 for those of the last."""
     if n < 1:
         raise ValueError("n must be >= 1")
-    if compute == "float16":
+    if compute in ("float16", "bfloat16"):
         return n - 1
     if compute not in ("float32", "float64"):
         raise ValueError(f"unknown compute precision {compute!r}")
@@ -139,6 +141,10 @@ def _is_f64(c):
 
 def _is_half(c):
     return c == types.uint16
+
+
+def _is_bf16(c):
+    return c == types.int16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,6 +186,8 @@ def _ov_load(v, c):
         return lambda v, c: v
     if (_is_f32(c) or _is_half(c)) and v == types.uint16:
         return lambda v, c: half_to_float(v)
+    if (_is_f32(c) or _is_bf16(c)) and v == types.int16:
+        return lambda v, c: bf16_to_float(v)
     if _is_f64(c) and isinstance(v, types.Float):
         return lambda v, c: np.float64(v)
     return None
@@ -189,6 +197,8 @@ def _ov_load(v, c):
 def _ov_rnd(v, c):
     if _is_half(c):
         return lambda v, c: round_to_half(v)
+    if _is_bf16(c):
+        return lambda v, c: round_to_bf16(v)
     if _is_f32(c):
         return lambda v, c: np.float32(v)
     if _is_f64(c):
@@ -200,6 +210,8 @@ def _ov_rnd(v, c):
 def _ov_expc(d, c):
     if _is_half(c):
         return lambda d, c: exp16(d)
+    if _is_bf16(c):
+        return lambda d, c: expbf16(d)
     if _is_f32(c):
         return lambda d, c: exp32(d)
     if _is_f64(c):
@@ -214,6 +226,12 @@ def _ov_put(out, i, v):
 
         def impl(out, i, v):
             out[i] = float_to_half(np.float32(v))
+
+        return impl
+    if dt == types.int16:
+
+        def impl(out, i, v):
+            out[i] = float_to_bf16(np.float32(v))
 
         return impl
     if dt == types.float32:
@@ -233,7 +251,7 @@ def _ov_put(out, i, v):
 
 @overload(zero)
 def _ov_zero(c):
-    if _is_half(c) or _is_f32(c):
+    if _is_half(c) or _is_bf16(c) or _is_f32(c):
         return lambda c: np.float32(0.0)
     if _is_f64(c):
         return lambda c: np.float64(0.0)
@@ -242,7 +260,7 @@ def _ov_zero(c):
 
 @overload(splittable)
 def _ov_splittable(c):
-    if _is_half(c):
+    if _is_half(c) or _is_bf16(c):
         return lambda c: False
     return lambda c: True
 
@@ -291,10 +309,19 @@ def _recursive_half_sum(e, s):
     return s
 
 
+@kernel_jit
+def _recursive_bf16_sum(e, s):
+    for i in range(e.size):
+        s = round_to_bf16(s + e[i])
+    return s
+
+
 @overload(block_sum)
 def _ov_block_sum(e, s, c):
     if _is_half(c):
         return lambda e, s, c: _recursive_half_sum(e, s)
+    if _is_bf16(c):
+        return lambda e, s, c: _recursive_bf16_sum(e, s)
     if _is_f32(c) or _is_f64(c):
         return lambda e, s, c: s + lanesum(e, zero(c))
     return None
@@ -357,6 +384,8 @@ def _ov_key_range(x):
     dt = x.dtype
     if dt == types.uint16:
         return lambda x: _key_range16(x.view(np.int16))
+    if dt == types.int16:  # bfloat16 bits: sign-magnitude like binary16
+        return lambda x: _key_range16(x)
     if dt == types.float32:
         return lambda x: _key_range32(x.view(np.int32))
     if dt == types.float64:
@@ -366,6 +395,7 @@ def _ov_key_range(x):
 
 _F32, _F64 = np.float32(0.0), np.float64(0.0)  # type witnesses for bits_float
 _KEY_POSINF16, _KEY_NEGINF16 = 0x7C00, -0x7C01
+_KEY_POSINFBF16, _KEY_NEGINFBF16 = 0x7F80, -0x7F81
 _KEY_POSINF32, _KEY_NEGINF32 = 0x7F800000, -0x7F800001
 _KEY_POSINF64, _KEY_NEGINF64 = 0x7FF0000000000000, -0x7FF0000000000001
 
@@ -385,6 +415,15 @@ def _ov_key_to_max(hi, lo, x, c):
                 return _nan_like(c)
             b = hi ^ ((hi >> 15) & 0x7FFF)
             return load(np.uint16(b & 0xFFFF), c)
+
+        return impl
+    if dt == types.int16:
+
+        def impl(hi, lo, x, c):
+            if hi > _KEY_POSINFBF16 or lo < _KEY_NEGINFBF16:
+                return _nan_like(c)
+            b = hi ^ ((hi >> 15) & 0x7FFF)
+            return load(np.int16(b & 0xFFFF), c)
 
         return impl
     if dt == types.float32:

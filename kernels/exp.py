@@ -65,9 +65,10 @@ from numba import types
 from numba.extending import intrinsic
 
 from .cache import cached_njit
+from .bfloat16 import round64_to_bf16
 from .float16 import always_inline, bits_float, round64_to_half
 
-__all__ = ["exp32", "exp64", "exp16", "fma"]
+__all__ = ["exp32", "exp64", "exp16", "expbf16", "fma"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,3 +233,12 @@ def exp16(x):
     exhaustively against mpmath in the tests)."""
     always_inline()
     return round64_to_half(exp64(np.float64(x)))
+
+
+@cached_njit
+def expbf16(x):
+    """exp of a bfloat16 value held in a float32, correctly rounded to bfloat16 (returned as a
+    float32 holding it): ``exp64`` of the exact input rounded once to bfloat16, as ``exp16``
+    (checked against mpmath on all 65,536 inputs in the tests)."""
+    always_inline()
+    return round64_to_bf16(exp64(np.float64(x)))

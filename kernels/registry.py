@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from softmax_bench.formats import format_of
+
 from . import naive, shifted
 from .api import make_softmax
 
@@ -30,6 +32,8 @@ ALGORITHMS: dict[str, tuple[Callable, str]] = {
 MODES: tuple[tuple[str, str], ...] = (
     ("float16", "float16"),  # binary16 arithmetic: every operation rounded to binary16
     ("float16", "float32"),  # load half, compute float32, store half (PyTorch CPU style)
+    ("bfloat16", "bfloat16"),  # bfloat16 arithmetic: every operation rounded to bfloat16
+    ("bfloat16", "float32"),  # load bfloat16, compute float32, store bfloat16 (PyTorch CPU style)
     ("float32", "float32"),
     ("float32", "float64"),
     ("float64", "float64"),
@@ -43,7 +47,7 @@ class KernelSpec:
     id: str
     algorithm: str
     dtype: np.dtype  # storage
-    compute: str  # "float16" | "float32" | "float64"
+    compute: str  # "float16" | "bfloat16" | "float32" | "float64"
     fn: Callable = field(repr=False, compare=False)
     rows: Callable = field(repr=False, compare=False)  # the numba rows function behind fn
     description: str = ""
@@ -60,7 +64,7 @@ def _build() -> tuple[KernelSpec, ...]:
             kid = f"{algorithm}/{storage}@{compute}"
             fn = make_softmax(rows, storage, compute, kid, module_doc)
             specs.append(
-                KernelSpec(kid, algorithm, np.dtype(storage), compute, fn, rows, description)
+                KernelSpec(kid, algorithm, format_of(storage).dtype, compute, fn, rows, description)
             )
     return tuple(specs)
 
@@ -72,13 +76,13 @@ _BY_ID = {k.id: k for k in KERNELS}
 
 def list_kernels(algorithm=None, dtype=None, compute=None) -> list[KernelSpec]:
     """The registered kernels, optionally filtered by algorithm, storage dtype and compute."""
-    dt = None if dtype is None else np.dtype(dtype)
+    dt = None if dtype is None else format_of(dtype).dtype
     return [
         k
         for k in KERNELS
         if (algorithm is None or k.algorithm == algorithm)
         and (dt is None or k.dtype == dt)
-        and (compute is None or k.compute == np.dtype(compute).name)
+        and (compute is None or k.compute == format_of(compute).name)
     ]
 
 
@@ -89,8 +93,8 @@ def get_kernel(algorithm: str, dtype, compute=None) -> KernelSpec:
     if algorithm not in ALGORITHMS:
         raise KeyError(f"unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
     try:
-        storage = np.dtype(dtype).name
-        comp = storage if compute is None else np.dtype(compute).name
+        storage = format_of(dtype).name
+        comp = storage if compute is None else format_of(compute).name
     except TypeError as err:
         raise KeyError(f"not a dtype: {dtype!r} / {compute!r}") from err
     kid = f"{algorithm}/{storage}@{comp}"

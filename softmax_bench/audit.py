@@ -43,10 +43,12 @@ from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
 __all__ = [
     "AuditConfig", "AuditError", "STATUSES", "MEASURED", "run", "run_case", "load",
-    "write_json_atomic", "verdict", "probe_batches", "DEFAULT_SIZES", "DEFAULT_TIMEOUT_S",
+    "write_json_atomic", "verdict", "probe_batches", "DEFAULT_SIZES", "DEFAULT_DTYPES", "DEFAULT_TIMEOUT_S",
 ]
 
 DEFAULT_SIZES = (1, 2, 10, 100, 1000, 10_000)
+#: The formats the kernels are registered in; float8 is audited with --dtypes (peers only).
+DEFAULT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: Elements per case: rows = min(config.rows, ELEMENT_BUDGET // n), at least 1. It bounds the
 #: reference's cost per case (about 0.4 s at ~57,000 elements/s).
 ELEMENT_BUDGET = 20_000
@@ -113,7 +115,7 @@ def default_memory_limit() -> int | None:
 @dataclass
 class AuditConfig:
     kernels: list = field(default_factory=lambda: ["naive", "shifted"])
-    dtypes: list = field(default_factory=lambda: ["float16", "float32", "float64"])
+    dtypes: list = field(default_factory=lambda: list(DEFAULT_DTYPES))
     families: list = field(default_factory=lambda: list(inputs.DEFAULT_FAMILIES))  # NAME or NAME:N
     sizes: list = field(default_factory=lambda: list(DEFAULT_SIZES))
     rows: int = 16

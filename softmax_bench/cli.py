@@ -18,7 +18,6 @@ import numpy as np
 from softmax_bench.formats import FORMATS
 
 DTYPE_NAMES = tuple(FORMATS)  # float16, float32, float64, bfloat16, float8_e4m3fn, float8_e5m2
-DEFAULT_DTYPES = ("float16", "float32", "float64")
 
 
 def _csv(choices):
@@ -300,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="softmax-bench",
         description="Verified numerics and benchmarks for softmax.",
     )
+    from softmax_bench.audit import DEFAULT_DTYPES
+
     sub = parser.add_subparsers(dest="command", required=True)
     ref = sub.add_parser("reference", help="run the mpmath reference and check it by precision escalation")
     ref.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DEFAULT_DTYPES),
@@ -334,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="kernel algorithms, every compute mode (default: naive,shifted)")
     aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DEFAULT_DTYPES),
                      help=f"formats among {','.join(DTYPE_NAMES)} (default: {','.join(DEFAULT_DTYPES)}; "
-                          "no kernel runs in bfloat16 or float8 yet: peers only)")
+                          "no kernel runs in float8: peers only)")
     aud.add_argument("--families", type=_families, default=None, metavar="NAME[:N],...",
                      help=f"built-in input families, among {','.join(inputs.FAMILIES)}; a sized "
                           "family (vocab, attention_causal) runs at its own sizes, NAME:N at N only "

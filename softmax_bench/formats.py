@@ -2,7 +2,7 @@
 
 Every other part of softmax-bench (the reference, the kernels, the harness) takes unit roundoffs,
 overflow and underflow limits, ULP distances and rounding to a format from here and nowhere else.
-This module depends only on the standard library and numpy.
+This module depends only on the standard library, numpy and ml_dtypes.
 
 Conventions: a format has ``precision`` significand bits ``t`` (the implicit bit included) and
 normal exponents ``emin..emax``; a normal number is ``m * 2**e`` with ``2**(t-1) <= m < 2**t``.
@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 
+import ml_dtypes  # noqa: F401  (registers bfloat16 and float8 with numpy: np.dtype("bfloat16"))
 import numpy as np
 
 __all__ = [
@@ -57,11 +58,7 @@ class Format:
 
     @property
     def dtype(self) -> np.dtype:
-        if self.name in _ML_DTYPES:
-            import ml_dtypes
-
-            return np.dtype(getattr(ml_dtypes, self.name))
-        return np.dtype(self.name)
+        return np.dtype(getattr(ml_dtypes, self.name) if self.name in _ML_DTYPES else self.name)
 
     @property
     def _top_significand(self) -> int:

@@ -87,13 +87,14 @@ MAP_ULP_BUDGET = 2.0
 # ---------------------------------------------------------------------------------------------
 # ordered integer keys of a format's values (bisection on representable values)
 # ---------------------------------------------------------------------------------------------
-_UINT = {"float16": np.uint16, "float32": np.uint32, "float64": np.uint64}
+def _uint(dt: np.dtype) -> np.dtype:
+    return np.dtype(f"u{dt.itemsize}")
 
 
 def _key(v: float, dtype) -> int:
     """Integer key, monotone in the float order (sign-magnitude bits to a signed integer)."""
     dt = np.dtype(dtype)
-    raw = int(np.array([v], dtype=dt).view(_UINT[dt.name])[0])
+    raw = int(np.array([v], dtype=dt).view(_uint(dt))[0])
     sign = 1 << (8 * dt.itemsize - 1)
     return -(raw & (sign - 1)) if raw & sign else raw
 
@@ -102,7 +103,7 @@ def _from_key(k: int, dtype) -> float:
     dt = np.dtype(dtype)
     sign = 1 << (8 * dt.itemsize - 1)
     raw = k if k >= 0 else (-k) | sign
-    return float(np.array([raw], dtype=_UINT[dt.name]).view(dt)[0])
+    return float(np.array([raw], dtype=_uint(dt)).view(dt)[0])
 
 
 def row_for(shape: str, t: float, n: int, dtype) -> np.ndarray:

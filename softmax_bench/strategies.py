@@ -20,14 +20,29 @@ import numpy as np
 
 try:
     from hypothesis import strategies as st
-    from hypothesis.extra import numpy as hnp
 except ImportError as err:  # pragma: no cover - the message is the point
     raise ImportError(f"softmax_bench.strategies needs hypothesis: pip install 'softmax-bench[test]' ({err})") from err
 
 from softmax_bench import inputs
 from softmax_bench.formats import format_of
 
-__all__ = ["rows", "family_rows", "finite_rows"]
+__all__ = ["rows", "family_rows", "finite_rows", "values"]
+
+_IEEE_WIDTH = {"float16": 16, "float32": 32, "float64": 64}
+
+
+def values(dtype="float32"):
+    """Any finite value of ``dtype``, as a Python float: hypothesis' floats of that width for
+    IEEE float16/32/64 (they favour the hard ones); for bfloat16 and float8, which hypothesis does
+    not know, a bit pattern drawn uniformly among the finite ones (every exponent equally likely,
+    subnormals and the largest finite included)."""
+    fmt = format_of(dtype)
+    if fmt.name in _IEEE_WIDTH:
+        return st.floats(width=_IEEE_WIDTH[fmt.name], allow_nan=False, allow_infinity=False)
+    bits = fmt.dtype.itemsize * 8
+    with np.errstate(invalid="ignore"):  # NaN bit patterns cast to NaN, dropped below
+        every = np.arange(2**bits, dtype=f"u{bits // 8}").view(fmt.dtype).astype(np.float64)
+    return st.sampled_from(sorted(set(every[np.isfinite(every)].tolist())))
 
 
 def finite_rows(dtype="float32", min_size: int = 1, max_size: int = 64, masked: bool = False):
@@ -35,11 +50,11 @@ def finite_rows(dtype="float32", min_size: int = 1, max_size: int = 64, masked: 
     subnormals and the largest finite; ``masked=True`` also draws ``-inf`` entries (at least one
     finite entry stays)."""
     fmt = format_of(dtype)
-    width = fmt.dtype.itemsize * 8
-    values = st.floats(width=width, allow_nan=False, allow_infinity=False)
+    values_ = values(fmt)
     if masked:
-        values = st.one_of(values, values, values, st.just(-np.inf))
-    row = hnp.arrays(fmt.dtype, st.integers(min_size, max_size), elements=values)
+        values_ = st.one_of(values_, values_, values_, st.just(-np.inf))
+    row = st.lists(values_, min_size=min_size, max_size=max_size).map(
+        lambda v: np.array(v, dtype=np.float64).astype(fmt.dtype))
     return row.filter(lambda x: np.isfinite(x).any()) if masked else row
 
 

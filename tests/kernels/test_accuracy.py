@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softmax_bench.formats import FORMATS, ulp_error
+from softmax_bench.formats import format_of, ulp_error
 from softmax_bench.kernels import KERNELS
 from softmax_bench.reference import softmax as reference_softmax
 
@@ -21,11 +21,17 @@ SETTINGS = settings(
 
 #: naive: inputs kept where no exp overflows or underflows and the sum of up to 16 terms stays
 #: finite in the compute format (float16: 16 e^8 = 47,697 < 65,504), the regime its bound covers.
-NAIVE_LIMIT = {"float16": 8.0, "float32": 40.0, "float64": 300.0}
+#: bfloat16 has float32's exponent range.
+NAIVE_LIMIT = {"float16": 8.0, "bfloat16": 40.0, "float32": 40.0, "float64": 300.0}
 
 
 def _finite(dtype):
-    w = {"float16": 16, "float32": 32, "float64": 64}[np.dtype(dtype).name]
+    """Finite values of ``dtype``: hypothesis draws IEEE widths; bfloat16 is drawn as a float32
+    no larger than its largest finite and rounded to it by the row's cast."""
+    fmt = format_of(dtype)
+    if fmt.name == "bfloat16":
+        return st.floats(-fmt.max_finite, fmt.max_finite, width=32)
+    w = {"float16": 16, "float32": 32, "float64": 64}[fmt.name]
     return st.floats(allow_nan=False, allow_infinity=False, width=w)
 
 
@@ -33,13 +39,13 @@ def _finite(dtype):
 def shifted_rows(draw, dtype):
     """Rows that exercise the shifted kernel: a centre anywhere in the finite range and offsets
     of a random spread (from ties to the whole range)."""
-    dtype = np.dtype(dtype)
-    fmt = FORMATS[dtype.name]
+    fmt = format_of(dtype)
+    dtype = fmt.dtype
     n = draw(st.integers(1, 24))
     kind = draw(st.sampled_from(["narrow", "medium", "wide", "anything"]))
     if kind == "anything":
         vals = draw(st.lists(_finite(dtype), min_size=n, max_size=n))
-        return np.array(vals, dtype=dtype)
+        return np.array(vals, dtype=np.float64).astype(dtype)
     centre = draw(_finite(dtype))
     spread = {"narrow": 1.0, "medium": 30.0, "wide": 1000.0}[kind]
     offs = draw(st.lists(st.floats(-spread, spread), min_size=n, max_size=n))
@@ -53,7 +59,7 @@ def naive_rows(draw, dtype, compute):
     n = draw(st.integers(1, 16))
     lim = NAIVE_LIMIT[compute]
     vals = draw(st.lists(st.floats(-lim, lim), min_size=n, max_size=n))
-    return np.array(vals, dtype=dtype)
+    return np.array(vals, dtype=np.float64).astype(format_of(dtype).dtype)
 
 
 def _check_row(spec, row, budget):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from softmax_bench.kernels import KERNELS, get_kernel
+from softmax_bench.kernels.api import numba_view
 from softmax_bench.kernels.arith import BLOCK, COMPUTE_MARKERS
 from softmax_bench.kernels.passes import PARALLEL_MIN, RECOMPUTE_BYTES, SPLIT_MIN
 
@@ -157,7 +158,7 @@ def test_result_does_not_depend_on_scheduling(spec):
     """Bundles of short rows, rows one by one, a parallel batch and a long row split across
     threads all run the same operations in the same order: bit-identical results."""
     rng = np.random.default_rng(5)
-    view = np.uint16 if spec.dtype == np.float16 else spec.dtype
+    view = numba_view(spec.dtype)
     c = COMPUTE_MARKERS[spec.compute]
     for n in (10, 700, BLOCK + 37, SPLIT_MIN + 5):
         rows = max(2, PARALLEL_MIN // n + 1)  # big enough for the parallel path

@@ -38,8 +38,9 @@ import pytest
 from mpmath import libmp
 from numba import njit
 
-from softmax_bench.formats import FLOAT16, FLOAT32, FLOAT64, round_rational, ulp, ulp_error
-from softmax_bench.kernels.exp import exp16, exp32, exp64
+from softmax_bench.formats import BFLOAT16, FLOAT16, FLOAT32, FLOAT64, round_rational, ulp, ulp_error
+from softmax_bench.kernels.bfloat16 import decode_bf16
+from softmax_bench.kernels.exp import exp16, exp32, exp64, expbf16
 from softmax_bench.kernels.float16 import bits_float, decode_half, float_bits
 
 _F32 = np.float32(0.0)
@@ -456,3 +457,38 @@ def test_callers_fastmath_does_not_change_results():
         fast(x, b)
         assert np.array_equal(a, b, equal_nan=True)
         assert np.isnan(b[-12]) and b[-11] == np.inf and b[-10] == 0.0
+
+
+@njit
+def _expbf16_loop(x, out):
+    for i in range(x.size):
+        out[i] = expbf16(x[i])
+
+
+def _cr_exp(x: float, prec: int, fmt) -> float:
+    with mpmath.workprec(prec):
+        e = mpmath.exp(mpmath.mpf(x))
+    man, ex = int(e.man), int(e.exp)
+    return round_rational(man << ex, 1, fmt) if ex >= 0 else round_rational(man, 1 << -ex, fmt)
+
+
+def test_expbf16_exhaustive_correctly_rounded():
+    """All 65,536 bfloat16 inputs against mpmath's exp rounded once to bfloat16 (at 100 and 200
+    bits, which must agree): the 0.5 ULP that softmax_bench.bounds uses for bfloat16 arithmetic."""
+    x = decode_bf16(np.arange(65536, dtype=np.uint16).view(np.int16))
+    got = np.empty_like(x)
+    _expbf16_loop(x, got)
+    ref = np.empty(65536)
+    for i, v in enumerate(x.tolist()):
+        if math.isnan(v):
+            ref[i] = math.nan
+        elif math.isinf(v) or abs(v) > 200:  # exp overflows / underflows bfloat16 far before
+            ref[i] = math.inf if v > 0 else 0.0
+        else:
+            a, b = _cr_exp(v, 100, BFLOAT16), _cr_exp(v, 200, BFLOAT16)
+            assert a == b, v
+            ref[i] = a
+    nan = np.isnan(ref)
+    assert np.array_equal(np.isnan(got), nan)
+    wrong = np.flatnonzero(~nan & (got != ref))
+    assert wrong.size == 0, [(float(x[i]), float(got[i]), ref[i]) for i in wrong[:10]]

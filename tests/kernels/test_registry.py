@@ -18,6 +18,8 @@ EXPECTED_IDS = {
     for s, c in [
         ("float16", "float16"),
         ("float16", "float32"),
+        ("bfloat16", "bfloat16"),
+        ("bfloat16", "float32"),
         ("float32", "float32"),
         ("float32", "float64"),
         ("float64", "float64"),
@@ -61,6 +63,8 @@ def test_list_kernels_filters():
         "shifted/float16@float16", "shifted/float16@float32",
     }
     assert [k.id for k in list_kernels("shifted", np.float32, "float64")] == ["shifted/float32@float64"]
+    assert [k.id for k in list_kernels("shifted", "bfloat16")] == [
+        "shifted/bfloat16@bfloat16", "shifted/bfloat16@float32"]
 
 
 def test_spec_is_callable_and_fn_is_the_plain_function():

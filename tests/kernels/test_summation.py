@@ -94,7 +94,8 @@ def test_sum_depth_values():
     assert sum_depth(BLOCK, "float32") == BLOCK // 16 - 1 + 4
     assert sum_depth(10**7, "float32") == BLOCK // 16 - 1 + 4 + (-(-10**7 // BLOCK)) - 1
     assert sum_depth(4096, "float16") == 4095
+    assert sum_depth(512, "bfloat16") == 511  # bfloat16 arithmetic sums recursively too
     with pytest.raises(ValueError):
         sum_depth(0, "float32")
     with pytest.raises(ValueError):
-        sum_depth(3, "bfloat16")
+        sum_depth(3, "float8_e4m3fn")

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from softmax_bench import inputs
+from softmax_bench.audit import DEFAULT_DTYPES
 from softmax_bench.formats import FORMATS
 
 DTYPES = ["float16", "float32", "float64"]
@@ -26,7 +27,8 @@ def test_family_shape_dtype_reproducible(family, dtype):
 
 
 def test_families_hit_their_edges():
-    for name, fmt in FORMATS.items():
+    for name in DEFAULT_DTYPES:  # the formats with kernels (float8 has no -inf for masks)
+        fmt = FORMATS[name]
         far_pos = inputs.make("far_positive", name, rows=50, n=10)
         assert (far_pos.max(axis=1) > fmt.exp_overflow).mean() > 0.5
         far_neg = inputs.make("far_negative", name, rows=50, n=10)
