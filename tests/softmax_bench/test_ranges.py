@@ -35,8 +35,8 @@ def test_naive_thresholds_agree_with_theory(spec):
             assert r["theory_underflow"] == fc.exp_underflow
             if shape == "one_large":  # the exp edge ln(max_finite + ulp/2), ~2**-(t+1) above ln(max)
                 assert abs(r["theory_overflow"] - fc.log_overflow_boundary) < 1e-9
-                # (+1e-12: both are float64 numbers near 709, 1.1e-13 apart at best)
-                assert abs(r["theory_overflow"] - fc.exp_overflow) < 2.0**-fc.precision + 1e-12
+                # (+1e-9, as above: the other n - 1 terms move the edge by ~1e-10)
+                assert abs(r["theory_overflow"] - fc.exp_overflow) < 2.0**-fc.precision + 1e-9
             if spec.dtype.name in ("float32", "float64"):  # storage spacing below 0.01 at the edges (bfloat16: 0.5, float16: 0.008-0.0156)
                 assert abs(r["overflow_diff"]) <= 0.01 and abs(r["underflow_diff"]) <= 0.01
 
