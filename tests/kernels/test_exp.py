@@ -342,11 +342,38 @@ def test_exp64_specials_and_thresholds():
 # ---------------------------------------------------------------------------------------------
 # float16
 # ---------------------------------------------------------------------------------------------
-def _cr_exp16(x: float, prec: int) -> float:
+def _cr_exp(x: float, prec: int, fmt) -> float:
     with mpmath.workprec(prec):
         e = mpmath.exp(mpmath.mpf(x))
     man, ex = int(e.man), int(e.exp)
-    return round_rational(man << ex, 1, FLOAT16) if ex >= 0 else round_rational(man, 1 << -ex, FLOAT16)
+    return round_rational(man << ex, 1, fmt) if ex >= 0 else round_rational(man, 1 << -ex, fmt)
+
+
+def _exhaustive_reference(x: np.ndarray, fmt) -> np.ndarray:
+    """mpmath's exp of every input, rounded once to ``fmt`` at 100 and 200 bits, which must agree
+    (the rounding is decided, Ziv-style). |x| > 200 overflows or underflows both 16-bit formats."""
+    ref = np.empty(x.size)
+    for i, v in enumerate(x.tolist()):
+        if math.isnan(v):
+            ref[i] = math.nan
+        elif math.isinf(v) or abs(v) > 200:
+            ref[i] = math.inf if v > 0 else 0.0
+        else:
+            a, b = _cr_exp(v, 100, fmt), _cr_exp(v, 200, fmt)
+            assert a == b, v
+            ref[i] = a
+    return ref
+
+
+def _assert_correctly_rounded(x, got, fmt):
+    """Every one of ``got`` (exp of ``x``) equals the correctly rounded value; NaN exactly where
+    the input is NaN. Returns the NaN mask."""
+    ref = _exhaustive_reference(x, fmt)
+    nan = np.isnan(ref)
+    assert np.array_equal(np.isnan(got), nan)
+    wrong = np.flatnonzero(~nan & (got != ref))
+    assert wrong.size == 0, [(float(x[i]), float(got[i]), ref[i]) for i in wrong[:10]]
+    return nan
 
 
 def test_exp16_exhaustive_correctly_rounded():
@@ -354,20 +381,7 @@ def test_exp16_exhaustive_correctly_rounded():
     x = decode_half(np.arange(65536, dtype=np.uint16))
     got = np.empty_like(x)
     _exp16_loop(x, got)
-    ref = np.empty(65536)
-    for i, v in enumerate(x.tolist()):
-        if math.isnan(v):
-            ref[i] = math.nan
-        elif math.isinf(v):
-            ref[i] = math.inf if v > 0 else 0.0
-        else:
-            a, b = _cr_exp16(v, 100), _cr_exp16(v, 200)
-            assert a == b, v  # the rounding is decided (Ziv)
-            ref[i] = a
-    nan = np.isnan(ref)
-    assert np.array_equal(np.isnan(got), nan)
-    wrong = np.flatnonzero(~nan & (got != ref))
-    assert wrong.size == 0, [(float(x[i]), float(got[i]), ref[i]) for i in wrong[:10]]
+    nan = _assert_correctly_rounded(x, got, FLOAT16)
     # every result is a binary16 value (so float_to_half stores it exactly)
     assert np.array_equal(got[~nan].astype(np.float16).astype(np.float32), got[~nan])
     # the thresholds: the largest half below ln(65520) = 11.0898 and the next one up; the
@@ -465,30 +479,10 @@ def _expbf16_loop(x, out):
         out[i] = expbf16(x[i])
 
 
-def _cr_exp(x: float, prec: int, fmt) -> float:
-    with mpmath.workprec(prec):
-        e = mpmath.exp(mpmath.mpf(x))
-    man, ex = int(e.man), int(e.exp)
-    return round_rational(man << ex, 1, fmt) if ex >= 0 else round_rational(man, 1 << -ex, fmt)
-
-
 def test_expbf16_exhaustive_correctly_rounded():
-    """All 65,536 bfloat16 inputs against mpmath's exp rounded once to bfloat16 (at 100 and 200
-    bits, which must agree): the 0.5 ULP that softmax_bench.bounds uses for bfloat16 arithmetic."""
+    """All 65,536 bfloat16 inputs against mpmath's exp rounded once to bfloat16: the 0.5 ULP that
+    softmax_bench.bounds uses for bfloat16 arithmetic."""
     x = decode_bf16(np.arange(65536, dtype=np.uint16).view(np.int16))
     got = np.empty_like(x)
     _expbf16_loop(x, got)
-    ref = np.empty(65536)
-    for i, v in enumerate(x.tolist()):
-        if math.isnan(v):
-            ref[i] = math.nan
-        elif math.isinf(v) or abs(v) > 200:  # exp overflows / underflows bfloat16 far before
-            ref[i] = math.inf if v > 0 else 0.0
-        else:
-            a, b = _cr_exp(v, 100, BFLOAT16), _cr_exp(v, 200, BFLOAT16)
-            assert a == b, v
-            ref[i] = a
-    nan = np.isnan(ref)
-    assert np.array_equal(np.isnan(got), nan)
-    wrong = np.flatnonzero(~nan & (got != ref))
-    assert wrong.size == 0, [(float(x[i]), float(got[i]), ref[i]) for i in wrong[:10]]
+    _assert_correctly_rounded(x, got, BFLOAT16)
