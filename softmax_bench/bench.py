@@ -21,7 +21,8 @@ min and max of the wall times, ns per element (median / elements), and ratios of
 ``implementation / peer`` for every kernel. Results go to a printed table and to JSON (written
 atomically: a temporary file in the same directory, then ``os.replace``).
 
-Run: ``python -m softmax_bench.bench [--quick] [--out PATH] [--cases SUBSTRING ...]``.
+Run: ``softmax-bench bench [--quick] [--out PATH] [--cases SUBSTRING ...]`` (or
+``python -m softmax_bench.bench``). A load average above half the cores is warned about.
 """
 from __future__ import annotations
 
@@ -64,13 +65,15 @@ CASES: tuple[Case, ...] = tuple(
         ("float32", ("float32",)),
         ("float64", ("float64",)),
         ("float16", ("float32", "float16")),
+        ("bfloat16", ("float32", "bfloat16")),
     ]
     for shape in _SHAPES
 )
 _QUICK_SHAPES = {(1000,), (100_000,), (256, 1024), (4096, 10)}
 QUICK_CASES: tuple[Case, ...] = tuple(
     Case(dt, shape, computes)
-    for dt, computes in [("float32", ("float32",)), ("float64", ("float64",)), ("float16", ("float32", "float16"))]
+    for dt, computes in [("float32", ("float32",)), ("float64", ("float64",)), ("float16", ("float32", "float16")),
+                         ("bfloat16", ("float32", "bfloat16"))]
     for shape in sorted(_QUICK_SHAPES, key=lambda s: (len(s), s))
 )
 
@@ -94,7 +97,10 @@ def _peers(x: np.ndarray, use_torch: bool) -> dict[str, Callable[[], object]]:
             import torch
 
             torch.set_num_threads(2)
-            tx = torch.from_numpy(x)
+            if x.dtype.name == "bfloat16":  # ml_dtypes arrays cross as their bits
+                tx = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+            else:
+                tx = torch.from_numpy(x)
             peers["torch"] = lambda: torch.softmax(tx, -1)
         except ImportError:
             pass
@@ -222,6 +228,18 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     return {"meta": info, "cases": records}
 
 
+def loaded_warning(info: dict) -> str | None:
+    """A warning when the 1-minute load average, at the start or the end, was above half the
+    cores: another process shared the CPUs and the ratios are suspect (PERF_NOTES: 2-thread
+    kernels collapse under load)."""
+    cores = os.cpu_count() or 1
+    loads = [info[k][0] for k in ("loadavg_start", "loadavg_end") if k in info]
+    if loads and max(loads) > 0.5 * cores:
+        return (f"warning: the machine was loaded (1-minute load average up to {max(loads):.2f} on "
+                f"{cores} cores): timings and ratios are not those of a quiet machine")
+    return None
+
+
 def _default_out() -> Path:
     root = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
     return root / "results" / "bench" / "bench.json"
@@ -243,6 +261,9 @@ def main(argv=None) -> int:
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
                use_torch=not args.no_torch)
     print(_fmt_table(data["cases"]))
+    loaded = loaded_warning(data["meta"])
+    if loaded:
+        print(loaded, file=sys.stderr)
     out = args.out or _default_out()
     write_json_atomic(out, data)
     print(f"wrote {out}")

@@ -402,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     rng.add_argument("--no-maps", action="store_true", help="thresholds only (no mpmath reference)")
     rng.set_defaults(func=cmd_ranges)
 
+    sub.add_parser("bench", add_help=False,
+                   help="timings of the kernels against numpy, scipy, torch and a memory copy, in "
+                        "one run (softmax-bench bench --help)")
+
     lst = sub.add_parser("list", help="kernels, input families and peers available")
     lst.set_defaults(func=cmd_list)
     return parser
@@ -409,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # its own options (softmax_bench/bench.py)
+        from softmax_bench import bench
+
+        return bench.main(argv[1:])
     args = build_parser().parse_args(argv)
     args.argv = argv
     return args.func(args)
