@@ -92,7 +92,13 @@ def _overflow_threshold(f, dtype: str) -> float:
     assumes finite below and non-finite above some point, true for exp-based softmax)."""
     dt = np.dtype(dtype)
     itype = {2: np.uint16, 4: np.uint32, 8: np.uint64}[dt.itemsize]
-    top = np.array(np.finfo(dt).max, dtype=dt).view(itype)
+    try:
+        fmax = np.finfo(dt).max
+    except ValueError:  # bfloat16 (ml_dtypes): not numpy's own; this file avoids softmax_bench.formats
+        import ml_dtypes
+
+        fmax = ml_dtypes.finfo(dt).max
+    top = np.array(fmax, dtype=dt).view(itype)
 
     def finite(bits) -> bool:
         x = np.array([bits, 0], dtype=itype).view(dt)
@@ -100,7 +106,7 @@ def _overflow_threshold(f, dtype: str) -> float:
             return bool(np.isfinite(f(x)).all())
 
     if finite(top):
-        return float(np.finfo(dt).max)
+        return float(fmax)
     lo, hi = 0, int(top)  # finite(lo) (softmax([0, 0]) = [1/2, 1/2]), not finite(hi)
     if not finite(lo):
         return float("nan")
