@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from softmax_bench import inputs, metrics
+from softmax_bench.formats import format_of
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
 from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
@@ -190,7 +191,7 @@ class AuditConfig:
 
 # --- one case: inputs, reference, kernels (runs in a case worker) ----------------------------
 
-def _base_record(config, impl, kind, algorithm, compute, family, dtype, n) -> dict:
+def _base_record(impl, kind, algorithm, compute, family, dtype, n) -> dict:
     return {
         "implementation": impl, "kind": kind, "algorithm": algorithm, "dtype": dtype,
         "compute": compute, "family": family, "n": n,
@@ -243,7 +244,7 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
         return {"failed": describe(exc)}
     records = []
     for spec in config.kernel_specs(dtype):
-        base = _base_record(config, spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
+        base = _base_record(spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
         records.append(judge(base, guarded_call(spec.fn, x), x, exact, config.ulp_budget, spec))
     return {"x": x, "exact": exact, "records": records}
 
@@ -278,8 +279,6 @@ def probe_batches(dtypes) -> list[np.ndarray]:
     scales, so normalising over the whole array or the first axis changes every value."""
     rng = np.random.default_rng(12345)
     base = rng.standard_normal((3, 7)) * np.array([[1.0], [2.0], [0.5]]) + np.array([[0.0], [3.0], [-2.0]])
-    from softmax_bench.formats import format_of
-
     return [base.astype(format_of(d).dtype) for d in dtypes]
 
 
@@ -320,6 +319,11 @@ class _Peer:
         self.state = "loading"  # -> probing -> serving; or refused / dead (no more calls)
         self.failure = self.reason = None  # the status and reason of every case once out
         self.queue: deque = deque()
+
+    @property
+    def out(self) -> bool:
+        """No more calls: refused by the probe, or its process could not be restarted."""
+        return self.state in ("refused", "dead")
 
     def restart(self):
         self.worker.restart()
@@ -467,6 +471,7 @@ class _Run:
         self.open: dict = {}  # case -> {"x", "exact", "records": {impl: record}}
         self.remaining = len(todo)  # cases not yet written (pending, in a worker, or open)
         self.bar = _progress(len(todo), done, progress)
+        self.probe = probe_batches(config.dtypes)  # the same batches for every peer
         self.cases: list[Worker] = []
         self.peers: list[_Peer] = []
 
@@ -480,7 +485,7 @@ class _Run:
                 self.peers.append(_Peer(name, config))
             while self.remaining:
                 self._dispatch()
-                everyone = self.cases + [p.worker for p in self.peers if p.state not in ("refused", "dead")]
+                everyone = self.cases + [p.worker for p in self.peers if not p.out]
                 deadlines = [w.deadline for w in everyone if w.deadline is not None]
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 ready = wait([w.conn for w in everyone], timeout)
@@ -488,7 +493,7 @@ class _Run:
                     if w.conn in ready:
                         self._case_message(w)
                 for p in self.peers:
-                    if p.state in ("refused", "dead"):
+                    if p.out:
                         continue
                     if p.worker.conn in ready:
                         self._peer_message(p)
@@ -507,9 +512,8 @@ class _Run:
                 w.submit((self.config, case), case, None)
         for p in self.peers:
             if p.state == "probing" and p.worker.idle:
-                batches = probe_batches(self.config.dtypes)
-                calls = sum(1 + len(b) for b in batches)
-                p.worker.submit(("probe", batches), "probe", self.config.timeout * calls)
+                calls = sum(1 + len(b) for b in self.probe)
+                p.worker.submit(("probe", self.probe), "probe", self.config.timeout * calls)
             elif p.state == "serving" and p.worker.idle and p.queue:
                 case = p.queue.popleft()
                 p.worker.submit(("call", self.open[case]["x"]), case, self.config.timeout)
@@ -533,7 +537,7 @@ class _Run:
             for r in payload["records"]:
                 self._add(case, r)
             for p in self.peers:
-                if p.state in ("refused", "dead"):
+                if p.out:
                     self._record_status(case, p.name, p.failure, p.reason)
                 else:
                     p.queue.append(case)
@@ -551,7 +555,7 @@ class _Run:
         elif kind == "died":
             self._peer_failed(p, task, "crashed", f"its process {payload}")
         elif task == "probe":
-            reason = _probe_verdict(p.name, probe_batches(self.config.dtypes), payload)
+            reason = _probe_verdict(p.name, self.probe, payload)
             if reason:
                 self.bar.write(f"softmax-bench audit: refusing {p.name}: {reason}")
                 self._peer_out(p, "refused", reason)
@@ -593,7 +597,7 @@ class _Run:
     def _peer_record(self, p, case, outcome):
         state = self.open[case]
         family, dtype, n = case
-        base = _base_record(self.config, p.name, "peer", p.name, "native", family, dtype, n)
+        base = _base_record(p.name, "peer", p.name, "native", family, dtype, n)
         self._add(case, judge(base, outcome, state["x"], state["exact"], self.config.ulp_budget))
         self._maybe_complete(case)
 
@@ -603,7 +607,7 @@ class _Run:
         kind = "peer" if impl in self.config.peers else "kernel"
         spec = next((s for s in self.config.kernel_specs(dtype) if s.id == impl), None)
         algorithm, compute = (spec.algorithm, spec.compute) if spec else (impl, "native")
-        base = _base_record(self.config, impl, kind, algorithm, compute, family, dtype, n)
+        base = _base_record(impl, kind, algorithm, compute, family, dtype, n)
         self._add(case, {**base, "status": status, "reason": reason, "modified_input": None,
                          "returned_dtype": None, "rows": self.config.rows_in(case)})
 
