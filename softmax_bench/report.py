@@ -39,12 +39,31 @@ def _measured(records):
     return [r for r in records if r.get("status", "ok") in MEASURED]
 
 
+def _failed_status(records: list[dict]) -> tuple[str, int] | None:
+    """(the most frequent status that is not measured, how many records have it), or None."""
+    failed = [r["status"] for r in records if r.get("status", "ok") not in MEASURED]
+    if not failed:
+        return None
+    return max(((s, failed.count(s)) for s in dict.fromkeys(failed)), key=lambda sc: sc[1])
+
+
+def _failure_label(records: list[dict]) -> str | None:
+    """A short name of what fails: the status, else the first failing row class, else
+    'outside bound'; None when nothing fails."""
+    failed = _failed_status(records)
+    if failed:
+        return failed[0]
+    for key, label in _ROW_FAILURES:
+        if any(r.get(key, 0) for r in records):
+            return label
+    return "outside bound" if any(r.get("within_bound") is False for r in records) else None
+
+
 def cell(records: list[dict]) -> str:
     """The worst outcome over several records of one implementation and family."""
-    failed = [r["status"] for r in records if r.get("status", "ok") not in MEASURED]
+    failed = _failed_status(records)
     if failed:
-        status, count = max(((s, failed.count(s)) for s in set(failed)), key=lambda sc: sc[1])
-        return f"**{status} {count}/{len(records)} cases**"
+        return f"**{failed[0]} {failed[1]}/{len(records)} cases**"
     rows = sum(r["rows"] for r in records)
     worst = _fmt_ulp(max(r["max_ulp"] for r in records))
     for key, label in _ROW_FAILURES:
@@ -96,9 +115,9 @@ def _reproducer(r: dict) -> str:
 
 def _family_outcome(recs: list[dict], budget: float) -> tuple[str, str]:
     """('within' | 'beyond' | 'fails', text) for one implementation on one family."""
-    failed = [r for r in recs if r.get("status", "ok") not in MEASURED]
+    failed = _failed_status(recs)
     if failed:
-        return "fails", f"{failed[0]['status']} {len(failed)}/{len(recs)} cases"
+        return "fails", f"{failed[0]} {failed[1]}/{len(recs)} cases"
     rows = sum(r["rows"] for r in recs)
     bad = [f"{label} {sum(r.get(k, 0) for r in recs)}/{rows} rows" for k, label in _ROW_FAILURES
            if any(r.get(k, 0) for r in recs)]
@@ -310,9 +329,9 @@ def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
     labels = np.full(grid.shape, "", dtype=object)
     for (impl, dtype, fam), recs in _group(records, "implementation", "dtype", "family").items():
         i, j = impls.index((impl, dtype)), families.index(fam)
-        kind, text = _family_outcome(recs, math.inf)
-        if kind == "fails":
-            labels[i, j] = text.split(" ")[0].replace("missed", "missed NaN")
+        failure = _failure_label(recs)
+        if failure:
+            labels[i, j] = failure
         else:
             worst = max(r["max_ulp"] for r in recs)
             grid[i, j] = math.log10(1 + worst)
