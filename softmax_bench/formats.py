@@ -60,6 +60,14 @@ class Format:
     def dtype(self) -> np.dtype:
         return np.dtype(getattr(ml_dtypes, self.name) if self.name in _ML_DTYPES else self.name)
 
+    def all_values(self) -> np.ndarray:
+        """Every bit pattern of the format as an array of it (NaNs and infinities included), in
+        bit order: for exhaustive checks of the 8- and 16-bit formats."""
+        bits = self.dtype.itemsize * 8
+        if bits > 16:
+            raise ValueError(f"{self.name} has 2**{bits} values: too many to list")
+        return np.arange(2**bits, dtype=f"u{bits // 8}").view(self.dtype)
+
     @property
     def _top_significand(self) -> int:
         return (1 << self.precision) - 1 if self.max_significand is None else self.max_significand

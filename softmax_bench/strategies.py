@@ -39,9 +39,8 @@ def values(dtype="float32"):
     fmt = format_of(dtype)
     if fmt.name in _IEEE_WIDTH:
         return st.floats(width=_IEEE_WIDTH[fmt.name], allow_nan=False, allow_infinity=False)
-    bits = fmt.dtype.itemsize * 8
     with np.errstate(invalid="ignore"):  # NaN bit patterns cast to NaN, dropped below
-        every = np.arange(2**bits, dtype=f"u{bits // 8}").view(fmt.dtype).astype(np.float64)
+        every = fmt.all_values().astype(np.float64)
     return st.sampled_from(sorted(set(every[np.isfinite(every)].tolist())))
 
 

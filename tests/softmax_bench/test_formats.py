@@ -187,15 +187,10 @@ def test_new_format_facts_match_ml_dtypes(name):
     assert is_format(fmt.dtype) and is_format(name) and fmt.dtype.name == name
 
 
-def _every_value(fmt):
-    bits = fmt.dtype.itemsize * 8
-    return np.arange(2**bits, dtype=f"u{bits // 8}").view(fmt.dtype)
-
-
 @pytest.mark.parametrize("name", NEW)
 def test_every_value_rounds_to_itself(name):
     fmt = FORMATS[name]
-    v = _every_value(fmt).astype(np.float64)
+    v = fmt.all_values().astype(np.float64)
     v = v[np.isfinite(v)]
     assert [round_fraction(Fraction(t), fmt) for t in v] == list(v)
 
@@ -205,7 +200,7 @@ def test_rounding_matches_ml_dtypes_from_float32_at_every_tie(name):
     """ml_dtypes rounds float32 once (round-to-nearest-even): compare at every midpoint between
     neighbours, one float32 step either side of it, and at the overflow tie."""
     fmt = FORMATS[name]
-    v = np.unique(np.abs(_every_value(fmt).astype(np.float64)))
+    v = np.unique(np.abs(fmt.all_values().astype(np.float64)))
     v = v[np.isfinite(v)]
     mids = np.concatenate([(v[:-1] + v[1:]) / 2, [fmt.overflow_boundary]]).astype(np.float32)
     probes = np.concatenate([mids, np.nextafter(mids, np.float32(0)), np.nextafter(mids, np.float32(np.inf)),
