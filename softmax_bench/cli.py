@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections import Counter
 import shlex
 import signal
 import sys
@@ -134,13 +135,6 @@ def _stop_on_sigterm():
     return got
 
 
-def _repeated(items) -> set:
-    seen, twice = set(), set()
-    for item in items:
-        (twice if item in seen else seen).add(item)
-    return twice
-
-
 def cmd_audit(args) -> int:
     from softmax_bench import audit, inputs, peers
 
@@ -160,8 +154,8 @@ def cmd_audit(args) -> int:
         print(f"softmax-bench audit: {err}", file=sys.stderr)
         return 2
     families = args.families if args.families is not None else ([] if user_inputs else list(inputs.DEFAULT_FAMILIES))
-    clash = sorted({i["family"] for i in user_inputs} & set(inputs.FAMILIES)
-                   | _repeated(i["family"] for i in user_inputs))
+    names = Counter(i["family"] for i in user_inputs)
+    clash = sorted((set(names) & set(inputs.FAMILIES)) | {f for f, count in names.items() if count > 1})
     if clash:
         print(f"softmax-bench audit: --inputs: family name {', '.join(clash)} is taken (built-in, or "
               "two files of one name): rename the file", file=sys.stderr)

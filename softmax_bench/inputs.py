@@ -193,6 +193,7 @@ def read_inputs(path) -> list[dict]:
     the family is named after the file (``logits`` for ``logits.npy``, ``acts.layer1`` for the
     array ``layer1`` of ``acts.npz``). ValueError names the file and what is wrong with it."""
     import hashlib
+    import io
     from pathlib import Path
 
     path = Path(path)
@@ -200,7 +201,7 @@ def read_inputs(path) -> list[dict]:
         raise ValueError(f"--inputs {path}: give a .npy or .npz file")
     try:
         data = path.read_bytes()
-        loaded = np.load(path, allow_pickle=False)
+        loaded = np.load(io.BytesIO(data), allow_pickle=False)  # one read: digest and arrays
     except (OSError, ValueError, EOFError) as err:
         raise ValueError(f"--inputs {path}: cannot read it as a numpy file: {err}") from None
     arrays = dict(loaded.items()) if path.suffix == ".npz" else {None: loaded}
