@@ -49,6 +49,7 @@ blocks, never split), as a half-precision unit summing in order would: 4096 ones
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import types
@@ -61,6 +62,8 @@ from .float16 import bits_float, float_to_half, half_to_float, round_to_half
 
 __all__ = [
     "kernel_jit",
+    "ON",
+    "one",
     "COMPUTE_MARKERS",
     "BLOCK",
     "LANES",
@@ -68,6 +71,8 @@ __all__ = [
     "load",
     "rnd",
     "expc",
+    "logc",
+    "log1pc",
     "put",
     "zero",
     "block_sum",
@@ -80,6 +85,12 @@ __all__ = [
 #: division (``error_model="numpy"``: x/0 gives inf or NaN; numba's default "python" model raises
 #: ZeroDivisionError, which would make the naive kernel's 0/0 an exception instead of NaN).
 kernel_jit = functools.partial(cached_njit, error_model="numpy")
+
+#: The "on" value of an algorithm option (``shift``, ``leave_out``, ...): an option is either
+#: None (off) or ON, so numba types it as ``none`` or ``int8`` and prunes every ``if opt is None``
+#: branch at compile time. One generic definition then gives each algorithm its own specialisation
+#: (and its own cache entry), with no code for the options it does not use.
+ON = np.int8(1)
 
 #: compute precision name -> the marker value a kernel receives as its ``compute`` argument.
 COMPUTE_MARKERS = {
@@ -163,6 +174,15 @@ def expc(d, c):
     """exp in the compute mode: exp16 (correctly rounded binary16), exp32 or exp64."""
 
 
+def logc(v, c):
+    """log in the compute mode: float64 ``log`` of the value rounded to the compute format
+    (float16, bfloat16, float32: through float32 or directly; float64: libm's ``log``)."""
+
+
+def log1pc(v, c):
+    """log1p in the compute mode, as :func:`logc`."""
+
+
 def put(out, i, v):
     """Store compute value ``v`` into ``out[i]``, rounding once to the storage format."""
 
@@ -219,6 +239,29 @@ def _ov_expc(d, c):
     return None
 
 
+def _log_overload(fn):
+    """The overload of a logarithm in each compute mode. 16-bit and float32 modes evaluate it in
+    float64 (libm, within 1 float64 ULP) and round to the compute format: through float32 for the
+    16-bit formats, a second rounding whose error is at most 2**-13 of their ULP (bounds.py)."""
+
+    def ov(v, c):
+        if _is_half(c):
+            return lambda v, c: round_to_half(np.float32(fn(np.float64(v))))
+        if _is_bf16(c):
+            return lambda v, c: round_to_bf16(np.float32(fn(np.float64(v))))
+        if _is_f32(c):
+            return lambda v, c: np.float32(fn(np.float64(v)))
+        if _is_f64(c):
+            return lambda v, c: fn(np.float64(v))
+        return None
+
+    return ov
+
+
+overload(logc)(_log_overload(math.log))
+overload(log1pc)(_log_overload(math.log1p))
+
+
 @overload(put)
 def _ov_put(out, i, v):
     dt = out.dtype
@@ -247,6 +290,12 @@ def _ov_put(out, i, v):
 
         return impl
     return None
+
+
+@kernel_jit
+def one(c):
+    """1 of the compute value type."""
+    return zero(c) + 1
 
 
 @overload(zero)

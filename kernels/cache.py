@@ -31,8 +31,8 @@ __all__ = ["CACHE_FOLDER", "cached_njit"]
 def _folder() -> str | None:
     here = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    for p in sorted(here.glob("*.py")):
-        digest.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
+    for p in sorted(here.rglob("*.py")):
+        digest.update(str(p.relative_to(here)).encode() + b"\0" + p.read_bytes() + b"\0")
     if os.environ.get("NUMBA_CACHE_DIR"):
         base = Path(os.environ["NUMBA_CACHE_DIR"]) / "softmax-bench"
     else:

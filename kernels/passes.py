@@ -63,6 +63,11 @@ __all__ = [
     "new_buffer",
     "compute_array",
     "exp_sum",
+    "first_max_index",
+    "row_shift",
+    "split_shift",
+    "max_index",
+    "sum_leaving_out",
     "scale",
     "bundle_rows",
     "bundle_max",
@@ -197,10 +202,94 @@ def _ov_scale_range(out, scratch, lo, hi, s, c):
 # ---------------------------------------------------------------------------------------------
 # one row on the calling thread
 # ---------------------------------------------------------------------------------------------
+def offset(k, lo):
+    """``k - lo``, or None when ``k`` is None (chosen by type: numba prunes ``k is None`` only
+    when ``k`` is None, and an int ``k`` would otherwise make the result Optional)."""
+
+
+def index(ks, r):
+    """``ks[r]``, or None when ``ks`` is None (chosen by type, as :func:`offset`)."""
+
+
+@overload(offset)
+def _ov_offset(k, lo):
+    if isinstance(k, types.NoneType):
+        return lambda k, lo: None
+    return lambda k, lo: k - lo
+
+
+@overload(index)
+def _ov_index(ks, r):
+    if isinstance(ks, types.NoneType):
+        return lambda ks, r: None
+    return lambda ks, r: ks[r]
+
+
+def row_shift(x, c, shift):
+    """The row maximum (:func:`.arith.row_max`) when ``shift`` is on, else None."""
+
+
+def split_shift(x, c, shift):
+    """The row maximum across threads (:func:`split_max`) when ``shift`` is on, else None."""
+
+
+def max_index(x, m, c, leave_out):
+    """:func:`first_max_index` when ``leave_out`` is on, else None."""
+
+
+# numba prunes ``if opt is None`` only when ``opt`` *is* None: with an int8 option both branches
+# stay and the variable becomes Optional (checked at run time, and broken in parallel regions).
+# So the option decides by type, in overloads.
+@overload(row_shift)
+def _ov_row_shift(x, c, shift):
+    if isinstance(shift, types.NoneType):
+        return lambda x, c, shift: None
+    return lambda x, c, shift: row_max(x, c)
+
+
+@overload(split_shift)
+def _ov_split_shift(x, c, shift):
+    if isinstance(shift, types.NoneType):
+        return lambda x, c, shift: None
+    return lambda x, c, shift: split_max(x, c)
+
+
+@overload(max_index)
+def _ov_max_index(x, m, c, leave_out):
+    if isinstance(leave_out, types.NoneType):
+        return lambda x, m, c, leave_out: None
+    return lambda x, m, c, leave_out: first_max_index(x, m, c)
+
+
 @kernel_jit
-def exp_sum(x, m, out, scratch, c):
+def sum_leaving_out(eb, j, s, c):
+    """``s`` plus the terms of block ``eb`` in the order of :func:`.arith.block_sum`, with term
+    ``j`` (if ``0 <= j < eb.size``; ``j`` None: none) counted as 0: the sum's order, and so its
+    depth, is unchanged, and adding a zero is exact. The term itself is left in place."""
+    if j is None or j < 0 or j >= eb.size:
+        return block_sum(eb, s, c)
+    kept = eb[j]
+    eb[j] = zero(c)
+    s = block_sum(eb, s, c)
+    eb[j] = kept
+    return s
+
+
+@kernel_jit
+def first_max_index(x, m, c):
+    """The first ``i`` with ``x_i == m`` (``m`` the row maximum, a compute value), -1 if none
+    (``m`` NaN)."""
+    for i in range(x.size):
+        if load(x[i], c) == m:
+            return i
+    return -1
+
+
+@kernel_jit
+def exp_sum(x, m, k, out, scratch, c):
     """Pass 2 of one row: the terms, block by block, and their sum in the order of :mod:`.arith`
-    (kept in ``out`` or ``scratch`` for pass 3 when :func:`keeps_terms`)."""
+    (kept in ``out`` or ``scratch`` for pass 3 when :func:`keeps_terms`); term ``k`` left out of
+    the sum (``k`` None: none)."""
     keep = keeps_terms(x, out, c)
     kept = term_buffer(out, scratch)
     n = x.size
@@ -209,7 +298,7 @@ def exp_sum(x, m, out, scratch, c):
         hi = min(lo + BLOCK, n)
         eb = kept[lo:hi] if keep else scratch[: hi - lo]
         exp_block(x[lo:hi], m, eb, c)
-        s = block_sum(eb, s, c)
+        s = sum_leaving_out(eb, offset(k, lo), s, c)
     return s
 
 
@@ -240,11 +329,12 @@ def bundle_max(xf, n, ms, c):
 
 
 @kernel_jit
-def bundle_exp_sum(xf, n, ms, of, scratch, sums, c):
+def bundle_exp_sum(xf, n, ms, ks, of, scratch, sums, c):
     """Pass 2 for a bundle of short rows (flat views ``xf``, ``of``): the terms of the whole
     bundle (kept, in ``of`` or ``scratch``), then ``sums[r]`` = the sum of row ``r``, in the order
-    of :func:`exp_sum`. ``ms`` None: no shift. Same operations as :func:`term`: the shifted
-    difference is rounded in one loop and exponentiated in the next."""
+    of :func:`exp_sum`, term ``ks[r]`` of row ``r`` left out. ``ms`` None: no shift; ``ks`` None:
+    nothing left out. Same operations as :func:`term`: the shifted difference is rounded in one
+    loop and exponentiated in the next."""
     e = term_buffer(of, scratch)[: xf.size]
     g = xf.size // n
     if ms is None:
@@ -260,7 +350,7 @@ def bundle_exp_sum(xf, n, ms, of, scratch, sums, c):
         for k in range(e.size):
             e[k] = expc(e[k], c)
     for r in range(g):
-        sums[r] = block_sum(e[r * n : (r + 1) * n], zero(c), c)
+        sums[r] = sum_leaving_out(e[r * n : (r + 1) * n], index(ks, r), zero(c), c)
 
 
 @kernel_jit
@@ -301,7 +391,7 @@ def split_max(x, c):
 
 
 @kernel_jit(parallel=True)
-def split_exp_sum(x, m, out, scratch, c, threads):
+def split_exp_sum(x, m, k, out, scratch, c, threads):
     """Pass 2 of one long row across threads (contiguous runs of blocks, one per thread); the
     block sums are added in block order, so the result equals :func:`exp_sum`'s bit for bit."""
     keep = keeps_terms(x, out, c)
@@ -312,15 +402,15 @@ def split_exp_sum(x, m, out, scratch, c, threads):
     runs = min(threads, nb)
     for t in prange(runs):
         buf = compute_array(0 if keep else BLOCK, c)
-        for k in range(t * nb // runs, (t + 1) * nb // runs):
-            lo = k * BLOCK
+        for b in range(t * nb // runs, (t + 1) * nb // runs):
+            lo = b * BLOCK
             hi = min(lo + BLOCK, n)
             eb = kept[lo:hi] if keep else buf[: hi - lo]
             exp_block(x[lo:hi], m, eb, c)
-            bs[k] = block_sum(eb, zero(c), c)
+            bs[b] = sum_leaving_out(eb, offset(k, lo), zero(c), c)
     s = zero(c)
-    for k in range(nb):
-        s = s + bs[k]
+    for b in range(nb):
+        s = s + bs[b]
     return s
 
 

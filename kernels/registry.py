@@ -1,31 +1,50 @@
-"""The one table of kernels: every (algorithm, storage dtype, compute precision) specialisation.
+"""The one table of kernels: every (function, algorithm, storage dtype, compute precision).
 
-Adding an algorithm is one file (a numba rows function ``rows(x2, out2, compute_marker)``, generic
-over the storage dtype and the compute marker, see :mod:`.arith`) and one line in
-:data:`ALGORITHMS`; it is then registered in every mode of :data:`MODES`.
+Adding an algorithm is one file under the function's folder (its operation order in the
+docstring, ``ROWS``: the function's generic numba rows function, ``OPTIONS``: its option values)
+and one line in :data:`FUNCTIONS`; it is then registered in every mode of :data:`MODES`.
 
-Stable ids: ``"<algorithm>/<storage>@<compute>"``, e.g. ``"shifted/float16@float32"``.
+Stable ids: ``"<function>/<algorithm>/<storage>@<compute>"``, e.g.
+``"softmax/shifted/float16@float32"``, ``"logsumexp/shifted_log1p/float32@float32"``.
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Callable
 
 import numpy as np
 
 from softmax_bench.formats import format_of
 
-from . import naive, shifted
-from .api import make_softmax
+from .api import make_kernel
+from .log_softmax import naive as ls_naive, shifted as ls_shifted, shifted_log1p as ls_log1p
+from .logsumexp import naive as lse_naive, shifted as lse_shifted, shifted_log1p as lse_log1p
+from .softmax import naive as sm_naive, shifted as sm_shifted, shifted_log1p as sm_log1p
 
-__all__ = ["KernelSpec", "ALGORITHMS", "MODES", "KERNELS", "get_kernel", "list_kernels"]
+__all__ = ["KernelSpec", "FUNCTIONS", "MODES", "KERNELS", "get_kernel", "list_kernels"]
 
-#: algorithm name -> (rows function, one-line description). One line per algorithm.
-ALGORITHMS: dict[str, tuple[Callable, str]] = {
-    "naive": (naive.naive_rows, "exp(x_i) / sum_j exp(x_j), no shift"),
-    "shifted": (shifted.shifted_rows, "exp(x_i - max) / sum_j exp(x_j - max)"),
+_ALG41 = "Blanchard-Higham-Higham Alg. 4.1: the maximum's term left out of the sum"
+#: function -> algorithm name -> (module, one-line description). One line per algorithm.
+FUNCTIONS: dict[str, dict[str, tuple[ModuleType, str]]] = {
+    "softmax": {
+        "naive": (sm_naive, "exp(x_i) / sum_j exp(x_j), no shift"),
+        "shifted": (sm_shifted, "exp(x_i - max) / sum_j exp(x_j - max)"),
+        "shifted_log1p": (sm_log1p, f"exp(x_i - max) / (1 + sum_(j != k) exp(x_j - max)): {_ALG41}"),
+    },
+    "log_softmax": {
+        "naive": (ls_naive, "x_i - log(sum_j exp(x_j)), no shift"),
+        "shifted": (ls_shifted, "(x_i - max) - log(sum_j exp(x_j - max))"),
+        "shifted_log1p": (ls_log1p, f"(x_i - max) - log1p(sum_(j != k) exp(x_j - max)): {_ALG41}"),
+    },
+    "logsumexp": {
+        "naive": (lse_naive, "log(sum_j exp(x_j)), no shift"),
+        "shifted": (lse_shifted, "max + log(sum_j exp(x_j - max))"),
+        "shifted_log1p": (lse_log1p, f"max + log1p(sum_(j != k) exp(x_j - max)): {_ALG41}"),
+    },
 }
+#: Functions with one output per row (the result drops the axis).
+REDUCTIONS = frozenset({"logsumexp"})
 
 #: (storage dtype, compute precision) pairs every algorithm is registered in. The first pair of a
 #: storage dtype is its default compute precision (the storage precision itself).
@@ -45,12 +64,19 @@ class KernelSpec:
     """One registered kernel. ``fn(x, axis=-1, out=None)`` takes and returns arrays of ``dtype``."""
 
     id: str
+    function: str
     algorithm: str
     dtype: np.dtype  # storage
     compute: str  # "float16" | "bfloat16" | "float32" | "float64"
     fn: Callable = field(repr=False, compare=False)
     rows: Callable = field(repr=False, compare=False)  # the numba rows function behind fn
+    options: tuple = field(repr=False, compare=False)  # its option values
     description: str = ""
+
+    @property
+    def reduces(self) -> bool:
+        """One output per row (the result has the input's shape without the axis)."""
+        return self.function in REDUCTIONS
 
     def __call__(self, x, axis=-1, out=None):
         return self.fn(x, axis=axis, out=out)
@@ -58,24 +84,25 @@ class KernelSpec:
 
 def _build() -> tuple[KernelSpec, ...]:
     specs = []
-    for algorithm, (rows, description) in ALGORITHMS.items():
-        module_doc = sys.modules[rows.__module__].__doc__ or ""
-        for storage, compute in MODES:
-            kid = f"{algorithm}/{storage}@{compute}"
-            fn = make_softmax(rows, storage, compute, kid, module_doc)
-            specs.append(
-                KernelSpec(kid, algorithm, format_of(storage).dtype, compute, fn, rows, description)
-            )
+    for function, algorithms in FUNCTIONS.items():
+        for algorithm, (module, description) in algorithms.items():
+            for storage, compute in MODES:
+                kid = f"{function}/{algorithm}/{storage}@{compute}"
+                fn = make_kernel(module.ROWS, module.OPTIONS, storage, compute, kid,
+                                 module.__doc__ or "", reduces=function in REDUCTIONS)
+                specs.append(KernelSpec(kid, function, algorithm, format_of(storage).dtype, compute,
+                                        fn, module.ROWS, module.OPTIONS, description))
     return tuple(specs)
 
 
-#: Every kernel, in registry order (algorithms in ALGORITHMS order, then MODES order).
+#: Every kernel, in registry order (FUNCTIONS order, then MODES order).
 KERNELS: tuple[KernelSpec, ...] = _build()
 _BY_ID = {k.id: k for k in KERNELS}
 
 
-def list_kernels(algorithm=None, dtype=None, compute=None) -> list[KernelSpec]:
-    """The registered kernels, optionally filtered by algorithm, storage dtype and compute."""
+def list_kernels(algorithm=None, dtype=None, compute=None, function=None) -> list[KernelSpec]:
+    """The registered kernels, optionally filtered by algorithm, storage dtype, compute and
+    function (``"softmax"``, ``"log_softmax"``, ``"logsumexp"``)."""
     dt = None if dtype is None else format_of(dtype).dtype
     return [
         k
@@ -83,21 +110,25 @@ def list_kernels(algorithm=None, dtype=None, compute=None) -> list[KernelSpec]:
         if (algorithm is None or k.algorithm == algorithm)
         and (dt is None or k.dtype == dt)
         and (compute is None or k.compute == format_of(compute).name)
+        and (function is None or k.function == function)
     ]
 
 
-def get_kernel(algorithm: str, dtype, compute=None) -> KernelSpec:
-    """The kernel ``algorithm`` for storage ``dtype`` computing in ``compute`` (default: the
-    storage precision). Call it as ``get_kernel(...)(x, axis=-1, out=None)``; the plain function
-    is ``.fn``. Raises KeyError (listing what exists) for an unknown combination."""
-    if algorithm not in ALGORITHMS:
-        raise KeyError(f"unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
+def get_kernel(algorithm: str, dtype, compute=None, function: str = "softmax") -> KernelSpec:
+    """The kernel ``algorithm`` of ``function`` for storage ``dtype`` computing in ``compute``
+    (default: the storage precision). Call it as ``get_kernel(...)(x, axis=-1, out=None)``; the
+    plain function is ``.fn``. Raises KeyError (listing what exists) for an unknown combination."""
+    if function not in FUNCTIONS:
+        raise KeyError(f"unknown function {function!r}; known: {list(FUNCTIONS)}")
+    if algorithm not in FUNCTIONS[function]:
+        raise KeyError(f"unknown {function} algorithm {algorithm!r}; known: {list(FUNCTIONS[function])}")
     try:
         storage = format_of(dtype).name
         comp = storage if compute is None else format_of(compute).name
     except TypeError as err:
         raise KeyError(f"not a dtype: {dtype!r} / {compute!r}") from err
-    kid = f"{algorithm}/{storage}@{comp}"
+    kid = f"{function}/{algorithm}/{storage}@{comp}"
     if kid not in _BY_ID:
-        raise KeyError(f"no kernel {kid!r}; registered: {[k.id for k in list_kernels(algorithm)]}")
+        registered = [k.id for k in list_kernels(algorithm, function=function)]
+        raise KeyError(f"no kernel {kid!r}; registered: {registered}")
     return _BY_ID[kid]

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from softmax_bench.kernels import KERNELS, KernelSpec, get_kernel, list_kernels
-from softmax_bench.kernels.registry import ALGORITHMS, MODES
+from softmax_bench.kernels.registry import FUNCTIONS, MODES
 
 EXPECTED_IDS = {
-    f"{a}/{s}@{c}"
-    for a in ("naive", "shifted")
+    f"{f}/{a}/{s}@{c}"
+    for f in ("softmax", "log_softmax", "logsumexp")
+    for a in ("naive", "shifted", "shifted_log1p")
     for s, c in [
         ("float16", "float16"),
         ("float16", "float32"),
@@ -31,24 +32,28 @@ def test_ids_are_stable_and_unique():
     ids = [k.id for k in KERNELS]
     assert len(ids) == len(set(ids))
     assert set(ids) == EXPECTED_IDS
-    assert len(KERNELS) == len(ALGORITHMS) * len(MODES)
+    assert len(KERNELS) == sum(len(a) for a in FUNCTIONS.values()) * len(MODES)
     for k in KERNELS:
         assert isinstance(k, KernelSpec)
-        assert k.id == f"{k.algorithm}/{k.dtype.name}@{k.compute}"
+        assert k.id == f"{k.function}/{k.algorithm}/{k.dtype.name}@{k.compute}"
+        assert k.reduces == (k.function == "logsumexp")
 
 
 def test_get_kernel_defaults_and_spellings():
-    assert get_kernel("shifted", "float32").id == "shifted/float32@float32"
-    assert get_kernel("shifted", np.float16).id == "shifted/float16@float16"
-    assert get_kernel("naive", np.dtype("float64")).id == "naive/float64@float64"
-    assert get_kernel("shifted", "float16", compute="float32").id == "shifted/float16@float32"
-    assert get_kernel("shifted", np.float32, np.float64).id == "shifted/float32@float64"
+    assert get_kernel("shifted", "float32").id == "softmax/shifted/float32@float32"
+    assert get_kernel("shifted", np.float16).id == "softmax/shifted/float16@float16"
+    assert get_kernel("naive", np.dtype("float64")).id == "softmax/naive/float64@float64"
+    assert get_kernel("shifted", "float16", compute="float32").id == "softmax/shifted/float16@float32"
+    assert get_kernel("shifted", np.float32, np.float64).id == "softmax/shifted/float32@float64"
+    assert (get_kernel("shifted_log1p", "bfloat16", "float32", function="log_softmax").id
+            == "log_softmax/shifted_log1p/bfloat16@float32")
 
 
 @pytest.mark.parametrize(
     "args",
     [("online", "float32"), ("shifted", "int32"), ("shifted", "float64", "float32"),
-     ("shifted", "float32", "float16"), ("shifted", "nonsense")],
+     ("shifted", "float32", "float16"), ("shifted", "nonsense"),
+     ("shifted", "float32", None, "softmax_vjp")],
 )
 def test_get_kernel_unknown(args):
     with pytest.raises(KeyError):
@@ -57,21 +62,23 @@ def test_get_kernel_unknown(args):
 
 def test_list_kernels_filters():
     assert len(list_kernels()) == len(KERNELS)
-    assert {k.id for k in list_kernels("naive")} == {i for i in EXPECTED_IDS if i.startswith("naive")}
-    assert {k.id for k in list_kernels(dtype="float16")} == {
-        "naive/float16@float16", "naive/float16@float32",
-        "shifted/float16@float16", "shifted/float16@float32",
+    assert {k.id for k in list_kernels("naive", function="softmax")} == {
+        i for i in EXPECTED_IDS if i.startswith("softmax/naive/")}
+    assert {k.id for k in list_kernels(dtype="float16", function="logsumexp")} == {
+        f"logsumexp/{a}/float16@{c}" for a in ("naive", "shifted", "shifted_log1p")
+        for c in ("float16", "float32")
     }
-    assert [k.id for k in list_kernels("shifted", np.float32, "float64")] == ["shifted/float32@float64"]
-    assert [k.id for k in list_kernels("shifted", "bfloat16")] == [
-        "shifted/bfloat16@bfloat16", "shifted/bfloat16@float32"]
+    assert [k.id for k in list_kernels("shifted", np.float32, "float64", "softmax")] == [
+        "softmax/shifted/float32@float64"]
+    assert [k.id for k in list_kernels("shifted", "bfloat16", function="log_softmax")] == [
+        "log_softmax/shifted/bfloat16@bfloat16", "log_softmax/shifted/bfloat16@float32"]
 
 
 def test_spec_is_callable_and_fn_is_the_plain_function():
     k = get_kernel("shifted", "float64")
     x = np.array([1.0, 2.0, 3.0])
     assert np.array_equal(k(x), k.fn(x))
-    assert k.fn.__doc__ and "shifted/float64@float64" in k.fn.__doc__
+    assert k.fn.__doc__ and "softmax/shifted/float64@float64" in k.fn.__doc__
 
 
 def test_compiled_kernels_are_cached_across_processes(tmp_path):

@@ -1,5 +1,6 @@
-"""The shifted kernel: what the shift buys (no NaN, inf or all-zero row for any finite input, in
-every format and mode), float16 arithmetic really rounding every operation, and special values."""
+"""The shifted kernels (shifted, and shifted_log1p, which shares its shift): what the shift buys
+(no NaN, inf or all-zero row for any finite input, in every format and mode), float16
+arithmetic really rounding every operation, and special values."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from softmax_bench import strategies
 from softmax_bench.formats import format_of
 from softmax_bench.kernels import get_kernel, list_kernels
 
-SHIFTED = list_kernels("shifted")
+SHIFTED = list_kernels("shifted", function="softmax") + list_kernels("shifted_log1p", function="softmax")
 
 
 def finite_rows(dtype, max_n=64):
@@ -55,7 +56,7 @@ def test_extremes_of_the_range(spec):
     assert spec(np.array([-big, -big, -big, -big], spec.dtype)).tolist() == [0.25] * 4
 
 
-@pytest.mark.parametrize("algorithm", ["shifted", "naive"])
+@pytest.mark.parametrize("algorithm", ["shifted", "naive", "shifted_log1p"])
 def test_float16_arithmetic_stalls_at_2048(algorithm):
     """4096 equal inputs: in binary16 arithmetic the recursive sum of ones stops at 2048
     (2048 + 1 rounds back to 2048), so every output is 1/2048; computing in float32 gives the
@@ -69,20 +70,25 @@ def test_float16_arithmetic_stalls_at_2048(algorithm):
     assert (get_kernel("shifted", "float16", "float16")(x + np.float16(3)) == np.float16(1 / 2048)).all()
 
 
-def _emulate_half(x: np.ndarray, shifted: bool) -> np.ndarray:
+def _emulate_half(x: np.ndarray, algorithm: str) -> np.ndarray:
     """Softmax with every operation rounded to binary16 by numpy (float16 scalar arithmetic is
     float32 arithmetic rounded to binary16, i.e. correctly rounded), exp rounded once from float64,
-    and the recursive sum in index order."""
+    and the recursive sum in index order (shifted_log1p: the first maximum's term counted as 0,
+    then 1 + the sum)."""
+    shifted = algorithm != "naive"
     m = x.max() if shifted else np.float16(0)
     d = [np.float16(v - m) if shifted else v for v in x]
     e = [np.float16(np.exp(np.float64(v))) for v in d]
+    k = int(np.argmax(x)) if algorithm == "shifted_log1p" else -1
     s = np.float16(0)
-    for v in e:
-        s = np.float16(s + v)
+    for i, v in enumerate(e):
+        s = np.float16(s + (np.float16(0) if i == k else v))
+    if k >= 0:
+        s = np.float16(np.float16(1) + s)
     return np.array([np.float16(v / s) for v in e], np.float16)
 
 
-@pytest.mark.parametrize("algorithm", ["shifted", "naive"])
+@pytest.mark.parametrize("algorithm", ["shifted", "naive", "shifted_log1p"])
 @settings(max_examples=60, deadline=None)
 @given(
     x=arrays(np.float16, st.integers(1, 40), elements=st.floats(-8, 8, width=16)),
@@ -91,21 +97,24 @@ def test_float16_arithmetic_is_stepwise_binary16(algorithm, x):
     """compute="float16" is binary16 arithmetic step by step: bit-identical to numpy float16
     arithmetic with the same operation order (the recursive sum included)."""
     with np.errstate(over="ignore", under="ignore"):
-        want = _emulate_half(x, algorithm == "shifted")
+        want = _emulate_half(x, algorithm)
     got = get_kernel(algorithm, "float16", "float16")(x)
     assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), (x, got, want)
 
 
 @pytest.mark.parametrize("spec", SHIFTED, ids=lambda k: k.id)
 def test_special_values(spec):
-    """What the operations give (kernels/shifted.py docstring): NaN anywhere or +inf anywhere
-    -> NaN row (m is NaN / inf - inf); -inf entries with a finite maximum -> exactly 0;
+    """What the operations give (kernels/softmax/shifted.py docstring): NaN anywhere or +inf anywhere
+    -> NaN row (m is NaN / inf - inf; shifted_log1p: one +inf entry gives NaN there, 0 elsewhere); -inf entries with a finite maximum -> exactly 0;
     a row of only -inf -> NaN."""
     dt = spec.dtype
     inf, nan = np.inf, np.nan
     assert np.isnan(spec(np.array([0.0, nan, 1.0], dt))).all()
     assert np.isnan(spec(np.array([nan], dt))).all()
-    assert np.isnan(spec(np.array([0.0, inf, 1.0], dt))).all()
+    if spec.algorithm == "shifted":
+        assert np.isnan(spec(np.array([0.0, inf, 1.0], dt))).all()
+    else:  # the maximum's term exp(inf - inf) = NaN is left out of the sum
+        assert np.array_equal(spec(np.array([0.0, inf, 1.0], dt)), [0.0, nan, 0.0], equal_nan=True)
     assert np.isnan(spec(np.array([inf, inf], dt))).all()
     assert np.isnan(spec(np.array([-inf, -inf], dt))).all()
     assert np.isnan(spec(np.array([-inf, inf], dt))).all()

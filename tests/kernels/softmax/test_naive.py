@@ -10,7 +10,7 @@ import pytest
 from softmax_bench.formats import FORMATS
 from softmax_bench.kernels import get_kernel, list_kernels
 
-NAIVE = list_kernels("naive")
+NAIVE = list_kernels("naive", function="softmax")
 
 
 def _exact_edges(fmt):

@@ -1,0 +1,17 @@
+"""Naive log-softmax: ``y_i = x_i - log(sum_j exp(x_j))``, no shift. Operations (:mod:`..lse`):
+``l`` as :mod:`..logsumexp.naive`, then ``y_i = x_i - l``, rounded in the compute mode and to the
+storage format.
+
+At the edges: an overflowing sum gives ``l = inf``, so every ``y_i = -inf`` (NaN at ``+inf``
+entries); every term underflowing gives ``l = -inf``, so every ``y_i = +inf``. NaN anywhere: NaN
+row.
+"""
+from __future__ import annotations
+
+from .rows import log_softmax_rows
+
+__all__ = ["ROWS", "OPTIONS"]
+
+#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
+ROWS = log_softmax_rows
+OPTIONS = (None, None)

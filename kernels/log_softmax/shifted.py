@@ -1,0 +1,17 @@
+"""Shifted log-softmax: ``y_i = (x_i - m) - log(sum_j exp(x_j - m))``, ``m = max_j x_j``, in
+PyTorch's order. Operations (:mod:`..lse`): ``l`` as :mod:`..logsumexp.shifted` without the final
+``m + l``, then ``y_i = rnd(rnd(x_i - m) - l)`` and the storage rounding.
+
+Never overflows: ``0 <= l <= log(n)``. NaN or ``+inf`` anywhere: NaN row; ``-inf`` entries give
+``-inf``; a row of only ``-inf``: NaN.
+"""
+from __future__ import annotations
+
+from ..arith import ON
+from .rows import log_softmax_rows
+
+__all__ = ["ROWS", "OPTIONS"]
+
+#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
+ROWS = log_softmax_rows
+OPTIONS = (ON, None)

@@ -1,0 +1,155 @@
+"""The softmax passes of every three-pass algorithm, written once over the algorithm's options.
+
+An algorithm is a choice of two options (each None or :data:`.arith.ON`, pruned at compile time):
+
+- ``shift``: subtract the row maximum ``m`` before ``exp`` (else ``exp(x_i)`` itself);
+- ``leave_out``: leave the maximum's term (``exp(0) = 1``, the first index ``k`` where
+  ``x_k = m``) out of the sum and add it last, ``s = 1 + sum_{i != k} e_i`` (Blanchard, Higham &
+  Higham 2021, Alg. 4.1). The other terms are summed in the usual order with term ``k`` counted
+  as 0 (:func:`..passes.sum_leaving_out`), so the summation depth is that of ``n`` terms.
+
+Then ``y_i = e_i / s``, rounded once to the storage format. The schedule (one row, bundles of
+short rows, one long row split across threads, row groups in ``prange``) is :mod:`..passes`'; every
+path runs the same operations in the same order, so where a row is computed never changes it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange, types
+from numba.extending import overload
+
+from ..arith import kernel_jit, one, rnd, zero
+from ..passes import (
+    SPLIT,
+    bundle_exp_sum,
+    bundle_max,
+    bundle_rows,
+    bundle_scale,
+    exp_sum,
+    first_max_index,
+    max_index,
+    n_groups,
+    new_buffer,
+    row_shift,
+    scale,
+    split_exp_sum,
+    split_shift,
+    split_scale,
+)
+
+__all__ = ["softmax_rows"]
+
+
+def _finish(s, c, leave_out):
+    """The divisor: ``s``, or ``1 + s`` (one rounding) when the maximum's term was left out."""
+
+
+def bundle_shifts(xf, n, ms, c, shift):
+    """``ms`` filled with the maxima of the bundle's rows (:func:`..passes.bundle_max`) when
+    ``shift`` is on, else None."""
+
+
+def bundle_max_indices(xf, n, ms, ks, c, leave_out):
+    """``ks`` filled with each row's first maximum index when ``leave_out`` is on, else None."""
+
+
+@overload(_finish)
+def _ov_finish(s, c, leave_out):
+    if isinstance(leave_out, types.NoneType):
+        return lambda s, c, leave_out: s
+    return lambda s, c, leave_out: rnd(one(c) + s, c)
+
+
+@overload(bundle_shifts)
+def _ov_bundle_shifts(xf, n, ms, c, shift):
+    if isinstance(shift, types.NoneType):
+        return lambda xf, n, ms, c, shift: None
+
+    def impl(xf, n, ms, c, shift):
+        bundle_max(xf, n, ms, c)
+        return ms
+
+    return impl
+
+
+@kernel_jit
+def _first_max_indices(xf, n, ms, ks, c):
+    for r in range(ks.size):
+        ks[r] = first_max_index(xf[r * n : (r + 1) * n], ms[r], c)
+    return ks
+
+
+@overload(bundle_max_indices)
+def _ov_bundle_max_indices(xf, n, ms, ks, c, leave_out):
+    if isinstance(leave_out, types.NoneType):
+        return lambda xf, n, ms, ks, c, leave_out: None
+    return lambda xf, n, ms, ks, c, leave_out: _first_max_indices(xf, n, ms, ks, c)
+
+
+@kernel_jit
+def _row(x, out, scratch, c, shift, leave_out):
+    """One row on the calling thread."""
+    m = row_shift(x, c, shift)
+    k = max_index(x, m, c, leave_out)
+    s = _finish(exp_sum(x, m, k, out, scratch, c), c, leave_out)
+    scale(x, m, out, scratch, s, c)
+
+
+@kernel_jit
+def _split_row(x, out, scratch, c, threads, shift, leave_out):
+    """One long row, each pass split into blocks across threads (same result as :func:`_row`)."""
+    m = split_shift(x, c, shift)
+    k = max_index(x, m, c, leave_out)
+    s = _finish(split_exp_sum(x, m, k, out, scratch, c, threads), c, leave_out)
+    split_scale(x, m, out, scratch, s, c)
+
+
+@kernel_jit
+def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
+    """A bundle of short rows (flat views, ``n`` terms each); same operations as :func:`_row`."""
+    g = xf.size // n
+    bms = bundle_shifts(xf, n, ms[:g], c, shift)
+    bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
+    bundle_exp_sum(xf, n, bms, bks, of, scratch, sums, c)
+    for r in range(g):
+        sums[r] = _finish(sums[r], c, leave_out)
+    bundle_scale(of, scratch, n, sums, c)
+
+
+@kernel_jit
+def _rows_range(x, out, r0, r1, c, shift, leave_out):
+    """Rows ``r0..r1-1`` on the calling thread: short rows in bundles, long rows one by one."""
+    n = x.shape[1]
+    scratch = new_buffer(n, x, out, c)
+    per = bundle_rows(n)
+    if per == 1:
+        for r in range(r0, r1):
+            _row(x[r], out[r], scratch, c, shift, leave_out)
+    else:
+        ms = np.full(per, zero(c))
+        ks = np.zeros(per, np.int64)
+        sums = np.full(per, zero(c))
+        xf = x.reshape(x.size)
+        of = out.reshape(out.size)
+        for b0 in range(r0, r1, per):
+            b1 = min(b0 + per, r1)
+            _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, ms, ks, sums, c,
+                    shift, leave_out)
+
+
+@kernel_jit(parallel=True)
+def softmax_rows(x, out, c, threads, shift, leave_out):
+    """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out``, with compute
+    marker ``c``, on up to ``threads`` threads (scheduling: :func:`..passes.n_groups`), for the
+    algorithm given by the options ``shift`` and ``leave_out`` (module docstring)."""
+    rows, n = x.shape
+    groups = n_groups(rows, n, c, threads)
+    if groups == SPLIT:
+        scratch = new_buffer(n, x, out, c)
+        for r in range(rows):
+            _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
+    elif groups == 1:
+        _rows_range(x, out, 0, rows, c, shift, leave_out)
+    else:
+        for g in prange(groups):
+            _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)

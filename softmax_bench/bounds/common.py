@@ -1,0 +1,211 @@
+"""What every bound derivation shares: the kernels' constants and the enclosure of the row sum.
+
+Notation (as in every derivation here): ``u`` unit roundoff of the compute precision, ``sub`` its
+smallest subnormal; ``u_s``, ``sub_s`` those of the storage format when the compute precision is
+wider (else 0: the last result is already a storage value); ``E`` the exp error in ULPs of the
+compute format (:data:`EXP_ULPS`), ``E_L`` that of its ``log`` and ``log1p`` (:data:`LOG_ULPS`);
+``D = arith.sum_depth(n, compute)``, the largest number of rounded additions on the path of any
+one term into the row sum, for the summation order the kernel really runs.
+
+The sum lemma (:func:`sum_enclosure`)
+-------------------------------------
+``m = max_j x_j`` (shifted algorithms; exact, a float max), ``d_j = x_j - m`` (naive: ``x_j``),
+``e_j = exp(d_j)``, ``S = sum_j e_j`` (exact values).
+
+1. shift: ``fl(x_j - m) = d_j (1 + alpha_j)``, ``|alpha_j| <= u`` (a difference that lands in the
+   subnormal range is exact; naive: ``alpha_j = 0``).
+2. exp: ``|ê_j - e_j| <= t_j := e_j rho_j + E sub``, ``rho_j = exp(|d_j| u)(1 + 2 E u) - 1``
+   (naive: ``2 E u``), from ``ê_j = exp(d_j (1 + alpha_j))(1 + eta_j) + zeta_j`` with
+   ``|eta_j| <= 2 E u`` (an ULP of a normal result is at most ``2u`` relative) and
+   ``|zeta_j| <= E sub``. ``T = sum_j t_j``, ``tau = T / S``.
+3. sum: every rounded addition of non-negative floats is ``(a + b)(1 + delta)``, ``|delta| <= u``
+   (exact when the result is subnormal), so, **rigorously** (product form, no first-order
+   truncation): ``(S - T)(1 - u)^D <= ŝ <= (S + T)(1 + u)^D``.
+4. leaving the maximum's term out (Blanchard, Higham & Higham's Alg. 4.1): term ``k`` (``d_k =
+   0``, ``e_k = 1`` exactly: every kernel exp returns 1 at 0, tests/kernels/test_exp.py) is
+   counted as 0 in the same order, so 3. holds for ``S' = S - 1``, ``T' = T - t_k`` with the same
+   ``D``; the sum used is ``1 + ŝ'`` (exact here; the kernels round it once more, or take
+   ``log1p(ŝ')``, which is ``log(1 + ŝ')`` exactly).
+
+So ``log(ŝ_tot / S)`` lies in ``[L_lo, L_hi]`` (``ŝ_tot = ŝ``, or ``1 + ŝ'``):
+
+- plain: ``L_lo = log1p(-tau) + D log1p(-u)``, ``L_hi = log1p(tau) + D log1p(u)``;
+- left out: ``L = log1p(w a)`` with ``w = S'/S`` and ``a_lo = expm1(log1p(-tau') + D log1p(-u))``
+  (``-1`` when ``tau' >= 1``: the computed sum is still ``>= 0``), ``a_hi = expm1(log1p(tau') +
+  D log1p(u))``, ``tau' = T'/S'``: the others' relative error scaled by their share ``w < 1``.
+
+Everything is computed relative to ``S`` in log1p/expm1 form, never ``S - T`` in float64 (which
+would lose ``tau`` when it is a few float64 ulps).
+
+Evaluation in float64: ``d_j``, ``e_j``, ``S`` carry relative errors below ``1e-12`` wherever they
+matter, so the bounds are within a relative ``1e-11`` of the exact ones; they are multiplied by
+:data:`EVAL_SAFETY`, and :data:`EVAL_ABS` (4 float64 subnormals) covers values float64 itself
+underflows.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from softmax_bench.formats import FORMATS, Format, format_of
+
+__all__ = ["EXP_ULPS", "LOG_ULPS", "EVAL_SAFETY", "EVAL_ABS", "EVAL_REL", "KernelConstants",
+           "kernel_constants", "RowBounds", "RowSums", "sum_enclosure", "sum_depth"]
+
+#: exp error in ULPs of the compute format, as stated in ``kernels/exp.py`` and checked by
+#: ``tests/kernels/test_exp.py``:
+#: - float16: ``exp16`` is correctly rounded for all 65,536 inputs (exhaustive): 0.5 ULP.
+#: - bfloat16: ``expbf16`` likewise, all 65,536 inputs (exhaustive): 0.5 ULP.
+#: - float32: ``exp32`` max 0.7644 ULP over all 2**32 inputs (exhaustive, at x = -87.71553, a
+#:   subnormal result; 0.6546 over normal results); we use 0.77 (the figure rounded up).
+#: - float64: ``exp64`` max 0.7474 ULP on 10**6 sampled inputs (not exhaustive); we use 1.0,
+#:   keeping 0.25 ULP of margin for the unsampled inputs (an assumption, not a proof: the
+#:   algorithm's own error analysis in kernels/exp.py gives 1/2 ULP for the final addition plus
+#:   about 0.15 for the small term, plus one more rounding for subnormal results).
+EXP_ULPS = {"float16": 0.5, "bfloat16": 0.5, "float32": 0.77, "float64": 1.0}
+
+#: log and log1p error in ULPs of the compute format (``kernels/arith.py``: ``logc``, ``log1pc``).
+#: float16, bfloat16 and float32 evaluate them in float64 (libm, within 1 float64 ULP, a relative
+#: 2**-52) and round to the compute format, through float32 for the 16-bit formats: 1/2 ULP for the
+#: last rounding, at most 2**-13 ULP for the float32 one before it and 2**-28 for the float64
+#: error: 0.5002 covers all three. float64: glibc's ``log`` and ``log1p``, whose documented error
+#: bounds on x86-64 are 1 ULP (glibc manual, "Known Maximum Errors in Math Functions"); sampled in
+#: tests/kernels/test_log.py against mpmath (an assumption for the unsampled inputs, like exp64).
+LOG_ULPS = {"float16": 0.5002, "bfloat16": 0.5002, "float32": 0.5002, "float64": 1.0}
+
+#: Relative safety factor on the bounds' float64 evaluation.
+EVAL_SAFETY = 1.0 + 2.0**-20
+#: Absolute slack for float64 values that underflow during the evaluation (4 float64 subnormals).
+EVAL_ABS = 4 * 2.0**-1074
+#: Relative slack for magnitudes evaluated in float64 (log S, m + log S, x_i - m): 8 float64 ulps.
+EVAL_REL = 2.0**-50
+
+
+@dataclass(frozen=True)
+class KernelConstants:
+    u: float
+    sub: float
+    u_s: float
+    sub_s: float
+    E: float
+    E_L: float
+    compute: Format
+    storage: Format
+    shifted: bool
+    leave_out: bool
+
+
+#: The algorithms a bound is derived for: name -> (shifted, maximum's term left out).
+ALGORITHMS = {"naive": (False, False), "shifted": (True, False), "shifted_log1p": (True, True)}
+
+
+def kernel_constants(spec) -> KernelConstants:
+    """The constants of the derivations for a registered kernel."""
+    if spec.algorithm not in ALGORITHMS:
+        raise ValueError(f"no error bound derived for algorithm {spec.algorithm!r}")
+    fc = FORMATS[spec.compute]
+    fs = format_of(spec.dtype)
+    wider = fc.precision != fs.precision
+    shifted, leave_out = ALGORITHMS[spec.algorithm]
+    return KernelConstants(
+        u=fc.unit_roundoff,
+        sub=fc.smallest_subnormal,
+        u_s=fs.unit_roundoff if wider else 0.0,
+        sub_s=fs.smallest_subnormal if wider else 0.0,
+        E=EXP_ULPS[spec.compute],
+        E_L=LOG_ULPS[spec.compute],
+        compute=fc,
+        storage=fs,
+        shifted=shifted,
+        leave_out=leave_out,
+    )
+
+
+def sum_depth(n: int, compute: str) -> int:
+    from softmax_bench.kernels.arith import sum_depth as depth
+
+    return depth(n, compute)
+
+
+@dataclass
+class RowBounds:
+    """Per-element and per-row results of a bound (2-D: rows x n; n = 1 for logsumexp).
+
+    ``abs_bound``: bound on ``|ŷ_i - y_i|`` (exact value), inf outside the domain.
+    ``ulp_bound``: bound on ``ulp_error(ŷ_i, r_i)`` against the correctly rounded reference
+    (``abs_bound / ulp(r_i) + 1/2``), inf outside the domain.
+    ``in_domain``: per row; ``reason``: per row, "" in the domain, else a key of ``REASONS``.
+    ``y``: the exact value evaluated in float64 (NaN outside the domain)."""
+
+    abs_bound: np.ndarray
+    ulp_bound: np.ndarray
+    in_domain: np.ndarray
+    reason: np.ndarray
+    y: np.ndarray
+
+
+@dataclass
+class RowSums:
+    """:func:`sum_enclosure`'s results (rows x n arrays, or per row)."""
+
+    special: np.ndarray  # per row: NaN or +inf in the row, or no finite entry
+    m: np.ndarray  # per row (rows x 1): the shift (0 for naive)
+    d: np.ndarray  # x - m (float64; -inf for -inf entries)
+    e: np.ndarray  # exp(d)
+    rho: np.ndarray  # the relative exp-and-shift error factor of each term
+    S: np.ndarray  # per row: sum of e (float64)
+    log_S: np.ndarray  # per row: log(S)
+    L_lo: np.ndarray  # per row: lower bound of log(ŝ_tot / S)
+    L_hi: np.ndarray  # per row: upper bound
+    s_hi: np.ndarray  # per row: upper bound of the computed sum (overflow test)
+    tau: np.ndarray  # per row: T/S (T'/S' when left out)
+
+
+def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
+    """The module docstring's sum lemma for every row of ``x`` (any shape, rows along the last
+    axis), evaluated in float64."""
+    D = sum_depth(n, k.compute.name)
+    x64 = np.asarray(x).astype(np.float64).reshape(-1, n)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(x64)
+        special = np.isnan(x64).any(axis=1) | np.isposinf(x64).any(axis=1) | ~finite.any(axis=1)
+        xs = np.where(special[:, None], 0.0, x64)  # keep the arithmetic quiet on special rows
+        if k.shifted:
+            m = xs.max(axis=1, keepdims=True)
+            d = xs - m  # -inf for -inf entries; rel. error <= 2**-53 for float64 storage
+            rho = np.expm1(np.abs(d) * k.u + math.log1p(2 * k.E * k.u))
+        else:
+            m = np.zeros((xs.shape[0], 1))
+            d = xs
+            rho = np.full_like(d, math.expm1(math.log1p(2 * k.E * k.u)))
+        e = np.exp(d)
+        erho = np.where(e > 0, e * rho, 0.0)
+        S = e.sum(axis=1)
+        log_S = np.log(np.where(S > 0, S, 1.0))
+        per_term = k.E * k.sub + EVAL_ABS
+        if k.leave_out:
+            first = np.argmax(d == 0, axis=1)  # the kernel's k: the first maximum
+            others = np.ones_like(d, dtype=bool)
+            others[np.arange(d.shape[0]), first] = False
+            S1 = np.where(others, e, 0.0).sum(axis=1)  # S' = S - 1, summed without the 1
+            T1 = np.where(others, erho, 0.0).sum(axis=1) + (n - 1) * per_term
+            tau = np.where(S1 > 0, T1 / np.where(S1 > 0, S1, 1.0), np.where(T1 > 0, np.inf, 0.0))
+            a_lo = np.where(tau < 1, np.expm1(np.log1p(-np.minimum(tau, 1.0)) + D * math.log1p(-k.u)), -1.0)
+            a_hi = np.expm1(np.log1p(tau) + D * math.log1p(k.u))
+            # w a with w = S'/(1 + S'); when S' = 0 but T' > 0 (only underflowed terms) the
+            # computed sum is at most T'(1 + u)^D: use that absolute form instead
+            w = S1 / (1.0 + S1)
+            hi_abs = T1 * (1 + k.u) ** D
+            L_hi = np.where(S1 > 0, np.log1p(w * a_hi), np.log1p(hi_abs))
+            L_lo = np.where(S1 > 0, np.log1p(w * a_lo), 0.0)
+            s_hi = 1.0 + (S1 + T1) * (1 + k.u) ** D
+        else:
+            Sd = np.where(S > 0, S, 1.0)
+            tau = erho.sum(axis=1) / Sd + n * per_term / Sd
+            L_lo = np.log1p(-np.where(tau < 1, tau, 0.0)) + D * math.log1p(-k.u)
+            L_lo = np.where(tau < 1, L_lo, -np.inf)
+            L_hi = np.log1p(tau) + D * math.log1p(k.u)
+            s_hi = S * np.exp(L_hi)
+    return RowSums(special, m, d, e, rho, S, log_S, L_lo, L_hi, s_hi, tau)

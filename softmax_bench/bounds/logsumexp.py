@@ -1,0 +1,129 @@
+"""The logsumexp and log_softmax kernels' forward error bounds (naive, shifted, shifted_log1p).
+
+Operations (``kernels/lse.py``): the sum of :mod:`.common` (its lemma gives ``log(ŝ_tot / S)`` in
+``[L_lo, L_hi]``), then ``l̂ = log(ŝ)`` or ``log1p(ŝ')`` (``= log(1 + ŝ')``, evaluated
+directly), then logsumexp ``l̂`` (naive) or ``fl(m + l̂)``, log_softmax ``fl(x_i - l̂)`` (naive) or
+``fl(fl(x_i - m) - l̂)``, each then stored (one more rounding when the compute format is wider).
+
+Absolute errors, with ``y = log S`` (+ ``m``) the exact logsumexp and ``y_i = d_i - log S`` the
+exact log_softmax:
+
+1. the sum: ``|log ŝ_tot - log S| <= delta := max(-L_lo, L_hi)``.
+2. the logarithm: ``|l̂ - log ŝ_tot| <= eps_L := E_L (2u (|log S| + delta) + sub)`` (``E_L`` ULPs,
+   an ULP of a normal value at most ``2u`` of it, ``sub`` for a subnormal one).
+   So ``|l̂ - log S| <= a_l := delta + eps_L``.
+3. the last operation, a rounded addition (no absolute term: a subnormal sum is exact):
+   logsumexp shifted: ``|ŷ - y| <= a_l + u (|y| + a_l)``; naive: ``a_l`` (no addition).
+   log_softmax: ``fl(x_i - m) = d_i (1 + alpha)``, so ``|ŷ_i - y_i| <= u |d_i| + a_l +
+   u (|y_i| + u |d_i| + a_l)`` (naive: no ``u |d_i|`` terms).
+4. the store, when the compute format is wider: ``+ u_s (|y| + a) + sub_s / 2`` for the error
+   ``a`` so far.
+
+Against the correctly rounded reference ``r``, in ULPs of ``r``: ``a / ulp(r) + 1/2``.
+
+To first order ``delta = (D + 2E + sum_j y_j |d_j|) u`` (the sum lemma's ``tau + D u``), so
+logsumexp shifted errs by at most ``(D + 2E + sum_j y_j |d_j| + 2 E_L |log S| + |y|) u``: with
+``sum_j y_j |d_j| <= m - x_min`` and ``D <= n - 1``, ``2E = 1``, ``2 E_L = 1`` for correctly
+rounded exp and log, this is ``(|y| + n + m - x_min + log S) u``, BHH's Thm 4.2
+``|y + n - x_min| u`` up to the rounding of ``log`` itself, which their model leaves out; naive,
+``delta = (D + 2E) u``: BHH's Thm 3.2 ``(|y| + n + 1) u`` likewise (plus ``|log S| u``). shifted_log1p replaces
+``delta`` by ``w`` times the others' error, ``w = S'/S``: never larger. log_softmax shifted:
+``(|d_i| + delta + 2 E_L |log S| + |y_i|) u``.
+
+Outputs at or near zero: the error is measured, as everywhere, in ULPs of the correctly rounded
+output. Near zero that ULP is tiny while the absolute error of ``l̂`` is not (it is at least the
+rounding of a sum near 1), so the bound in ULPs grows like ``1 / |y|``: this is the function's
+conditioning under these algorithms, not a defect of the measure, and the report marks bounds
+above 10**6 ULPs. The log1p form (shifted_log1p) is the one that keeps a relative error there:
+for log_softmax of the maximum, ``y_k = -log1p(S')``, ``delta`` is about ``S'(tau' + D u)``.
+
+Domain: ``"nonfinite_input"`` as for softmax (reference NaN, or ``-inf`` for a row of only
+``-inf`` for logsumexp); naive: ``"overflow"`` when the sum may overflow (``s_hi >=`` the compute
+format's largest finite), ``"underflow"`` when it may vanish (``tau >= 1``); every algorithm:
+``"overflow"`` also when an output or ``x_i - m`` may pass the largest finite of the compute or
+storage format (``|y| + a`` or ``|d_i|`` at least that): an intermediate infinity, whose outcome
+the bound does not describe. ``-inf`` entries (log_softmax) give ``-inf`` exactly: bound 0.
+
+Evaluated in float64 as :mod:`.common`, plus :data:`.common.EVAL_REL` times the magnitudes
+``|m| + |log S| + |d_i|`` (their float64 rounding), all times :data:`.common.EVAL_SAFETY`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from softmax_bench.formats import ulp
+
+from .common import EVAL_ABS, EVAL_REL, EVAL_SAFETY, RowBounds, kernel_constants, sum_enclosure
+
+__all__ = ["logsumexp_bounds", "log_softmax_bounds"]
+
+
+def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
+    k = kernel_constants(spec)
+    n = np.shape(x)[-1]
+    rs = sum_enclosure(k, x, n)
+    rows = rs.S.shape[0]
+    u, u_s = k.u, k.u_s
+    with np.errstate(all="ignore"):
+        special = rs.special
+        if k.shifted:
+            overflow = np.zeros(rows, bool)
+            underflow = np.zeros(rows, bool)
+        else:
+            overflow = ~special & ~(rs.s_hi < k.compute.max_finite)
+            underflow = ~special & ~overflow & ~((rs.tau < 1) & (rs.S > 0) & np.isfinite(rs.L_lo))
+        delta = np.maximum(-rs.L_lo, rs.L_hi)[:, None]
+        log_S = rs.log_S[:, None]
+        a_l = delta + k.E_L * (2 * u * (np.abs(log_S) + delta) + k.sub)
+        m = rs.m
+        finite_x = np.isfinite(rs.d)
+        if log_softmax:
+            d = np.where(finite_x, rs.d, 0.0)
+            y = d - log_S
+            if k.shifted:
+                a = u * np.abs(d) + a_l
+                a = a + u * (np.abs(y) + u * np.abs(d) + a_l)
+            else:
+                a = a_l + u * (np.abs(y) + a_l)
+            slack = EVAL_REL * (np.abs(m) + np.abs(log_S) + np.abs(d) + np.abs(y))
+        else:
+            y = m + log_S
+            a = a_l + u * (np.abs(y) + a_l) if k.shifted else a_l
+            slack = EVAL_REL * (np.abs(m) + np.abs(log_S) + np.abs(y))
+        a = a + u_s * (np.abs(y) + a) + 0.5 * k.sub_s
+        a = (a + slack + EVAL_ABS) * EVAL_SAFETY
+        limit = min(k.compute.max_finite, k.storage.max_finite)
+        big = (np.abs(y) + a >= limit) | (np.abs(np.where(finite_x, rs.d, 0.0)) >= limit)
+        overflow |= ~special & ~underflow & big.any(axis=1)
+        in_domain = ~(special | overflow | underflow)
+        reason = np.full(rows, "", dtype=object)
+        reason[special] = "nonfinite_input"
+        reason[overflow] = "overflow"
+        reason[underflow] = "underflow"
+        if log_softmax:  # -inf entries give -inf exactly
+            a = np.where(finite_x, a, 0.0)
+            y = np.where(finite_x, y, -np.inf)
+        abs_bound = np.where(in_domain[:, None], a, np.inf)
+        shape = (rows, n if log_softmax else 1)
+        if ref is not None:
+            r = np.asarray(ref).astype(np.float64).reshape(shape)
+        else:  # a lower bound of ulp(RN(y)): the ULP just below |y| (rounding never lowers it)
+            r = np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0)
+        with np.errstate(invalid="ignore"):
+            unit = ulp(r, k.storage)
+            ulp_bound = np.where(abs_bound == 0, 0.0, abs_bound / unit) + 0.5
+        ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
+    y = np.where(in_domain[:, None], y, np.nan)
+    return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
+
+
+def logsumexp_bounds(spec, x, ref=None) -> RowBounds:
+    """The module docstring's bound for logsumexp kernel ``spec`` on ``x`` (rows along the last
+    axis); arrays are rows x 1. ``ref``: the correctly rounded reference (one value per row)."""
+    return _bounds(spec, x, ref, log_softmax=False)
+
+
+def log_softmax_bounds(spec, x, ref=None) -> RowBounds:
+    """The module docstring's bound for log_softmax kernel ``spec`` on ``x`` (rows along the last
+    axis). ``ref``: the correctly rounded reference (same shape)."""
+    return _bounds(spec, x, ref, log_softmax=True)
