@@ -21,7 +21,7 @@ DTYPES = ("float16", "float32", "float64")
 
 
 def kernel(kid: str):
-    """The registered kernel ``kid`` (``"shifted/float16@float32"``), or NotImplementedError
+    """The registered kernel ``kid`` (``"softmax/shifted/float16@float32"``), or NotImplementedError
     (asv's way to skip one parameter combination) when this commit has no such kernel. Any other
     import failure (a broken install) is raised: asv must not report it as n/a and succeed."""
     try:

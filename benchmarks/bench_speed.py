@@ -14,10 +14,10 @@ from ._common import KERNEL_IDS, kernel, normal_input, peer, storage_of
 ROW_SIZES = (100, 10_000, 1_000_000)
 #: 10^7-element rows: only for a few kernels and peers, so a full run stays a few minutes.
 LARGE_KERNELS = (
-    "naive/float32@float32",
-    "shifted/float32@float32",
-    "shifted/float64@float64",
-    "shifted/float16@float32",
+    "softmax/naive/float32@float32",
+    "softmax/shifted/float32@float32",
+    "softmax/shifted/float64@float64",
+    "softmax/shifted/float16@float32",
 )
 BATCHES = ("4096x1024", "65536x10")
 PEERS = ("numpy", "scipy", "torch", "copy")

@@ -16,6 +16,9 @@ from typing import Callable
 import numpy as np
 
 from softmax_bench.formats import format_of
+from softmax_bench.functions import ALGORITHMS as ALGORITHM_NAMES
+from softmax_bench.functions import FUNCTIONS as FUNCTION_NAMES
+from softmax_bench.functions import REDUCTIONS
 
 from .api import make_kernel
 from .log_softmax import naive as ls_naive, shifted as ls_shifted, shifted_log1p as ls_log1p
@@ -43,8 +46,9 @@ FUNCTIONS: dict[str, dict[str, tuple[ModuleType, str]]] = {
         "shifted_log1p": (lse_log1p, f"max + log1p(sum_(j != k) exp(x_j - max)): {_ALG41}"),
     },
 }
-#: Functions with one output per row (the result drops the axis).
-REDUCTIONS = frozenset({"logsumexp"})
+# one list of the family and its algorithms (softmax_bench/functions.py), which needs no numba
+assert tuple(FUNCTIONS) == FUNCTION_NAMES
+assert all(tuple(algorithms) == ALGORITHM_NAMES for algorithms in FUNCTIONS.values())
 
 #: (storage dtype, compute precision) pairs every algorithm is registered in. The first pair of a
 #: storage dtype is its default compute precision (the storage precision itself).

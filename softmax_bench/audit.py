@@ -1,8 +1,9 @@
 """The accuracy audit: implementations x formats x input families x sizes against the reference.
 
-A *case* is (family, dtype, n): its inputs are made once, the correctly rounded reference is
-computed once, and every implementation for that dtype (our kernels, every compute mode, and the
-peers) is measured against it.
+A *case* is (family, dtype, n): its inputs are made once, the correctly rounded reference of each
+audited function (``functions``: softmax, log_softmax, logsumexp) is computed once, and every
+implementation of that function for that dtype (our kernels, every algorithm and compute mode, and
+the peers) is measured against it. A record is one (function, implementation) on one case.
 
 Who runs what (softmax_bench.isolation):
 
@@ -39,11 +40,12 @@ import numpy as np
 
 from softmax_bench import inputs, metrics
 from softmax_bench.formats import format_of
+from softmax_bench.functions import FUNCTIONS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
 from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
 __all__ = [
-    "AuditConfig", "AuditError", "STATUSES", "MEASURED", "run", "run_case", "load",
+    "AuditConfig", "AuditError", "STATUSES", "MEASURED", "run", "run_case", "load", "label",
     "write_json_atomic", "verdict", "probe_batches", "DEFAULT_SIZES", "DEFAULT_DTYPES", "DEFAULT_TIMEOUT_S",
 ]
 
@@ -115,7 +117,8 @@ def default_memory_limit() -> int | None:
 
 @dataclass
 class AuditConfig:
-    kernels: list = field(default_factory=lambda: ["naive", "shifted"])
+    kernels: list = field(default_factory=lambda: ["naive", "shifted", "shifted_log1p"])  # algorithms
+    functions: list = field(default_factory=lambda: list(FUNCTIONS))
     dtypes: list = field(default_factory=lambda: list(DEFAULT_DTYPES))
     families: list = field(default_factory=lambda: list(inputs.DEFAULT_FAMILIES))  # NAME or NAME:N
     sizes: list = field(default_factory=lambda: list(DEFAULT_SIZES))
@@ -182,19 +185,43 @@ class AuditConfig:
     def kernel_specs(self, dtype: str) -> list:
         from softmax_bench.kernels import list_kernels
 
-        return [s for s in list_kernels() if s.algorithm in self.kernels and s.dtype == dtype]
+        return [s for s in list_kernels() if s.algorithm in self.kernels and s.dtype == dtype
+                and s.function in self.functions]
 
-    def implementations(self, dtype: str) -> list[str]:
-        """Every implementation a case of ``dtype`` must have a record of."""
-        return [s.id for s in self.kernel_specs(dtype)] + list(self.peers)
+    def peer_functions(self, peer: str) -> list[str]:
+        """The audited functions ``peer`` provides (:func:`softmax_bench.peers.peer_functions`)."""
+        from softmax_bench.peers import peer_functions
+
+        return [f for f in self.functions if f in peer_functions(peer)]
+
+    def implementations(self, dtype: str) -> list[tuple[str, str]]:
+        """Every (function, implementation) a case of ``dtype`` must have a record of."""
+        return ([(s.function, s.id) for s in self.kernel_specs(dtype)]
+                + [(f, p) for p in self.peers for f in self.peer_functions(p)])
+
+    def check(self) -> None:
+        """AuditError for settings that cannot mean what was asked."""
+        from softmax_bench.peers import peer_functions
+
+        unknown = [f for f in self.functions if f not in FUNCTIONS]
+        if unknown:
+            raise AuditError(f"unknown function(s) {', '.join(unknown)}; choose from {', '.join(FUNCTIONS)}")
+        for p in self.peers:
+            try:
+                offered = peer_functions(p)
+            except ValueError as err:
+                raise AuditError(str(err)) from None
+            if not any(f in self.functions for f in offered):
+                raise AuditError(f"{p!r} computes {', '.join(offered)}, which is not among --functions "
+                                 f"{','.join(self.functions)}")
 
 
 # --- one case: inputs, reference, kernels (runs in a case worker) ----------------------------
 
-def _base_record(impl, kind, algorithm, compute, family, dtype, n) -> dict:
+def _base_record(function, impl, kind, algorithm, compute, family, dtype, n) -> dict:
     return {
-        "implementation": impl, "kind": kind, "algorithm": algorithm, "dtype": dtype,
-        "compute": compute, "family": family, "n": n,
+        "function": function, "implementation": impl, "kind": kind, "algorithm": algorithm,
+        "dtype": dtype, "compute": compute, "family": family, "n": n,
     }
 
 
@@ -222,7 +249,7 @@ def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budge
         problems.insert(0, ("modified_input", "changed its input array in place"))
     record["status"] = problems[0][0] if problems else "ok"
     record["reason"] = "; ".join(p[1] for p in problems) or None
-    record.update(metrics.summarise(y, exact, ulp_budget))
+    record.update(metrics.summarise(y, exact, ulp_budget, record["function"]))
     if spec is not None:
         from softmax_bench import bounds
 
@@ -239,13 +266,15 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
 
     try:
         x = config.make_inputs((family, dtype, n))
-        exact = reference.softmax(x)
+        exact = {f: getattr(reference, f)(x) for f in config.functions}
     except Exception as exc:  # noqa: BLE001 - becomes a no_reference record per implementation
         return {"failed": describe(exc)}
     records = []
     for spec in config.kernel_specs(dtype):
-        base = _base_record(spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
-        records.append(judge(base, guarded_call(spec.fn, x), x, exact, config.ulp_budget, spec))
+        f = spec.function
+        base = _base_record(f, spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
+        outcome = guarded_call(spec.fn, x, output_shape(f, x.shape))
+        records.append(judge(base, outcome, x, exact[f], config.ulp_budget, spec))
     return {"x": x, "exact": exact, "records": records}
 
 
@@ -255,6 +284,14 @@ def _case_setup():
 
 def _case_task(_state, task):
     config, case = task
+    if case[0] == "warm":  # compile a share of the kernels (kernels/warm.py) before any case
+        from softmax_bench.kernels.warm import warm
+
+        try:
+            warm(case[1])
+        except Exception:  # noqa: BLE001 - the cases that run the kernel will record the error
+            pass
+        return None
     return run_case(config, *case)
 
 
@@ -263,15 +300,17 @@ def _case_task(_state, task):
 def _peer_setup(name):
     from softmax_bench.peers import get_peer
 
-    return get_peer(name).fn
+    return get_peer(name).fns
 
 
-def _peer_task(fn, task):
+def _peer_task(fns, task):
     kind, payload = task
     if kind == "call":
-        return guarded_call(fn, payload)
-    # "probe": per batch, the batch call and each of its rows alone
-    return [(guarded_call(fn, b), [guarded_call(fn, row) for row in b]) for b in payload]
+        function, x = payload
+        return guarded_call(fns[function], x, output_shape(function, x.shape))
+    # "probe": per (function, batch), the batch call and each of its rows alone
+    return [(guarded_call(fns[f], b, output_shape(f, b.shape)),
+             [guarded_call(fns[f], row, output_shape(f, row.shape)) for row in b]) for f, b in payload]
 
 
 def probe_batches(dtypes) -> list[np.ndarray]:
@@ -282,13 +321,13 @@ def probe_batches(dtypes) -> list[np.ndarray]:
     return [base.astype(format_of(d).dtype) for d in dtypes]
 
 
-def _probe_verdict(name: str, batches, answers) -> str | None:
+def _probe_verdict(name: str, probes, answers) -> str | None:
     """The refusal reason, or None when the probe passed or could not tell (a call that failed:
     the cases will record that failure)."""
     from softmax_bench.formats import ulp_error
-    from softmax_bench.peers import BUILTIN_PEERS, parse_spec
+    from softmax_bench.peers import BUILTIN_PEERS, parse_spec, split_function
 
-    for batch, (whole, alone) in zip(batches, answers):
+    for (function, batch), (whole, alone) in zip(probes, answers):
         outs = [whole, *alone]
         if any(o["status"] != "returned" or o["y"] is None for o in outs):
             continue
@@ -300,12 +339,13 @@ def _probe_verdict(name: str, batches, answers) -> str | None:
         if diff > PROBE_ULP_BUDGET:
             hint = ""
             if name not in BUILTIN_PEERS:
-                module, func, kwargs = parse_spec(name)
+                module, func, kwargs = parse_spec(split_function(name)[1])
                 args = ", ".join([f"{k}={v!r}" for k, v in kwargs.items() if k != "axis"] + ["axis=-1"])
-                hint = f"; if it takes an axis argument, give it: --impl '{module}:{func}({args})'"
-            return (f"does not reduce each row independently along the last axis: a batch of "
-                    f"{batch.shape[0]} {batch.dtype.name} rows differs from the same rows computed "
-                    f"one at a time by up to {diff:.3g} ULP{hint}")
+                prefix = "" if function == "softmax" else f"{function}="
+                hint = f"; if it takes an axis argument, give it: --impl '{prefix}{module}:{func}({args})'"
+            return (f"its {function} does not reduce each row independently along the last axis: "
+                    f"a batch of {batch.shape[0]} {batch.dtype.name} rows differs from the same rows "
+                    f"computed one at a time by up to {diff:.3g} ULP{hint}")
     return None
 
 
@@ -318,7 +358,9 @@ class _Peer:
         self.worker.deadline = time.monotonic() + LOAD_TIMEOUT_S
         self.state = "loading"  # -> probing -> serving; or refused / dead (no more calls)
         self.failure = self.reason = None  # the status and reason of every case once out
-        self.queue: deque = deque()
+        self.queue: deque = deque()  # (case, function) calls to make
+        self.functions = config.peer_functions(name)
+        self.probe = [(f, b) for f in self.functions for b in probe_batches(config.dtypes)]
 
     @property
     def out(self) -> bool:
@@ -347,6 +389,12 @@ def load(path: Path) -> dict:
 
 def _case_key(record: dict) -> tuple:
     return record["family"], record["dtype"], record["n"]
+
+
+def _impl_key(record: dict) -> tuple:
+    """(function, implementation): a record's identity within its case (files written before the
+    function axis hold softmax records only)."""
+    return record.get("function", "softmax"), record["implementation"]
 
 
 def _meta(config: AuditConfig, runs: list) -> dict:
@@ -384,7 +432,7 @@ def _resume_from(path: Path, config: AuditConfig) -> tuple[list, list]:
     kept = []
     for case in config.cases():
         recs = by_case.get(case, [])
-        names = Counter(r["implementation"] for r in recs)
+        names = Counter(_impl_key(r) for r in recs)
         if recs and names == Counter(config.implementations(case[1])):
             kept.extend(recs)  # complete: every implementation exactly once
     return runs, kept
@@ -425,7 +473,7 @@ def _lock(path: Path):
 def run(config: AuditConfig, json_path: Path | None, resume: bool = False, progress: bool = True) -> dict:
     """Run every case; returns ``{"meta", "records"}`` and keeps ``json_path`` up to date.
 
-    Record fields: implementation, kind, algorithm, dtype, compute, family, n, run (index into
+    Record fields: function, implementation, kind, algorithm, dtype, compute, family, n, run (index into
     ``meta["runs"]``), status (:data:`STATUSES`), reason (one line, None when ok),
     modified_input, returned_dtype, rows; for MEASURED statuses also
     :func:`softmax_bench.metrics.summarise`'s fields (max_ulp, median_ulp, mean_ulp, max_rel,
@@ -440,6 +488,7 @@ def run(config: AuditConfig, json_path: Path | None, resume: bool = False, progr
     """
     runs, kept = [], []
     lock = None
+    config.check()
     config.check_memory()
     if json_path is not None:
         json_path = Path(json_path)
@@ -471,9 +520,9 @@ class _Run:
         self.open: dict = {}  # case -> {"x", "exact", "records": {impl: record}}
         self.remaining = len(todo)  # cases not yet written (pending, in a worker, or open)
         self.bar = _progress(len(todo), done, progress)
-        self.probe = probe_batches(config.dtypes)  # the same batches for every peer
         self.cases: list[Worker] = []
         self.peers: list[_Peer] = []
+        self.kernel_ids = list(dict.fromkeys(s.id for d in config.dtypes for s in config.kernel_specs(d)))
 
     def execute(self):
         config = self.config
@@ -507,16 +556,23 @@ class _Run:
     # dispatching
     def _dispatch(self):
         for w in self.cases:
-            if w.idle and self.pending:
+            if w.idle and w.starts == 1 and not getattr(w, "warmed", False):
+                # first, each worker compiles its share of the kernels (into numba's cache), so
+                # that no two workers compile the same kernel; then every case loads them
+                w.warmed = True
+                share = self.kernel_ids[self.cases.index(w)::len(self.cases)]
+                w.submit((self.config, ("warm", share)), "warm", None)
+            elif w.idle and self.pending:
                 case = self.pending.popleft()
                 w.submit((self.config, case), case, None)
         for p in self.peers:
             if p.state == "probing" and p.worker.idle:
-                calls = sum(1 + len(b) for b in self.probe)
-                p.worker.submit(("probe", self.probe), "probe", self.config.timeout * calls)
+                calls = sum(1 + len(b) for _, b in p.probe)
+                p.worker.submit(("probe", p.probe), "probe", self.config.timeout * calls)
             elif p.state == "serving" and p.worker.idle and p.queue:
-                case = p.queue.popleft()
-                p.worker.submit(("call", self.open[case]["x"]), case, self.config.timeout)
+                case, function = p.queue.popleft()
+                p.worker.submit(("call", (function, self.open[case]["x"])), (case, function),
+                                self.config.timeout)
 
     # case workers
     def _case_message(self, w):
@@ -526,21 +582,26 @@ class _Run:
             return
         if kind == "setup_failed" or case is None:
             raise RuntimeError(f"a case worker could not start: {payload}")
+        if case == "warm":
+            if kind == "died":  # its cases will compile what they need, or record the failure
+                w.restart()
+            return
         if kind == "died":
             w.restart()
             payload = {"failed": f"the case worker {payload}"}
         self.open[case] = {"x": payload.get("x"), "exact": payload.get("exact"), "records": {}}
         if "failed" in payload:
-            for impl in self.config.implementations(case[1]):
-                self._record_status(case, impl, "no_reference", payload["failed"])
+            for function, impl in self.config.implementations(case[1]):
+                self._record_status(case, function, impl, "no_reference", payload["failed"])
         else:
             for r in payload["records"]:
                 self._add(case, r)
             for p in self.peers:
-                if p.out:
-                    self._record_status(case, p.name, p.failure, p.reason)
-                else:
-                    p.queue.append(case)
+                for function in p.functions:
+                    if p.out:
+                        self._record_status(case, function, p.name, p.failure, p.reason)
+                    else:
+                        p.queue.append((case, function))
         self._maybe_complete(case)
 
     # peers
@@ -555,7 +616,7 @@ class _Run:
         elif kind == "died":
             self._peer_failed(p, task, "crashed", f"its process {payload}")
         elif task == "probe":
-            reason = _probe_verdict(p.name, self.probe, payload)
+            reason = _probe_verdict(p.name, p.probe, payload)
             if reason:
                 self.bar.write(f"softmax-bench audit: refusing {p.name}: {reason}")
                 self._peer_out(p, "refused", reason)
@@ -581,8 +642,8 @@ class _Run:
         p.state, p.failure, p.reason = ("refused" if status == "refused" else "dead"), status, reason
         p.worker.kill()
         while p.queue:
-            case = p.queue.popleft()
-            self._record_status(case, p.name, status, reason)
+            case, function = p.queue.popleft()
+            self._record_status(case, function, p.name, status, reason)
             self._maybe_complete(case)
 
     def _peer_failed(self, p, task, status, reason):
@@ -591,29 +652,31 @@ class _Run:
         if task == "probe":
             p.state = "serving"  # the probe could not tell; every case will record the failure
             return
-        self._record_status(task, p.name, status, reason)
-        self._maybe_complete(task)
+        case, function = task
+        self._record_status(case, function, p.name, status, reason)
+        self._maybe_complete(case)
 
-    def _peer_record(self, p, case, outcome):
+    def _peer_record(self, p, task, outcome):
+        case, function = task
         state = self.open[case]
         family, dtype, n = case
-        base = _base_record(p.name, "peer", p.name, "native", family, dtype, n)
-        self._add(case, judge(base, outcome, state["x"], state["exact"], self.config.ulp_budget))
+        base = _base_record(function, p.name, "peer", p.name, "native", family, dtype, n)
+        self._add(case, judge(base, outcome, state["x"], state["exact"][function], self.config.ulp_budget))
         self._maybe_complete(case)
 
     # records
-    def _record_status(self, case, impl, status, reason):
+    def _record_status(self, case, function, impl, status, reason):
         family, dtype, n = case
         kind = "peer" if impl in self.config.peers else "kernel"
         spec = next((s for s in self.config.kernel_specs(dtype) if s.id == impl), None)
         algorithm, compute = (spec.algorithm, spec.compute) if spec else (impl, "native")
-        base = _base_record(impl, kind, algorithm, compute, family, dtype, n)
+        base = _base_record(function, impl, kind, algorithm, compute, family, dtype, n)
         self._add(case, {**base, "status": status, "reason": reason, "modified_input": None,
                          "returned_dtype": None, "rows": self.config.rows_in(case)})
 
     def _add(self, case, record):
         record["run"] = self.run_index
-        self.open[case]["records"][record["implementation"]] = record
+        self.open[case]["records"][_impl_key(record)] = record
 
     def _maybe_complete(self, case):
         state = self.open.get(case)
@@ -623,7 +686,8 @@ class _Run:
         self.remaining -= 1
         records = self.result["records"]
         records.extend(state["records"].values())
-        records.sort(key=lambda r: (self.order[_case_key(r)], r["implementation"]))
+        records.sort(key=lambda r: (self.order[_case_key(r)], FUNCTIONS.index(r["function"]),
+                                    r["implementation"]))
         if self.json_path is not None:
             write_json_atomic(self.json_path, self.result)
         self.bar.update(1)
@@ -636,6 +700,15 @@ def _progress(total: int, initial: int, enabled: bool):
 
 
 # --- the verdict -----------------------------------------------------------------------------
+
+def label(record: dict) -> str:
+    """How reports and verdicts name a record's implementation: a kernel by its id (which names
+    its function and dtype), a peer as ``function/peer (dtype)``."""
+    impl = record["implementation"]
+    if record.get("kind") == "kernel" or "@" in impl:
+        return impl
+    return f"{record.get('function', 'softmax')}/{impl} ({record['dtype']})"
+
 
 def _where(records, limit=3) -> str:
     places = [f"{r['family']} {r['dtype']} n={r['n']}" for r in records[:limit]]
@@ -657,25 +730,24 @@ def verdict(records: list[dict], max_ulp: dict | None = None, fail_on_nonfinite:
     lines = []
     by_impl: dict = {}
     for r in records:
-        by_impl.setdefault((r["implementation"], r["dtype"]), []).append(r)
-    for (impl, dtype), recs in by_impl.items():
-        label = impl if "/" in impl else f"{impl} ({dtype})"
+        by_impl.setdefault((label(r), r["dtype"]), []).append(r)
+    for (name, dtype), recs in by_impl.items():
         bad = [r for r in recs if r.get("status", "ok") != "ok"]
         for status in dict.fromkeys(r["status"] for r in bad):
             some = [r for r in bad if r["status"] == status]
-            lines.append(f"{label}: {status} in {len(some)} of {len(recs)} cases ({_where(some)}): "
+            lines.append(f"{name}: {status} in {len(some)} of {len(recs)} cases ({_where(some)}): "
                          f"{some[0].get('reason')}")
         measured = [r for r in recs if r.get("status", "ok") in MEASURED]
         out = [r for r in measured if r.get("within_bound") is False]
         if out:
-            lines.append(f"{label}: outside its derived error bound in {len(out)} cases ({_where(out)})")
+            lines.append(f"{name}: outside its derived error bound in {len(out)} cases ({_where(out)})")
         nonfinite_keys = ("nan_rows", "inf_rows", "missed_nan_rows")
         if max_ulp and dtype in max_ulp:
             limit = max_ulp[dtype]
             over = [r for r in measured if r["max_ulp"] > limit or any(r.get(k, 0) for k in nonfinite_keys)]
             if over:
                 worst = max(r["max_ulp"] for r in over)
-                lines.append(f"{label}: above --max-ulp {dtype}={limit:g} in {len(over)} cases "
+                lines.append(f"{name}: above --max-ulp {dtype}={limit:g} in {len(over)} cases "
                              f"({_where(over)}); largest finite error {worst:.3g} ULP")
         if fail_on_nonfinite:
             keys = nonfinite_keys + ("all_zero_rows",)
@@ -683,17 +755,17 @@ def verdict(records: list[dict], max_ulp: dict | None = None, fail_on_nonfinite:
             if nonfinite:
                 counts = {k[:-5]: sum(r.get(k, 0) for r in nonfinite) for k in keys}
                 what = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-                lines.append(f"{label}: rows not finite where the reference is, or the reverse: "
+                lines.append(f"{name}: rows not finite where the reference is, or the reverse: "
                              f"{what} rows ({_where(nonfinite)})")
     return lines
 
 
 def status_counts(records: list[dict]) -> dict:
-    """implementation -> {status: cases} for every implementation with a status other than ok."""
+    """:func:`label` -> {status: cases} for every implementation with a status other than ok."""
     out: dict = {}
     for r in records:
         status = r.get("status", "ok")
         if status != "ok":
-            out.setdefault(r["implementation"], Counter())[status] += 1
+            out.setdefault(label(r), Counter())[status] += 1
     return out
 

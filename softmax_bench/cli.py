@@ -142,7 +142,7 @@ def cmd_audit(args) -> int:
         args.peers = [name for name, status in peers.available_peers().items() if status == "available"]
     try:
         for name in args.impl:
-            peers.parse_spec(name)
+            peers.parse_spec(peers.split_function(name)[1])
     except ValueError as err:
         print(f"softmax-bench audit: --impl: {err}", file=sys.stderr)
         return 2
@@ -162,6 +162,7 @@ def cmd_audit(args) -> int:
         return 2
     config = audit.AuditConfig(
         kernels=args.kernels,
+        functions=args.functions,
         dtypes=args.dtypes,
         families=families,
         inputs=user_inputs,
@@ -305,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     ref.set_defaults(func=cmd_reference)
 
     from softmax_bench import inputs
+    from softmax_bench.functions import ALGORITHMS as ALGORITHM_NAMES
+    from softmax_bench.functions import FUNCTIONS
     from softmax_bench.peers import BUILTIN_PEERS
 
     from softmax_bench.audit import DEFAULT_TIMEOUT_S, STATUSES, default_max_memory, default_memory_limit
@@ -325,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
           "       other settings, an implementation that cannot be imported)\n"
           "  130  interrupted by Ctrl-C (143: SIGTERM); finished cases are kept, --resume goes on",
     )
-    aud.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"],
-                     help="kernel algorithms, every compute mode (default: naive,shifted)")
+    aud.add_argument("--kernels", type=_csv(ALGORITHM_NAMES), default=list(ALGORITHM_NAMES),
+                     help=f"kernel algorithms, every compute mode (default: {','.join(ALGORITHM_NAMES)})")
+    aud.add_argument("--functions", type=_csv(FUNCTIONS), default=list(FUNCTIONS),
+                     help=f"functions of the family to audit (default: {','.join(FUNCTIONS)})")
     aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DEFAULT_DTYPES),
                      help=f"formats among {','.join(DTYPE_NAMES)} (default: {','.join(DEFAULT_DTYPES)}; "
                           "no kernel runs in float8: peers only)")
@@ -346,9 +351,12 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--peers", type=_csv(tuple(BUILTIN_PEERS)), default=None,
                      help=f"built-in peers among {','.join(BUILTIN_PEERS)} (default: every one "
                           "whose package is installed)")
-    aud.add_argument("--impl", action="append", default=[], metavar="MODULE:FUNCTION[(KEY=VALUE,...)]",
-                     help="audit your own f(x) -> softmax along the last axis (repeatable); keyword "
-                          "arguments as literals, e.g. 'scipy.special:softmax(axis=-1)'")
+    aud.add_argument("--impl", action="append", default=[],
+                     metavar="[FUNCTION=]MODULE:FUNCTION[(KEY=VALUE,...)]",
+                     help="audit your own f(x) along the last axis (repeatable): a softmax, or the "
+                          "FUNCTION it computes (log_softmax=..., logsumexp=...: one value per row); "
+                          "keyword arguments as literals, e.g. 'scipy.special:softmax(axis=-1)', "
+                          "'logsumexp=scipy.special:logsumexp(axis=-1)'")
     aud.add_argument("--json", type=Path, default=Path("results/audit.json"),
                      help="results file (default: results/audit.json)")
     aud.add_argument("--resume", action="store_true",
@@ -388,8 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_report)
 
     rng = sub.add_parser("ranges", help="overflow/underflow thresholds by bisection, and failure maps")
-    rng.add_argument("--kernels", type=_csv(("naive", "shifted")), default=["naive", "shifted"],
-                     help="kernel algorithms (default: naive,shifted)")
+    rng.add_argument("--kernels", type=_csv(ALGORITHM_NAMES), default=list(ALGORITHM_NAMES),
+                     help=f"softmax kernel algorithms (default: {','.join(ALGORITHM_NAMES)})")
     rng.add_argument("--json", type=Path, default=None, help="default: OUT/ranges.json")
     rng.add_argument("--out", type=Path, default=Path("results/ranges"),
                      help="folder of the PNG maps (default: results/ranges)")

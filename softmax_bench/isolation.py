@@ -59,13 +59,14 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return np.array_equal(a, b)
 
 
-def guarded_call(fn, x: np.ndarray) -> dict:
+def guarded_call(fn, x: np.ndarray, shape: tuple | None = None) -> dict:
     """Call ``fn`` on a copy of ``x``; never raises.
 
     Returns ``{"status", "reason", "y", "modified_input", "returned_dtype"}``: status ``returned``
-    with ``y`` a float array of ``x``'s shape (possibly of another dtype), or ``error``,
-    ``out_of_memory`` or ``bad_output`` (not an array of a format of softmax_bench.formats, or
-    another shape) with ``y`` None and a one-line reason."""
+    with ``y`` a float array of the expected ``shape`` (default ``x``'s; possibly of another
+    dtype), or ``error``, ``out_of_memory`` or ``bad_output`` (not an array of a format of
+    softmax_bench.formats, or another shape) with ``y`` None and a one-line reason."""
+    shape = x.shape if shape is None else tuple(shape)
     mine = x.copy()
     out = {"status": "returned", "reason": None, "y": None, "modified_input": None, "returned_dtype": None}
     try:
@@ -79,8 +80,9 @@ def guarded_call(fn, x: np.ndarray) -> dict:
         out["returned_dtype"] = y.dtype.name
         if not is_format(y.dtype):
             out.update(status="bad_output", reason=f"returned {y.dtype.name} values, not floating point")
-        elif y.shape != x.shape:
-            out.update(status="bad_output", reason=f"returned shape {y.shape} for input shape {x.shape}")
+        elif y.shape != shape:
+            out.update(status="bad_output",
+                       reason=f"returned shape {y.shape} for input shape {x.shape} (expected {shape})")
         else:
             out["y"] = y
     out["modified_input"] = not _same_bits(mine, x)

@@ -1,4 +1,5 @@
-"""Error metrics of a computed softmax against the correctly rounded reference.
+"""Error metrics of a computed softmax (log_softmax, logsumexp) against the correctly rounded
+reference.
 
 Per element: the error in ULPs of the output format (``formats.ulp_error``) and the relative error.
 Per row: one class, the first that applies in this order:
@@ -91,21 +92,26 @@ def sum_defect(computed: np.ndarray) -> np.ndarray:
     return out
 
 
-def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0) -> dict:
+def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
+              function: str = "softmax") -> dict:
     """The audit record's measured fields for one case (plain Python numbers, JSON-ready).
 
     ULP and relative errors are taken over elements where the reference is a number and the
     computed value is finite; non-finite outputs, and numbers where the reference is NaN, are
-    counted in the row classes instead (``max_ulp`` alone never tells a row is right)."""
+    counted in the row classes instead (``max_ulp`` alone never tells a row is right).
+    ``function``: logsumexp outputs (one per row) are taken as rows of one element; the
+    sum-to-one defect is measured for softmax only (None otherwise)."""
     computed = np.asarray(computed)
     exact = np.asarray(exact)
+    if function == "logsumexp":
+        computed, exact = computed.reshape(-1, 1), exact.reshape(-1, 1)
     err = ulp_error(computed, exact)
     rel = relative_error(computed, exact)
     comparable = np.isfinite(computed) & ~np.isnan(exact.astype(np.float64))
     finite_err = err[comparable]
     classes = row_classes(computed, exact, ulp_budget, err)
     counts = np.bincount(classes, minlength=len(ROW_CLASSES))
-    defect = sum_defect(computed)
+    defect = sum_defect(computed) if function == "softmax" else np.full(classes.size, np.nan)
     exact64 = exact.astype(np.float64)
     flat = np.where(comparable, err, -1.0).reshape(classes.size, -1)
     worst = np.unravel_index(int(np.argmax(flat)), flat.shape) if finite_err.size else (None, None)

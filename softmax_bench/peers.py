@@ -1,15 +1,18 @@
-"""Adapters that let the audit and the benchmarks treat any softmax like one of our kernels.
+"""Adapters that let the audit and the benchmarks treat any softmax-family function like one of
+our kernels.
 
-A peer is a function ``f(x) -> y`` computing softmax along the last axis of a numpy array and
-returning an array of the same shape. Built-in peers: ``numpy`` (composed, max-shifted),
-``scipy`` (scipy.special.softmax), ``torch`` (torch.softmax on the CPU) and ``jax``
-(jax.nn.softmax); each is available only when its package imports.
+A peer is a named set of functions ``f(x) -> y``, one per function of the family it provides
+(:data:`FUNCTIONS`: ``softmax``, ``log_softmax``, ``logsumexp``), each along the last axis of a
+numpy array (logsumexp drops that axis). Built-in peers: ``numpy`` (composed, max-shifted),
+``scipy`` (scipy.special), ``torch`` (on the CPU) and ``jax``; each provides every function and is
+available only when its package imports.
 
 Any other function is named ``module:function``, optionally with keyword arguments written as a
 call with literal values: ``scipy.special:softmax(axis=-1)`` calls ``softmax(x, axis=-1)``.
 (scipy's default ``axis=None`` normalises the whole array; the audit's contract probe refuses it.)
-The working folder is searched last for ``module``, so a ``mod.py`` beside you is found without
-shadowing installed packages.
+It is a softmax unless prefixed by the function it computes: ``log_softmax=mymod:f``,
+``logsumexp=scipy.special:logsumexp(axis=-1)``. The working folder is searched last for
+``module``, so a ``mod.py`` beside you is found without shadowing installed packages.
 """
 from __future__ import annotations
 
@@ -23,84 +26,147 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Peer", "PeerUnavailable", "BUILTIN_PEERS", "get_peer", "parse_spec", "available_peers"]
+from softmax_bench.functions import FUNCTIONS, output_shape
+
+__all__ = ["Peer", "PeerUnavailable", "BUILTIN_PEERS", "FUNCTIONS", "get_peer", "parse_spec",
+           "peer_functions", "split_function", "available_peers"]
 
 
 class PeerUnavailable(RuntimeError):
     """The peer's package is not installed (or the named function does not exist)."""
 
 
+
+
 @dataclass(frozen=True)
 class Peer:
     name: str
-    fn: Callable[[np.ndarray], np.ndarray]
+    fns: dict  # function name -> f(x) -> y
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = np.asarray(self.fn(x))
-        if y.shape != x.shape:
+    @property
+    def fn(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The softmax (or the one function a user peer provides)."""
+        return self.fns.get("softmax") or next(iter(self.fns.values()))
+
+    def __call__(self, x: np.ndarray, function: str = "softmax") -> np.ndarray:
+        y = np.asarray(self.fns[function](x))
+        if y.shape != output_shape(function, x.shape):
             raise ValueError(f"peer {self.name!r} returned shape {y.shape} for input {x.shape}")
         return y
 
 
-def _numpy_softmax(x: np.ndarray) -> np.ndarray:
+def numpy_softmax(x: np.ndarray) -> np.ndarray:
     """The composed numpy form every tutorial shows: ``e = exp(x - max); e / sum(e)``."""
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _scipy():
-    from scipy.special import softmax
+def numpy_log_softmax(x: np.ndarray) -> np.ndarray:
+    """``(x - max) - log(sum(exp(x - max)))``, composed in numpy."""
+    d = x - x.max(axis=-1, keepdims=True)
+    return d - np.log(np.exp(d).sum(axis=-1, keepdims=True))
 
-    return lambda x: softmax(x, axis=-1)
+
+def numpy_logsumexp(x: np.ndarray) -> np.ndarray:
+    """``max + log(sum(exp(x - max)))``, composed in numpy."""
+    m = x.max(axis=-1, keepdims=True)
+    return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
+
+
+def _numpy():
+    return {"softmax": numpy_softmax, "log_softmax": numpy_log_softmax, "logsumexp": numpy_logsumexp}
+
+
+def _scipy():
+    from scipy import special
+
+    return {
+        "softmax": lambda x: special.softmax(x, axis=-1),
+        "log_softmax": lambda x: special.log_softmax(x, axis=-1),
+        "logsumexp": lambda x: special.logsumexp(x, axis=-1),
+    }
 
 
 def _torch():
-    """torch.softmax on the CPU. bfloat16 crosses over as its bits (torch.from_numpy does not take
+    """torch on the CPU. bfloat16 crosses over as its bits (torch.from_numpy does not take
     ml_dtypes arrays); float8, for which torch has no softmax, is computed in float32 and cast
     with torch's own (saturating) cast, as a float8 attention kernel stores its probabilities."""
     import torch
 
     from softmax_bench.formats import format_of
 
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x)
-        name = format_of(x.dtype).name
-        if name == "bfloat16":
-            t = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-            return torch.softmax(t, dim=-1).view(torch.int16).numpy().view(x.dtype)
-        if name.startswith("float8"):
-            t = torch.from_numpy(x.view(np.uint8)).view(getattr(torch, name)).float()
-            y = torch.softmax(t, dim=-1).to(getattr(torch, name))
-            return y.view(torch.uint8).numpy().view(x.dtype)
-        return torch.softmax(torch.from_numpy(x), dim=-1).numpy()
+    def wrap(op):
+        def run(x: np.ndarray) -> np.ndarray:
+            x = np.ascontiguousarray(x)
+            name = format_of(x.dtype).name
+            if name == "bfloat16":
+                t = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+                return op(t).contiguous().view(torch.int16).numpy().view(x.dtype)
+            if name.startswith("float8"):
+                t = torch.from_numpy(x.view(np.uint8)).view(getattr(torch, name)).float()
+                y = op(t).to(getattr(torch, name)).contiguous()
+                return y.view(torch.uint8).numpy().view(x.dtype)
+            return op(torch.from_numpy(x)).numpy()
 
-    return run
+        return run
+
+    return {
+        "softmax": wrap(lambda t: torch.softmax(t, dim=-1)),
+        "log_softmax": wrap(lambda t: torch.log_softmax(t, dim=-1)),
+        "logsumexp": wrap(lambda t: torch.logsumexp(t, dim=-1)),
+    }
 
 
 def _jax():
     import jax
     import jax.numpy as jnp
+    from jax.scipy.special import logsumexp
 
     jax.config.update("jax_enable_x64", True)  # keep float64 inputs in float64
-    return lambda x: np.asarray(jax.nn.softmax(jnp.asarray(x), axis=-1))
+    return {
+        "softmax": lambda x: np.asarray(jax.nn.softmax(jnp.asarray(x), axis=-1)),
+        "log_softmax": lambda x: np.asarray(jax.nn.log_softmax(jnp.asarray(x), axis=-1)),
+        "logsumexp": lambda x: np.asarray(logsumexp(jnp.asarray(x), axis=-1)),
+    }
 
 
-BUILTIN_PEERS: dict[str, Callable[[], Callable]] = {
-    "numpy": lambda: _numpy_softmax,
+BUILTIN_PEERS: dict[str, Callable[[], dict]] = {
+    "numpy": _numpy,
     "scipy": _scipy,
     "torch": _torch,
     "jax": _jax,
 }
 
 
+def peer_functions(name: str) -> tuple[str, ...]:
+    """The functions peer ``name`` provides, read from the name alone (nothing is imported):
+    every function for a built-in peer, else the ``FUNCTION=`` prefix (default softmax)."""
+    if name in BUILTIN_PEERS:
+        return FUNCTIONS
+    return (split_function(name)[0],)
+
+
+def split_function(name: str) -> tuple[str, str]:
+    """``'log_softmax=mod:f'`` -> ``('log_softmax', 'mod:f')``; no prefix: softmax. ValueError
+    for an unknown function."""
+    head, sep, rest = name.partition("=")
+    if sep and ":" not in head and "(" not in head:
+        if head not in FUNCTIONS:
+            raise ValueError(f"{name!r}: unknown function {head!r}; choose from {', '.join(FUNCTIONS)}")
+        return head, rest
+    return "softmax", name
+
+
 def get_peer(name: str) -> Peer:
-    """A built-in peer by name, or ``module:function``. Raises PeerUnavailable with the reason."""
+    """A built-in peer by name, or ``[FUNCTION=]module:function``. Raises PeerUnavailable with
+    the reason."""
     if name in BUILTIN_PEERS:
         try:
             return Peer(name, BUILTIN_PEERS[name]())
         except ImportError as err:
             raise PeerUnavailable(f"peer {name!r} needs a package that is not installed: {err}") from err
-    module_name, attr, kwargs = parse_spec(name)
+    function, spec = split_function(name)
+    module_name, attr, kwargs = parse_spec(spec)
     if os.getcwd() not in sys.path:
         sys.path.append(os.getcwd())  # last: a local mod.py is found, an installed package wins
     try:
@@ -114,7 +180,7 @@ def get_peer(name: str) -> Peer:
             raise PeerUnavailable(f"{module_name!r} has no attribute {attr!r}")
     if not callable(fn):
         raise PeerUnavailable(f"{name!r} is not callable")
-    return Peer(name, functools.partial(fn, **kwargs) if kwargs else fn)
+    return Peer(name, {function: functools.partial(fn, **kwargs) if kwargs else fn})
 
 
 def parse_spec(name: str) -> tuple[str, str, dict]:

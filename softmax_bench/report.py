@@ -310,7 +310,7 @@ def _ranges_section(out_dir: Path, ranges_dir: Path | None) -> list[str]:
 
 
 def _label(impl: str, dtype: str) -> str:
-    """Kernel ids name their dtype (shifted/float32@float32); peers need it added."""
+    """Kernel ids name their dtype (softmax/shifted/float32@float32); peers need it added."""
     return impl if "/" in impl else f"{impl} ({dtype})"
 
 

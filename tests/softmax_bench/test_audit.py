@@ -17,8 +17,8 @@ CONTRACT = {
 
 def small_config(**kw):
     base = dict(
-        kernels=["naive", "shifted"], dtypes=["float16"], families=["normal1", "far_positive"],
-        sizes=[2, 10], rows=3, peers=["numpy"], workers=1,
+        kernels=["naive", "shifted"], functions=["softmax"], dtypes=["float16"],
+        families=["normal1", "far_positive"], sizes=[2, 10], rows=3, peers=["numpy"], workers=1,
     )
     base.update(kw)
     return audit.AuditConfig(**base)
@@ -40,13 +40,13 @@ def test_records_follow_the_contract(tmp_path):
     assert run["settings"]["workers"] == 1
     records = result["records"]
     impls = {r["implementation"] for r in records}
-    assert "numpy" in impls and any(i.startswith("naive/float16") for i in impls)
+    assert "numpy" in impls and any(i.startswith("softmax/naive/float16") for i in impls)
     assert len(records) == 4 * len(impls)  # 2 families x 2 sizes, every implementation
     for r in records:
         assert CONTRACT <= set(r) and r["status"] == "ok" and r["run"] == 0 and r["modified_input"] is False
     # naive in float16 arithmetic overflows past ln(65504); with compute=float32 it does not (yet).
-    naive = [r for r in records if r["family"] == "far_positive" and r["implementation"] == "naive/float16@float16"]
-    shifted = [r for r in records if r["family"] == "far_positive" and r["implementation"].startswith("shifted/")]
+    naive = [r for r in records if r["family"] == "far_positive" and r["implementation"] == "softmax/naive/float16@float16"]
+    shifted = [r for r in records if r["family"] == "far_positive" and r["implementation"].startswith("softmax/shifted/")]
     assert naive and all(r["nan_rows"] + r["inf_rows"] > 0 for r in naive), "naive float16 must overflow there"
     assert all(r["nan_rows"] == r["inf_rows"] == r["all_zero_rows"] == 0 for r in shifted)
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
@@ -136,9 +136,9 @@ def test_stale_temporary_files_are_removed(tmp_path):
 
 def test_user_implementation_and_peer_float64(tmp_path):
     config = small_config(dtypes=["float64"], families=["normal1"], sizes=[5], kernels=[],
-                          peers=["softmax_bench.peers:_numpy_softmax"])
+                          peers=["softmax_bench.peers:numpy_softmax"])
     records = audit.run(config, None, progress=False)["records"]
-    assert [r["implementation"] for r in records] == ["softmax_bench.peers:_numpy_softmax"]
+    assert [r["implementation"] for r in records] == ["softmax_bench.peers:numpy_softmax"]
     assert records[0]["max_ulp"] < 8 and records[0]["kind"] == "peer"
 
 
@@ -199,11 +199,51 @@ def test_probe_verdict_tolerates_batch_paths_but_not_wrong_axes():
     e = np.exp(batch - batch.max(axis=-1, keepdims=True))
     rows = e / e.sum(axis=-1, keepdims=True)
     nudged = np.nextafter(rows, np.float32(1))  # one ULP: another vector path, not a wrong axis
-    assert audit._probe_verdict("m:f", [batch], [(ok(nudged), [ok(r) for r in rows])]) is None
+    probe = [("softmax", batch)]
+    assert audit._probe_verdict("m:f", probe, [(ok(nudged), [ok(r) for r in rows])]) is None
     whole = e / e.sum()
-    assert "independently" in audit._probe_verdict("m:f", [batch], [(ok(whole), [ok(r) for r in rows])])
+    assert "independently" in audit._probe_verdict("m:f", probe, [(ok(whole), [ok(r) for r in rows])])
     failed = {"status": "error", "y": None}
-    assert audit._probe_verdict("m:f", [batch], [(failed, [ok(r) for r in rows])]) is None
+    assert audit._probe_verdict("m:f", probe, [(failed, [ok(r) for r in rows])]) is None
+    # logsumexp: one value per row; a whole-array reduction is refused with the function named
+    lse_rows = np.log(np.exp(batch).sum(axis=-1))
+    lse = [("logsumexp", batch)]
+    assert audit._probe_verdict("logsumexp=m:f", lse, [(ok(lse_rows), [ok(v) for v in lse_rows])]) is None
+    wrong = np.full(3, np.log(np.exp(batch).sum()), np.float32)
+    reason = audit._probe_verdict("logsumexp=m:f", lse, [(ok(wrong), [ok(v) for v in lse_rows])])
+    assert "its logsumexp does not reduce" in reason and "--impl 'logsumexp=m:f(axis=-1)'" in reason
+
+
+def test_every_function_is_audited_with_its_own_reference(tmp_path):
+    """functions=all: our kernels of each function and every peer function, each judged against
+    its function's reference (a softmax output judged against log_softmax's reference would fail
+    everything); a user implementation names the function it computes."""
+    pytest.importorskip("scipy")
+    config = small_config(functions=["softmax", "log_softmax", "logsumexp"], kernels=["shifted_log1p"],
+                          dtypes=["float32"], families=["normal1"], sizes=[5],
+                          peers=["numpy", "logsumexp=scipy.special:logsumexp(axis=-1)"])
+    records = audit.run(config, tmp_path / "a.json", progress=False)["records"]
+    got = {(r["function"], r["implementation"]) for r in records}
+    kernels = {(f, f"{f}/shifted_log1p/float32@{c}") for f in ("softmax", "log_softmax", "logsumexp")
+               for c in ("float32", "float64")}
+    assert got == kernels | {
+        ("softmax", "numpy"), ("log_softmax", "numpy"), ("logsumexp", "numpy"),
+        ("logsumexp", "logsumexp=scipy.special:logsumexp(axis=-1)"),
+    }
+    for r in records:
+        assert r["status"] == "ok" and r["max_ulp"] <= 8, r
+        assert r["within_bound"] is not False
+    assert {audit.label(r) for r in records if r["kind"] == "peer"} == {
+        "softmax/numpy (float32)", "log_softmax/numpy (float32)", "logsumexp/numpy (float32)",
+        "logsumexp/logsumexp=scipy.special:logsumexp(axis=-1) (float32)"}
+
+
+def test_a_peer_must_compute_an_audited_function():
+    config = small_config(functions=["softmax"], peers=["logsumexp=scipy.special:logsumexp"])
+    with pytest.raises(audit.AuditError, match="not among --functions"):
+        audit.run(config, None, progress=False)
+    with pytest.raises(audit.AuditError, match="unknown function"):
+        audit.run(small_config(peers=["softmin=m:f"]), None, progress=False)
 
 
 def rec(**kw):
@@ -217,7 +257,7 @@ def rec(**kw):
 def test_verdict_gates():
     assert audit.verdict([rec()]) == []
     assert "timeout in 1 of 2 cases" in audit.verdict([rec(), rec(status="timeout", reason="slow")])[0]
-    (line,) = audit.verdict([rec(implementation="shifted/float32@float32", within_bound=False)])
+    (line,) = audit.verdict([rec(implementation="softmax/shifted/float32@float32", within_bound=False)])
     assert "outside its derived error bound" in line
     assert audit.verdict([rec()], max_ulp={"float32": 4}) == []
     assert "above --max-ulp float32=2" in audit.verdict([rec()], max_ulp={"float32": 2})[0]

@@ -15,8 +15,8 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     names = {c["case"] for c in data["cases"]}
     assert names == {"float32 1000", "bfloat16 1000", "float32 100000", "bfloat16 100000"}  # substrings
     bf = next(c for c in data["cases"] if c["case"] == "bfloat16 1000")
-    assert {"shifted/bfloat16@float32", "shifted/bfloat16@bfloat16", "numpy", "copy"} <= set(bf["results"])
-    assert set(bf["ratios"]["shifted/bfloat16@float32"]) >= {"numpy", "copy"}
+    assert {"softmax/shifted/bfloat16@float32", "softmax/shifted/bfloat16@bfloat16", "numpy", "copy"} <= set(bf["results"])
+    assert set(bf["ratios"]["softmax/shifted/bfloat16@float32"]) >= {"numpy", "copy"}
     assert "processor" in data["meta"]["machine"]
 
 

@@ -122,7 +122,7 @@ def test_audit_records_carry_bounds():
             assert 0 <= r["tightness"] <= 1 and r["max_ulp_in_domain"] <= r["bound_ulp"]
         if family == "posinf":
             assert r["outside_bound_domain_reasons"] == {"nonfinite_input": 4}
-        if family == "far_positive" and r["implementation"] == "naive/float16@float16":
+        if family == "far_positive" and r["implementation"] == "softmax/naive/float16@float16":
             assert r["outside_bound_domain_reasons"].get("overflow") == 4
             assert r["outside_domain_failed_rows"] == 4
         if r["algorithm"] == "shifted" and family != "posinf":

@@ -41,7 +41,7 @@ def test_unavailable_user_impl_is_a_clear_error(tmp_path, capsys):
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "shifted/float16@float32" in out and "far_positive" in out and "numpy" in out
+    assert "softmax/shifted/float16@float32" in out and "far_positive" in out and "numpy" in out
 
 
 def test_audit_then_report(tmp_path, capsys):
@@ -74,7 +74,7 @@ def test_gates_set_the_exit_status(tmp_path, capsys):
     # naive float16@float16 overflows on far_positive: NaN rows where the reference is finite
     assert main(argv + ["--json", str(tmp_path / "b.json"), "--fail-on-nonfinite"]) == 1
     err = capsys.readouterr().err
-    assert "naive/float16@float16: rows not finite where the reference is" in err
+    assert "softmax/naive/float16@float16: rows not finite where the reference is" in err
     assert main(argv + ["--kernels", "shifted", "--json", str(tmp_path / "c.json"), "--max-ulp", "float16=0"]) == 1
     assert "above --max-ulp float16=0" in capsys.readouterr().err
     assert main(argv + ["--kernels", "shifted", "--json", str(tmp_path / "d.json"), "--max-ulp", "float16=1000"]) == 0
@@ -125,7 +125,7 @@ def test_audit_of_a_saved_npy_of_rows(tmp_path):
     assert main(argv) == 0
     records = json.loads(path.read_text())["records"]
     assert {(r["family"], r["dtype"], r["n"], r["rows"]) for r in records} == {("logits", "float32", 300, 8)}
-    assert {r["implementation"] for r in records} == {"shifted/float32@float32", "shifted/float32@float64", "numpy"}
+    assert {r["implementation"] for r in records} == {"softmax/shifted/float32@float32", "softmax/shifted/float32@float64", "numpy"}
     assert all(r["status"] == "ok" for r in records)
     np.save(tmp_path / "logits.npy", rows[::-1])  # another content: resuming must notice
     assert main(argv + ["--resume"]) == 2

@@ -74,7 +74,7 @@ def test_cli_ranges_no_maps(tmp_path, capsys):
     path = tmp_path / "r.json"
     assert main(["ranges", "--no-maps", "--kernels", "naive", "--json", str(path), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "naive/float32@float32" in out and "88.72" in out
+    assert "softmax/naive/float32@float32" in out and "88.72" in out
     data = json.loads(path.read_text())
     naive_modes = len(list_kernels("naive"))  # one per (storage, compute) mode
     assert len(data["thresholds"]) == naive_modes * len(ranges.SHAPES) * len(ranges.SIZES) and data["maps"] == []
@@ -90,7 +90,7 @@ def test_report_has_bound_table_and_links_failure_maps(tmp_path):
     ranges_dir = tmp_path / "ranges"
     ranges.failure_map([get_kernel("shifted", "float32")], ranges_dir, grid=4, n=4)
     text = report.write_report([path], tmp_path).read_text()
-    assert "## Error bounds" in text and "| `naive/float32@float32` |" in text
+    assert "## Error bounds" in text and "| `softmax/naive/float32@float32` |" in text
     assert "overflow: 3 (failed 3)" in text  # far_positive rows: outside the domain, and failed
     assert "](ranges/failure_map_shifted_float32_at_float32.png)" in text
     assert "`numpy` |" not in text.split("## Error bounds")[1].split("## Plots")[0]  # peers: no bound

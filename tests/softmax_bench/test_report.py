@@ -5,7 +5,7 @@ from softmax_bench import audit, report
 
 
 def rec(**kw):
-    base = dict(implementation="shifted/float32", dtype="float32", family="normal1", n=10, rows=4,
+    base = dict(implementation="softmax/shifted/float32", dtype="float32", family="normal1", n=10, rows=4,
                 status="ok", reason=None, max_ulp=1.0, nan_rows=0, inf_rows=0, all_zero_rows=0,
                 missed_nan_rows=0, nan_output_rows=0)
     base.update(kw)
@@ -37,7 +37,7 @@ def test_headline_table_layout():
     lines = text.splitlines()
     assert lines[0].startswith("**float32**")
     assert lines[1] == "" and lines[2] == "| implementation | normal1 | masked |"
-    assert "| `shifted/float32` | 1 | 2 |" in lines and "| `numpy` | 1 |  |" in lines
+    assert "| `softmax/shifted/float32` | 1 | 2 |" in lines and "| `numpy` | 1 |  |" in lines
 
 
 def test_write_report_and_readme(tmp_path):
@@ -45,7 +45,7 @@ def test_write_report_and_readme(tmp_path):
     run = {"date": "d", "git_commit": None, "machine": {"processor": "p", "cpus": 2, "python": "3"},
            "versions": {"numpy": "n", "numba": "b", "mpmath": "m", "mpmath_backend": "gmpy"}}
     audit.write_json_atomic(path, {"meta": {"tool": "softmax-bench audit", "config": {}, "runs": [run]},
-                                   "records": [rec(), rec(dtype="float16", implementation="naive/float16@float16", inf_rows=1)]})
+                                   "records": [rec(), rec(dtype="float16", implementation="softmax/naive/float16@float16", inf_rows=1)]})
     md = report.write_report([path], tmp_path)
     text = md.read_text()
     assert "**inf 1/4**" in text and "report_max_ulp.png" in text
@@ -70,7 +70,7 @@ def test_verdict_first_where_within_beyond_fails_and_a_reproducer():
         rec(implementation="numpy", family="normal1", max_ulp=0.0),
     ]
     text = report.verdict_table(records)
-    (row,) = [line for line in text.splitlines() if line.startswith("| `shifted/float32`")]
+    (row,) = [line for line in text.splitlines() if line.startswith("| `softmax/shifted/float32`")]
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[2] == "normal1" and cells[3] == "wide (40)"
     assert "posinf: missed NaN 2/4 rows" in cells[4] and "masked: timeout 1/1 cases" in cells[4]

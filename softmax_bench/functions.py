@@ -1,0 +1,20 @@
+"""The functions of the softmax family the suite audits: the one list of their names.
+
+Each is taken along the last axis of its input; ``logsumexp`` reduces it (one output per row).
+The reference (:mod:`softmax_bench.reference`) has a function of each name; the kernels
+(:mod:`softmax_bench.kernels`) register algorithms per function, peers provide them by name.
+"""
+from __future__ import annotations
+
+__all__ = ["FUNCTIONS", "ALGORITHMS", "REDUCTIONS", "output_shape"]
+
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
+#: The algorithms the kernels implement for every function (kernels/<function>/<algorithm>.py).
+ALGORITHMS = ("naive", "shifted", "shifted_log1p")
+#: Functions with one output per row (the result drops the axis).
+REDUCTIONS = frozenset({"logsumexp"})
+
+
+def output_shape(function: str, shape: tuple) -> tuple:
+    """The shape of ``function``'s result for an input of ``shape`` (along the last axis)."""
+    return tuple(shape[:-1]) if function in REDUCTIONS else tuple(shape)
