@@ -81,8 +81,9 @@ def guarded_call(fn, x: np.ndarray, shape: tuple | None = None) -> dict:
         if not is_format(y.dtype):
             out.update(status="bad_output", reason=f"returned {y.dtype.name} values, not floating point")
         elif y.shape != shape:
+            expected = "" if shape == x.shape else f" (expected {shape})"
             out.update(status="bad_output",
-                       reason=f"returned shape {y.shape} for input shape {x.shape} (expected {shape})")
+                       reason=f"returned shape {y.shape} for input shape {x.shape}{expected}")
         else:
             out["y"] = y
     out["modified_input"] = not _same_bits(mine, x)

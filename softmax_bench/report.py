@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-from softmax_bench.audit import MEASURED, STATUSES, load, status_counts
+from softmax_bench.audit import MEASURED, STATUSES, load
 from softmax_bench.metrics import ROW_CLASSES
 from softmax_bench.results_io import atomic_write
 
@@ -85,16 +85,14 @@ def cell(records: list[dict]) -> str:
 
 def failure_table(records: list[dict]) -> str:
     """Implementations with any status other than ok: status, cases, the first reason."""
-    counts = status_counts(records)
-    if not counts:
+    failed = [r for r in records if r.get("status", "ok") != "ok"]
+    if not failed:
         return "Every implementation ran on every case (status `ok`).\n"
     lines = ["| implementation | status | cases | reason (first case) |", "|---|---|---|---|"]
-    for impl, by_status in counts.items():
-        for status, n in by_status.items():
-            reason = next(r.get("reason") for r in records
-                          if r["implementation"] == impl and r.get("status") == status)
-            reason = (reason or "").replace("|", "\\|")
-            lines.append(f"| `{impl}` | {status} | {n} | {reason} |")
+    for (name, status), recs in _group_by(failed, lambda r: (_label(r["implementation"], r["dtype"]),
+                                                             r["status"])).items():
+        reason = (recs[0].get("reason") or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | {status} | {len(recs)} | {reason} |")
     lines += ["", "Statuses: " + "; ".join(f"`{k}`: {v}" for k, v in STATUSES.items()) + "."]
     return "\n".join(lines) + "\n"
 
@@ -188,9 +186,13 @@ def completeness_warnings(audits: list[dict], paths) -> list[str]:
 
 
 def _group(records, *keys):
+    return _group_by(records, lambda r: tuple(r[k] for k in keys))
+
+
+def _group_by(records, key):
     out = defaultdict(list)
     for r in records:
-        out[tuple(r[k] for k in keys)].append(r)
+        out[key(r)].append(r)
     return out
 
 
@@ -311,7 +313,7 @@ def _ranges_section(out_dir: Path, ranges_dir: Path | None) -> list[str]:
 
 def _label(impl: str, dtype: str) -> str:
     """Kernel ids name their dtype (softmax/shifted/float32@float32); peers need it added."""
-    return impl if "/" in impl else f"{impl} ({dtype})"
+    return impl if "@" in impl else f"{impl} ({dtype})"
 
 
 def _plots(records: list[dict], out_dir: Path, stem: str) -> list[str]:
@@ -380,7 +382,12 @@ def _tagged(audits: list[dict]) -> list[dict]:
         config = data["meta"].get("config", {})
         files = {i["family"]: i["path"] for i in config.get("inputs", [])}
         for r in data["records"]:
-            out.append({**r, "seed": config.get("seed", 0), "user_input": files.get(r["family"])})
+            function = r.get("function", "softmax")  # files from before the function axis
+            impl = r["implementation"]
+            if r.get("kind") != "kernel" and "@" not in impl:  # peers: named with their function
+                impl = f"{function}/{impl}"
+            out.append({**r, "function": function, "implementation": impl,
+                        "seed": config.get("seed", 0), "user_input": files.get(r["family"])})
     return out
 
 
@@ -400,6 +407,21 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+BOUNDS_TEXT = (
+    "A-priori per-element bounds (softmax_bench.bounds: derived from the operations and the "
+    "summation order each kernel runs, with the measured exp error); tightness = the largest "
+    "measured error / bound over elements inside the bound's domain (<= 1 means within). Rows "
+    "outside the domain (naive past its overflow or underflow edge, non-finite input) are where "
+    "the theory predicts failure; they are counted, not bounded. A bound above "
+    f"{UNINFORMATIVE_BOUND_ULP:.0e} ULP (naive near underflow) is marked: being within it says "
+    "nothing about accuracy.")
+BOUNDS_TEXT_LOG = (
+    "As for softmax (softmax_bench/bounds/logsumexp.py): the error of the logarithm of the sum "
+    "is absolute, so in ULPs of an output near zero (logsumexp near 0, the log_softmax of a "
+    "dominant entry) the bound grows like 1/|y|; bounds above "
+    f"{UNINFORMATIVE_BOUND_ULP:.0e} ULP are marked.")
+
+
 def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
                  ranges_dir: Path | None = None) -> Path:
     """Write ``out_dir/<stem>.md`` and its plots; returns the Markdown path. Failure maps from
@@ -411,6 +433,7 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
     records = _tagged(audits)
     runs = [run for a in audits for run in a["meta"]["runs"]]
     plots = _plots(records, out_dir, stem)
+    functions = list(dict.fromkeys(r["function"] for r in records))
     from softmax_bench.metrics import ROW_CLASS_MEANING
 
     text = [
@@ -421,40 +444,49 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
         *[_run_line(run) for run in runs],
         "",
         *[line + "\n" for line in completeness_warnings(audits, json_paths)],
-        "## Verdict",
+        "Functions: " + ", ".join(f"[{f}](#{f})" for f in functions) + ". Each has its verdict, "
+        "its table of errors per input family, its error against row length and its kernels' "
+        "bounds; errors are in ULPs of the output format against that function's correctly "
+        "rounded reference.",
         "",
-        verdict_table(records),
         "## Implementations that failed to run",
         "",
         failure_table(records),
-        "## Max error per input family",
+    ]
+    for function in functions:
+        recs = [r for r in records if r["function"] == function]
+        text += [
+            f"## {function}",
+            "",
+            "### Verdict",
+            "",
+            verdict_table(recs),
+            "### Max error per input family",
+            "",
+            "Each cell: the largest error in ULPs of the output format against the correctly "
+            "rounded mpmath reference, over every size audited; or the failure and how many rows "
+            "had it, then the largest error of the other rows (`**NaN 3/82**, else 4`); or, for "
+            "an implementation that failed to run there, its status and in how many cases. "
+            "`(NaN=ref)`: NaN outputs where the reference is NaN too (rows with +inf).",
+            "",
+            headline_tables(recs),
+            "### Error against row length (family normal1)",
+            "",
+            size_table(recs),
+            "### Error bounds",
+            "",
+            BOUNDS_TEXT if function == "softmax" else BOUNDS_TEXT_LOG,
+            "",
+            bound_table(recs),
+        ]
+    text += [
+        "## Row classes",
         "",
-        "Each cell: the largest error in ULPs of the output format against the correctly rounded "
-        "mpmath reference, over every size audited; or the failure and how many rows had it, "
-        "then the largest error of the other rows (`**NaN 3/82**, else 4`); or, for an "
-        "implementation that failed to run there, its status and in how many cases. `(NaN=ref)`: "
-        "NaN outputs where the reference is NaN too (rows with +inf).",
-        "",
-        headline_tables(records),
-        "Row classes (each row is counted in the first that applies, from the bottom of this list "
-        "up; k = the reporting budget N):",
+        "Each row is counted in the first that applies, from the bottom of this list up; k = the "
+        "reporting budget N (a logsumexp row is its one output):",
         "",
         *[f"- `{name}`: {ROW_CLASS_MEANING[name]}" for name in reversed(ROW_CLASSES)],
         "",
-        "## Error against row length (family normal1)",
-        "",
-        size_table(records),
-        "## Error bounds",
-        "",
-        "A-priori per-element bounds (softmax_bench.bounds: derived from the operations and the "
-        "summation order each kernel runs, with the measured exp error); tightness = the largest "
-        "measured error / bound over elements inside the bound's domain (<= 1 means within). "
-        "Rows outside the domain (naive past its overflow or underflow edge, non-finite input) "
-        f"are where the theory predicts failure; they are counted, not bounded. A bound above "
-        f"{UNINFORMATIVE_BOUND_ULP:.0e} ULP (naive near underflow) is marked: being within it says "
-        "nothing about accuracy.",
-        "",
-        bound_table(records),
         "## Plots",
         "",
         *[f"![{name}]({name})" for name in plots],
@@ -488,7 +520,7 @@ def check_readme(readme: Path) -> str:
 
 def update_readme(readme: Path, json_paths: list[Path]) -> None:
     """Replace the README's generated headline table (between the audit-table markers)."""
-    records = [r for p in json_paths for r in load(p)["records"]]
+    records = [r for r in _tagged([load(p) for p in json_paths]) if r["function"] == "softmax"]
     text = check_readme(readme)
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)

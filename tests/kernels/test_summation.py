@@ -59,7 +59,7 @@ def test_row_sum_is_the_documented_order(compute, dtype):
     for n in (1, 17, BLOCK - 1, BLOCK, 3 * BLOCK + 100):
         x = rng.normal(0, 6, n).astype(dtype)
         out = np.empty_like(x)
-        s = exp_sum(x, x.max(), out, np.zeros(0, dtype), c)  # empty scratch: kept in out
+        s = exp_sum(x, x.max(), None, out, np.zeros(0, dtype), c)  # empty scratch: kept in out
         want = _row_order(list(out), dtype(0), lambda a, b: dtype(a + b))
         assert np.array(s, dtype).tobytes() == np.array(want, dtype).tobytes(), n
 

@@ -121,7 +121,8 @@ def test_audit_of_a_saved_npy_of_rows(tmp_path):
     np.save(tmp_path / "logits.npy", rows)
     path = tmp_path / "a.json"
     argv = ["audit", "--inputs", str(tmp_path / "logits.npy"), "--rows", "8", "--kernels", "shifted",
-            "--peers", "numpy", "--workers", "1", "--json", str(path), "--no-progress"]
+            "--functions", "softmax", "--peers", "numpy", "--workers", "1", "--json", str(path),
+            "--no-progress"]
     assert main(argv) == 0
     records = json.loads(path.read_text())["records"]
     assert {(r["family"], r["dtype"], r["n"], r["rows"]) for r in records} == {("logits", "float32", 300, 8)}

@@ -33,9 +33,35 @@ def test_errors_name_the_problem():
         peers.get_peer("no_such_module_xyz:f")
     with pytest.raises(peers.PeerUnavailable, match="no attribute 'nope'"):
         peers.get_peer("numpy:nope")
-    bad_shape = peers.Peer("sum", lambda x: x.sum(axis=-1))
+    bad_shape = peers.Peer("sum", {"softmax": lambda x: x.sum(axis=-1)})
     with pytest.raises(ValueError, match="returned shape"):
         bad_shape(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="unknown function 'softmin'"):
+        peers.split_function("softmin=mod:f")
+
+
+def test_every_builtin_peer_function_against_the_reference():
+    """numpy and scipy (torch where installed) provide each function along the last axis, within
+    a few ULPs of the reference on easy rows (the audit measures them properly)."""
+    from softmax_bench import reference
+    from softmax_bench.formats import ulp_error
+
+    x = np.random.default_rng(1).normal(0, 2, (4, 9))
+    for name in ("numpy", "scipy", "torch"):
+        if name != "numpy" and peers.available_peers()[name] != "available":
+            continue
+        p = peers.get_peer(name)
+        assert set(p.fns) == set(peers.FUNCTIONS)
+        for f in peers.FUNCTIONS:
+            y = p(x, f)
+            assert ulp_error(y, getattr(reference, f)(x)).max() <= 64, (name, f)
+
+
+def test_peer_functions_are_read_from_the_name():
+    assert peers.peer_functions("numpy") == peers.FUNCTIONS
+    assert peers.peer_functions("mod:f(axis=-1)") == ("softmax",)
+    assert peers.peer_functions("logsumexp=mod:f") == ("logsumexp",)
+    assert peers.split_function("log_softmax=m.x:f(a=1)") == ("log_softmax", "m.x:f(a=1)")
 
 
 def test_available_peers_reports_every_builtin():

@@ -13,7 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softmax_bench import properties as P
-from softmax_bench.kernels import KERNELS, get_kernel
+from softmax_bench.kernels import get_kernel, list_kernels
+
+#: the seed properties are properties of softmax
+KERNELS = list_kernels(function="softmax")
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -29,7 +29,7 @@ def test_cell_shows_the_worst_outcome():
 def test_failure_table_names_status_and_reason():
     assert "Every implementation ran" in report.failure_table([rec()])
     text = report.failure_table([rec(), rec(implementation="m:f", status="crashed", reason="killed by SIGSEGV")])
-    assert "| `m:f` | crashed | 1 | killed by SIGSEGV |" in text
+    assert "| `m:f (float32)` | crashed | 1 | killed by SIGSEGV |" in text
 
 
 def test_headline_table_layout():

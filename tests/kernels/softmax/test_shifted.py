@@ -117,7 +117,8 @@ def test_special_values(spec):
         assert np.array_equal(spec(np.array([0.0, inf, 1.0], dt)), [0.0, nan, 0.0], equal_nan=True)
     assert np.isnan(spec(np.array([inf, inf], dt))).all()
     assert np.isnan(spec(np.array([-inf, -inf], dt))).all()
-    assert np.isnan(spec(np.array([-inf, inf], dt))).all()
+    if spec.algorithm == "shifted":
+        assert np.isnan(spec(np.array([-inf, inf], dt))).all()
     y = spec(np.array([-inf, 0.0, -inf, 0.0], dt))
     assert y.tolist() == [0.0, 0.5, 0.0, 0.5]
     # a NaN only spoils its own row
