@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Every (storage, compute) mode of the registry, in registry order. Kept as a literal (not read
-#: from the registry) so that parameter names are stable over commits; a kernel a commit lacks
-#: raises NotImplementedError in setup() and shows as n/a for that commit.
-ALGORITHMS = ("naive", "shifted")
+#: Every function, algorithm and (storage, compute) mode of the registry, in registry order. Kept
+#: as literals (not read from the registry) so that parameter names are stable over commits; a
+#: kernel a commit lacks raises NotImplementedError in setup() and shows as n/a for that commit.
+#: (Ids gained their function in the commit that added log_softmax and logsumexp: the softmax
+#: kernels' earlier history is under the ids without "softmax/".)
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
+ALGORITHMS = ("naive", "shifted", "shifted_log1p")
 MODES = (
     ("float16", "float16"),
     ("float16", "float32"),
@@ -16,7 +19,7 @@ MODES = (
     ("float32", "float64"),
     ("float64", "float64"),
 )
-KERNEL_IDS = tuple(f"{a}/{s}@{c}" for a in ALGORITHMS for s, c in MODES)
+KERNEL_IDS = tuple(f"{f}/{a}/{s}@{c}" for f in FUNCTIONS for a in ALGORITHMS for s, c in MODES)
 DTYPES = ("float16", "float32", "float64")
 
 
@@ -30,16 +33,16 @@ def kernel(kid: str):
         if err.name not in ("softmax_bench", "softmax_bench.kernels"):
             raise
         raise NotImplementedError(f"no kernel registry in this commit: {err}")
-    algorithm, mode = kid.split("/")
+    function, algorithm, mode = kid.split("/")
     storage, compute = mode.split("@")
     try:
-        return get_kernel(algorithm, storage, compute)
-    except KeyError as err:
+        return get_kernel(algorithm, storage, compute, function=function)
+    except (KeyError, TypeError) as err:  # TypeError: a commit before the function axis
         raise NotImplementedError(str(err))
 
 
 def storage_of(kid: str) -> str:
-    return kid.split("/")[1].split("@")[0]
+    return kid.split("/")[-1].split("@")[0]
 
 
 def normal_input(dtype: str, shape) -> np.ndarray:

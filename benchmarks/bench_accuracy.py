@@ -2,26 +2,29 @@
 
 - ``Ulp.track_max_ulp``: max error in ULPs of the storage format, per kernel and input family, on a
   fixed seeded set (``softmax_bench.inputs.make(family, dtype, ROWS, N, seed=SEED)``) against the
-  correctly rounded reference (``softmax_bench.reference.softmax``), over the elements where the
+  correctly rounded reference of the kernel's function (``softmax_bench.reference``), over the
+  elements where the
   kernel's output is finite (``softmax_bench.metrics.summarise``'s ``max_ulp``).
 - ``Ulp.track_bad_rows``: rows whose output has a NaN, an infinity, or a zero where the
   reference is non-zero (all-zero and spurious-zero rows), per kernel and family: the failures
   that ``max_ulp`` cannot show.
 - ``OverflowThreshold.track_overflow_threshold``: the measured overflow threshold per kernel, as
   log2 of the largest input x (representable in the storage format) for which ``softmax([x, 0])``
-  is finite, found by bisection over the bit patterns of [0, max finite]. A kernel that never
+  (softmax, log_softmax; logsumexp: its one value) is finite, found by bisection over the bit
+  patterns of [0, max finite]. A kernel that never
   overflows (shifted) reports log2 of the format's max finite value (about 16, 128, 1024): "never"
   is not a number, so the graph shows the top of the range instead. log2, because asv's step
   detection (``asv publish``) hangs on values near 1.8e308 (it squares them).
 
-The reference (about 57,000 elements/s) is computed once per commit and environment in
-``setup_cache``: 9 families x 3 formats x 16 rows x 64 = 27,648 elements, well under a minute.
+The references (about 57,000 elements/s each) are computed once per commit and environment in
+``setup_cache``: 10 families x 4 formats x 16 rows x 64 = 40,960 elements, per function: about
+two minutes.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ._common import KERNEL_IDS, kernel, storage_of
+from ._common import FUNCTIONS, KERNEL_IDS, kernel, storage_of
 
 SEED = 20241125
 ROWS, N = 16, 64
@@ -47,7 +50,7 @@ class Ulp:
     timeout = 300
 
     def setup_cache(self):
-        """{(dtype, family): (x, correctly rounded softmax of x)}, computed once."""
+        """{(dtype, family): (x, {function: its correctly rounded reference})}, computed once."""
         from softmax_bench import inputs, reference
 
         cases = {}
@@ -59,7 +62,8 @@ class Ulp:
                     x = inputs.make(family, dtype, ROWS, N, seed=SEED)
                 except TypeError:  # a commit without this format (bfloat16 came later)
                     continue
-                cases[(dtype, family)] = (x, reference.softmax(x))
+                cases[(dtype, family)] = (x, {f: getattr(reference, f)(x) for f in FUNCTIONS
+                                              if hasattr(reference, f)})
         return cases
 
     def setup(self, cases, kid, family):
@@ -69,9 +73,10 @@ class Ulp:
         from softmax_bench import metrics
 
         x, exact = cases[(dtype, family)]
+        function = kid.split("/")[0]
         with np.errstate(all="ignore"):
             y = kernel(kid)(x)
-        self.summary = metrics.summarise(y, exact)
+        self.summary = metrics.summarise(y, exact[function], function=function)
 
     def track_max_ulp(self, cases, kid, family):
         return self.summary["max_ulp"]

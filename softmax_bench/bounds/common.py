@@ -79,7 +79,8 @@ LOG_ULPS = {"float16": 0.5002, "bfloat16": 0.5002, "float32": 0.5002, "float64":
 EVAL_SAFETY = 1.0 + 2.0**-20
 #: Absolute slack for float64 values that underflow during the evaluation (4 float64 subnormals).
 EVAL_ABS = 4 * 2.0**-1074
-#: Relative slack for magnitudes evaluated in float64 (log S, m + log S, x_i - m): 8 float64 ulps.
+#: Relative slack for magnitudes evaluated in float64 (log S, m + log S, x_i - m): 8 float64 ulps
+#: (they enter the logarithmic bounds multiplied by u, see bounds/logsumexp.py).
 EVAL_REL = 2.0**-50
 
 

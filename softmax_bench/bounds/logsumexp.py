@@ -44,8 +44,12 @@ format's largest finite), ``"underflow"`` when it may vanish (``tau >= 1``); eve
 storage format (``|y| + a`` or ``|d_i|`` at least that): an intermediate infinity, whose outcome
 the bound does not describe. ``-inf`` entries (log_softmax) give ``-inf`` exactly: bound 0.
 
-Evaluated in float64 as :mod:`.common`, plus :data:`.common.EVAL_REL` times the magnitudes
-``|m| + |log S| + |d_i|`` (their float64 rounding), all times :data:`.common.EVAL_SAFETY`.
+Evaluated in float64 as :mod:`.common`. Every term of the bound is a product of positive
+factors, each evaluated with a relative error far below :data:`.common.EVAL_SAFETY` - 1, except
+``|y|`` and ``|d_i|``, which float64 evaluates with an absolute error of a few float64 ulps of
+``|m| + |log S| + |d_i|`` (cancellation in ``d_i - log S`` or ``m + log S``); they enter the bound
+multiplied by ``u`` or ``u_s``, so ``EVAL_REL (u + u_s)`` times those magnitudes is added. All
+times :data:`.common.EVAL_SAFETY`.
 """
 from __future__ import annotations
 
@@ -85,11 +89,11 @@ def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
                 a = a + u * (np.abs(y) + u * np.abs(d) + a_l)
             else:
                 a = a_l + u * (np.abs(y) + a_l)
-            slack = EVAL_REL * (np.abs(m) + np.abs(log_S) + np.abs(d) + np.abs(y))
+            slack = EVAL_REL * (u + u_s) * (np.abs(m) + np.abs(log_S) + np.abs(d) + np.abs(y))
         else:
             y = m + log_S
             a = a_l + u * (np.abs(y) + a_l) if k.shifted else a_l
-            slack = EVAL_REL * (np.abs(m) + np.abs(log_S) + np.abs(y))
+            slack = EVAL_REL * (u + u_s) * (np.abs(m) + np.abs(log_S) + np.abs(y))
         a = a + u_s * (np.abs(y) + a) + 0.5 * k.sub_s
         a = (a + slack + EVAL_ABS) * EVAL_SAFETY
         limit = min(k.compute.max_finite, k.storage.max_finite)
