@@ -250,21 +250,14 @@ def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object],
 
     ``exact_part(key) -> (c, sign)``: the output is the exact mpf ``c`` plus ``sign`` times a
     positive remainder (log-softmax ``d_i - log S``, log-sum-exp ``m + log S``). When the
-    precision cap is reached with ``c`` a rounding boundary and the remainder below 2**-cap,
-    :func:`_exact_plus_tiny` decides from that structure instead of giving up."""
+    enclosure puts the remainder below a quarter of the smallest subnormal, with ``c`` a rounding
+    boundary (where no precision could decide), :func:`_exact_plus_tiny` decides from that
+    structure at once, at whatever precision the enclosure was made: an output ``c`` plus
+    ``e^-(10^4)`` costs one pass, not the climb to the precision cap."""
     result = {}
     pending = list(keys)
     p = fmt.precision + GUARD_BITS + 2 * max(1, len(d)).bit_length()
-    last = {}
     while pending:
-        if p > MAX_PRECISION and exact_part is not None:
-            for key in list(pending):
-                value = _exact_plus_tiny(*exact_part(key), last[key], fmt)
-                if value is not None:
-                    result[key] = value
-                    pending.remove(key)
-            if not pending:
-                break
         if p > MAX_PRECISION:
             raise ReferencePrecisionError(
                 f"rounding of {len(pending)} output(s) to {fmt.name} still undecided at "
@@ -273,8 +266,10 @@ def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object],
         row = _Row(d, p)
         undecided = []
         for key in pending:
-            last[key] = enclose(row, key)
-            value = _decide(last[key], fmt)
+            enclosure = enclose(row, key)
+            value = _decide(enclosure, fmt)
+            if value is None and exact_part is not None:
+                value = _exact_plus_tiny(*exact_part(key), enclosure, fmt)
             if value is None:
                 undecided.append(key)
             else:
