@@ -9,7 +9,11 @@ import numpy as np
 #: (Ids gained their function in the commit that added log_softmax and logsumexp: the softmax
 #: kernels' earlier history is under the ids without "softmax/".)
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
-ALGORITHMS = ("naive", "shifted", "shifted_log1p")
+ALGORITHMS = {
+    "softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p"),
+    "log_softmax": ("naive", "shifted", "shifted_log1p"),
+    "logsumexp": ("naive", "shifted", "shifted_log1p"),
+}
 MODES = (
     ("float16", "float16"),
     ("float16", "float32"),
@@ -19,7 +23,7 @@ MODES = (
     ("float32", "float64"),
     ("float64", "float64"),
 )
-KERNEL_IDS = tuple(f"{f}/{a}/{s}@{c}" for f in FUNCTIONS for a in ALGORITHMS for s, c in MODES)
+KERNEL_IDS = tuple(f"{f}/{a}/{s}@{c}" for f in FUNCTIONS for a in ALGORITHMS[f] for s, c in MODES)
 DTYPES = ("float16", "float32", "float64")
 
 

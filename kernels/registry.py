@@ -23,6 +23,7 @@ from softmax_bench.functions import REDUCTIONS
 from .api import make_kernel
 from .log_softmax import naive as ls_naive, shifted as ls_shifted, shifted_log1p as ls_log1p
 from .logsumexp import naive as lse_naive, shifted as lse_shifted, shifted_log1p as lse_log1p
+from .softmax import division_free as sm_divfree, division_free_log1p as sm_divfree_log1p
 from .softmax import naive as sm_naive, shifted as sm_shifted, shifted_log1p as sm_log1p
 
 __all__ = ["KernelSpec", "FUNCTIONS", "MODES", "KERNELS", "get_kernel", "list_kernels"]
@@ -34,6 +35,9 @@ FUNCTIONS: dict[str, dict[str, tuple[ModuleType, str]]] = {
         "naive": (sm_naive, "exp(x_i) / sum_j exp(x_j), no shift"),
         "shifted": (sm_shifted, "exp(x_i - max) / sum_j exp(x_j - max)"),
         "shifted_log1p": (sm_log1p, f"exp(x_i - max) / (1 + sum_(j != k) exp(x_j - max)): {_ALG41}"),
+        "division_free": (sm_divfree, "exp(x_i - log(sum_j exp(x_j))): no division"),
+        "division_free_log1p": (sm_divfree_log1p, f"exp(x_i - (max + log1p(sum_(j != k) "
+                                                  f"exp(x_j - max)))): no division, {_ALG41}"),
     },
     "log_softmax": {
         "naive": (ls_naive, "x_i - log(sum_j exp(x_j)), no shift"),
@@ -48,7 +52,7 @@ FUNCTIONS: dict[str, dict[str, tuple[ModuleType, str]]] = {
 }
 # one list of the family and its algorithms (softmax_bench/functions.py), which needs no numba
 assert tuple(FUNCTIONS) == FUNCTION_NAMES
-assert all(tuple(algorithms) == ALGORITHM_NAMES for algorithms in FUNCTIONS.values())
+assert all(tuple(algorithms) == ALGORITHM_NAMES[f] for f, algorithms in FUNCTIONS.items())
 
 #: (storage dtype, compute precision) pairs every algorithm is registered in. The first pair of a
 #: storage dtype is its default compute precision (the storage precision itself).

@@ -19,8 +19,9 @@ Before any case, each peer passes a *contract probe* (:func:`probe_batches`): a 
 give the same rows as the rows one at a time, else it does not reduce each row independently
 along the last axis and is refused (status ``refused``, with the fix in the reason).
 
-A case is written to the JSON file, atomically, once every implementation has its record; an
-interrupted run keeps every finished case and ``resume=True`` runs the rest. The file is locked
+A case is written to the JSON file, atomically, once every implementation has its record (at most
+every SAVE_INTERVAL_S seconds, and at the end); an interrupted run writes and keeps every
+finished case and ``resume=True`` runs the rest. The file is locked
 (a second audit on it refuses), and a file that is not an audit JSON is never overwritten.
 
 JSON: ``{"meta": {"tool", "version", "config", "runs": [...]}, "records": [...]}``; ``config``
@@ -40,7 +41,7 @@ import numpy as np
 
 from softmax_bench import inputs, metrics
 from softmax_bench.formats import format_of
-from softmax_bench.functions import FUNCTIONS, output_shape
+from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
 from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
@@ -58,6 +59,10 @@ ELEMENT_BUDGET = 20_000
 #: Seconds one peer call may take. Peers take milliseconds on the audit's cases (20,000 elements);
 #: a minute leaves room for a slow pure-Python implementation and still ends a hung one.
 DEFAULT_TIMEOUT_S = 60.0
+#: Finished cases are written at most this often (and at the end of a run, interrupted or not): the
+#: whole file is rewritten each time (7.5 MB for the default audit, 0.4 s), so once per case would
+#: cost the owner a minute of CPU on a 320-case run.
+SAVE_INTERVAL_S = 5.0
 #: Seconds a peer's process may take to start and import its implementation (torch, jax: a few s).
 LOAD_TIMEOUT_S = 300.0
 #: Contract probe: a batch row may differ from the same row computed alone by this many ULPs.
@@ -117,7 +122,7 @@ def default_memory_limit() -> int | None:
 
 @dataclass
 class AuditConfig:
-    kernels: list = field(default_factory=lambda: ["naive", "shifted", "shifted_log1p"])  # algorithms
+    kernels: list = field(default_factory=lambda: list(ALL_ALGORITHMS))  # algorithm names
     functions: list = field(default_factory=lambda: list(FUNCTIONS))
     dtypes: list = field(default_factory=lambda: list(DEFAULT_DTYPES))
     families: list = field(default_factory=lambda: list(inputs.DEFAULT_FAMILIES))  # NAME or NAME:N
@@ -522,6 +527,7 @@ class _Run:
         self.bar = _progress(len(todo), done, progress)
         self.cases: list[Worker] = []
         self.peers: list[_Peer] = []
+        self.unsaved, self.saved_at = False, time.monotonic()
         self.kernel_ids = list(dict.fromkeys(s.id for d in config.dtypes for s in config.kernel_specs(d)))
 
     def execute(self):
@@ -551,6 +557,7 @@ class _Run:
         finally:
             for w in self.cases + [p.worker for p in self.peers]:
                 w.kill()
+            self._save()
             self.bar.close()
 
     # dispatching
@@ -688,9 +695,17 @@ class _Run:
         records.extend(state["records"].values())
         records.sort(key=lambda r: (self.order[_case_key(r)], FUNCTIONS.index(r["function"]),
                                     r["implementation"]))
-        if self.json_path is not None:
-            write_json_atomic(self.json_path, self.result)
+        self.unsaved = True
+        if self.remaining == 0 or time.monotonic() - self.saved_at >= SAVE_INTERVAL_S:
+            self._save()
         self.bar.update(1)
+
+    def _save(self):
+        """Write every finished case (atomically); at most every SAVE_INTERVAL_S during the run,
+        and at its end, interrupted or not."""
+        if self.json_path is not None and self.unsaved:
+            write_json_atomic(self.json_path, self.result)
+        self.unsaved, self.saved_at = False, time.monotonic()
 
 
 def _progress(total: int, initial: int, enabled: bool):

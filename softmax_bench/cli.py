@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     ref.set_defaults(func=cmd_reference)
 
     from softmax_bench import inputs
-    from softmax_bench.functions import ALGORITHMS as ALGORITHM_NAMES
+    from softmax_bench.functions import ALL_ALGORITHMS as ALGORITHM_NAMES
     from softmax_bench.functions import FUNCTIONS
     from softmax_bench.peers import BUILTIN_PEERS
 

@@ -6,11 +6,17 @@ The reference (:mod:`softmax_bench.reference`) has a function of each name; the 
 """
 from __future__ import annotations
 
-__all__ = ["FUNCTIONS", "ALGORITHMS", "REDUCTIONS", "output_shape"]
+__all__ = ["FUNCTIONS", "ALGORITHMS", "ALL_ALGORITHMS", "REDUCTIONS", "output_shape"]
 
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
-#: The algorithms the kernels implement for every function (kernels/<function>/<algorithm>.py).
-ALGORITHMS = ("naive", "shifted", "shifted_log1p")
+#: The algorithms the kernels implement per function (kernels/<function>/<algorithm>.py).
+ALGORITHMS = {
+    "softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p"),
+    "log_softmax": ("naive", "shifted", "shifted_log1p"),
+    "logsumexp": ("naive", "shifted", "shifted_log1p"),
+}
+#: Every algorithm name, in order of first appearance.
+ALL_ALGORITHMS = tuple(dict.fromkeys(a for algs in ALGORITHMS.values() for a in algs))
 #: Functions with one output per row (the result drops the axis).
 REDUCTIONS = frozenset({"logsumexp"})
 

@@ -148,7 +148,9 @@ def _spacing(v: float, dtype) -> float:
 
 def theory(spec, shape: str, n: int) -> dict:
     """Theoretical thresholds of ``spec`` for a row shape (None: never)."""
-    if spec.algorithm != "naive":  # shifted, shifted_log1p: every exponent <= 0, sum >= 1
+    from softmax_bench.bounds import kernel_constants
+
+    if kernel_constants(spec).shifted:  # every exponent <= 0, the sum >= 1
         return {"overflow": None, "underflow": None}
     fc = FORMATS[spec.compute]
     if shape == "equal":
@@ -196,7 +198,7 @@ def thresholds(spec, shape: str, n: int) -> dict:
             # pred(k) on the mirrored order: True once t is above the underflow region
             k = _bisect(lambda k: not _zero_or_nan(run_(_from_key(k, dtype))), bottom, zero)
             under = _from_key(k - 1, dtype)
-        if over is None and under is None and spec.algorithm != "naive":
+        if over is None and under is None and th["overflow"] is None:
             # the sweep: no failure anywhere on the way up to +-max finite
             ts = np.concatenate([-np.geomspace(1e-3, fs.max_finite, 60), [0.0],
                                  np.geomspace(1e-3, fs.max_finite, 60)])

@@ -98,8 +98,10 @@ class KernelConstants:
     leave_out: bool
 
 
-#: The algorithms a bound is derived for: name -> (shifted, maximum's term left out).
-ALGORITHMS = {"naive": (False, False), "shifted": (True, False), "shifted_log1p": (True, True)}
+#: The algorithms a bound is derived for: name -> (shifted, maximum's term left out), the options
+#: of their sum (the division-free softmax takes the logsumexp of the same options).
+ALGORITHMS = {"naive": (False, False), "shifted": (True, False), "shifted_log1p": (True, True),
+              "division_free": (False, False), "division_free_log1p": (True, True)}
 
 
 def kernel_constants(spec) -> KernelConstants:

@@ -59,7 +59,34 @@ from softmax_bench.formats import ulp
 
 from .common import EVAL_ABS, EVAL_REL, EVAL_SAFETY, RowBounds, kernel_constants, sum_enclosure
 
-__all__ = ["logsumexp_bounds", "log_softmax_bounds"]
+__all__ = ["logsumexp_bounds", "log_softmax_bounds", "logsumexp_error", "sum_log_error"]
+
+
+def sum_log_error(k, rs):
+    """Per row: the domain of the sum (``overflow``, ``underflow``: naive only), and ``a_l``, the
+    bound on ``|l̂ - log S|`` (steps 1 and 2 of the module docstring), as rows x 1 arrays."""
+    rows = rs.S.shape[0]
+    special = rs.special
+    if k.shifted:
+        overflow = np.zeros(rows, bool)
+        underflow = np.zeros(rows, bool)
+    else:
+        overflow = ~special & ~(rs.s_hi < k.compute.max_finite)
+        underflow = ~special & ~overflow & ~((rs.tau < 1) & (rs.S > 0) & np.isfinite(rs.L_lo))
+    delta = np.maximum(-rs.L_lo, rs.L_hi)[:, None]
+    a_l = delta + k.E_L * (2 * k.u * (np.abs(rs.log_S[:, None]) + delta) + k.sub)
+    return overflow, underflow, a_l
+
+
+def logsumexp_error(k, rs):
+    """Per row (rows x 1): the exact logsumexp ``y`` (float64), the bound on the error of the
+    kernel's value in the compute format, before any storage rounding (steps 1-3), and its
+    float64-evaluation slack; with :func:`sum_log_error`'s domain."""
+    overflow, underflow, a_l = sum_log_error(k, rs)
+    y = rs.m + rs.log_S[:, None]
+    a = a_l + k.u * (np.abs(y) + a_l) if k.shifted else a_l
+    slack = EVAL_REL * (k.u + k.u_s) * (np.abs(rs.m) + np.abs(rs.log_S[:, None]) + np.abs(y))
+    return y, a, slack, overflow, underflow
 
 
 def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
@@ -70,18 +97,10 @@ def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
     u, u_s = k.u, k.u_s
     with np.errstate(all="ignore"):
         special = rs.special
-        if k.shifted:
-            overflow = np.zeros(rows, bool)
-            underflow = np.zeros(rows, bool)
-        else:
-            overflow = ~special & ~(rs.s_hi < k.compute.max_finite)
-            underflow = ~special & ~overflow & ~((rs.tau < 1) & (rs.S > 0) & np.isfinite(rs.L_lo))
-        delta = np.maximum(-rs.L_lo, rs.L_hi)[:, None]
-        log_S = rs.log_S[:, None]
-        a_l = delta + k.E_L * (2 * u * (np.abs(log_S) + delta) + k.sub)
-        m = rs.m
         finite_x = np.isfinite(rs.d)
         if log_softmax:
+            overflow, underflow, a_l = sum_log_error(k, rs)
+            log_S, m = rs.log_S[:, None], rs.m
             d = np.where(finite_x, rs.d, 0.0)
             y = d - log_S
             if k.shifted:
@@ -91,9 +110,7 @@ def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
                 a = a_l + u * (np.abs(y) + a_l)
             slack = EVAL_REL * (u + u_s) * (np.abs(m) + np.abs(log_S) + np.abs(d) + np.abs(y))
         else:
-            y = m + log_S
-            a = a_l + u * (np.abs(y) + a_l) if k.shifted else a_l
-            slack = EVAL_REL * (u + u_s) * (np.abs(m) + np.abs(log_S) + np.abs(y))
+            y, a, slack, overflow, underflow = logsumexp_error(k, rs)
         a = a + u_s * (np.abs(y) + a) + 0.5 * k.sub_s
         a = (a + slack + EVAL_ABS) * EVAL_SAFETY
         limit = min(k.compute.max_finite, k.storage.max_finite)

@@ -1,4 +1,5 @@
-"""The softmax kernels' per-element forward error bound (naive, shifted, shifted_log1p).
+"""The softmax kernels' per-element forward error bound (naive, shifted, shifted_log1p; the
+division-free kernels: :func:`division_free_bounds`).
 
 Steps 1-3 (shift, exp, sum) are the sum lemma of :mod:`.common`; this module adds the quotient.
 
@@ -98,9 +99,9 @@ import numpy as np
 
 from softmax_bench.formats import ulp
 
-from .common import EVAL_ABS, EVAL_SAFETY, RowBounds, kernel_constants, sum_enclosure
+from .common import EVAL_ABS, EVAL_REL, EVAL_SAFETY, RowBounds, kernel_constants, sum_enclosure
 
-__all__ = ["softmax_bounds"]
+__all__ = ["softmax_bounds", "division_free_bounds"]
 
 
 def softmax_bounds(spec, x, ref=None) -> RowBounds:
@@ -110,6 +111,8 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
     ``ref``: the correctly rounded reference (same shape), whose ULP is the unit of ``ulp_bound``;
     without it a lower bound of ``ulp(r_i)`` is used (the ULP of ``y_i`` itself, taken just below
     it: ``r_i = RN(y_i)`` never has a smaller ULP), which only makes ``ulp_bound`` larger."""
+    if spec.algorithm.startswith("division_free"):
+        return division_free_bounds(spec, x, ref)
     k = kernel_constants(spec)
     n = np.shape(x)[-1]
     rs = sum_enclosure(k, x, n)
@@ -160,5 +163,62 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
             unit = ulp(np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0), k.storage)
         ulp_bound = abs_bound / unit + 0.5
         ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
+    y = np.where(in_domain[:, None], y, np.nan)
+    return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
+
+
+def division_free_bounds(spec, x, ref=None) -> RowBounds:
+    """The bound of the division-free kernels, ``y_i = exp(fl(x_i - f̂))`` with ``f̂`` the row's
+    logsumexp in the compute format (``kernels/softmax/division_free*.py``).
+
+    ``f̂`` errs by at most ``a_f`` (:func:`.logsumexp.logsumexp_error`, steps 1-3 there, before
+    any storage rounding), so ``fl(x_i - f̂) = (x_i - f̂)(1 + alpha)`` is within
+    ``delta_i = a_f + u (|x_i - f| + a_f)`` of ``t_i = x_i - f``, and exp (``E`` ULPs) gives
+    ``ŷ_i`` in ``y_i exp(+-delta_i)(1 +- 2Eu) +- E sub``; the store adds ``(1 +- u_s) +- sub_s/2``.
+    Relative factor ``F_i = max(expm1(delta_i + log1p(2Eu) + log1p(u_s)),
+    -expm1(-delta_i + log1p(-2Eu) + log1p(-u_s)))``, absolute part ``E sub (1 + u_s) + sub_s/2``.
+    To first order ``F_i = (D + 4E + 2E_L |log S| + |f| + |x_i - f|) u + u_s`` for the naive ``f``
+    (``D`` from the sum; the ``|f|`` from the rounding of ``f`` itself, the ``|x_i - f|`` from the
+    subtraction): BHH's Thm 3.4 ``(|f| + max_j |x_j - f| + n + 2) u`` with our ``D`` and exp,
+    plus the rounding of ``log``; for ``f`` by Alg. 4.1 the sum's part is scaled by ``S'/S``
+    (their Thm 4.4). Domain: the logsumexp's (naive: its sum's overflow and underflow), and
+    ``|x_i - f|`` below the compute format's largest finite."""
+    from .logsumexp import logsumexp_error
+
+    k = kernel_constants(spec)
+    n = np.shape(x)[-1]
+    rs = sum_enclosure(k, x, n)
+    rows = rs.S.shape[0]
+    u, u_s = k.u, k.u_s
+    with np.errstate(all="ignore"):
+        f, a_f, slack, overflow, underflow = logsumexp_error(k, rs)
+        a_f = (a_f + slack) * EVAL_SAFETY
+        x64 = np.asarray(x).astype(np.float64).reshape(rows, n)
+        t = np.where(np.isfinite(x64), x64 - f, -np.inf)  # x_i - f (float64: 2**-52 |x_i| + |f|)
+        finite_t = np.isfinite(t)
+        ta = np.abs(np.where(finite_t, t, 0.0))
+        special = rs.special
+        overflow |= ~special & ~underflow & ((np.abs(f[:, 0]) + a_f[:, 0] >= k.compute.max_finite)
+                                             | (ta >= k.compute.max_finite).any(axis=1))
+        in_domain = ~(special | overflow | underflow)
+        reason = np.full(rows, "", dtype=object)
+        reason[special] = "nonfinite_input"
+        reason[overflow] = "overflow"
+        reason[underflow] = "underflow"
+        # the float64 value of t carries 2**-52 (|x_i| + |f|): covered by widening delta
+        delta = a_f + u * (ta + a_f) + EVAL_REL * (np.abs(np.where(finite_t, x64, 0.0)) + np.abs(f))
+        delta = np.where(finite_t, delta, 0.0)
+        y = np.exp(t)
+        two_e = 2 * k.E * u
+        F = np.maximum(np.expm1(delta + math.log1p(two_e) + math.log1p(u_s)),
+                       -np.expm1(-delta + math.log1p(-two_e) + math.log1p(-u_s)))
+        A = k.E * k.sub * (1 + u_s) + 0.5 * k.sub_s + EVAL_ABS * (1 + F)
+        abs_bound = (np.where(y > 0, y * F, 0.0) + A) * EVAL_SAFETY
+        abs_bound = np.where(in_domain[:, None], abs_bound, np.inf)
+        if ref is not None:
+            unit = ulp(np.asarray(ref).reshape(rows, n), k.storage)
+        else:
+            unit = ulp(np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0), k.storage)
+        ulp_bound = np.where(in_domain[:, None], abs_bound / unit + 0.5, np.inf)
     y = np.where(in_domain[:, None], y, np.nan)
     return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)

@@ -75,8 +75,12 @@ def _check_row(spec, row, budget):
     )
 
 
+#: algorithms without the max shift: their bound's domain stops at exp's overflow edge
+UNSHIFTED = ("naive", "division_free")
+
+
 @pytest.mark.parametrize(
-    "spec", [k for k in KERNELS if k.algorithm != "naive"], ids=lambda k: k.id
+    "spec", [k for k in KERNELS if k.algorithm not in UNSHIFTED], ids=lambda k: k.id
 )
 @SETTINGS
 @given(data=st.data())
@@ -85,7 +89,7 @@ def test_shifted_within_budget(spec, data, budget):
 
 
 @pytest.mark.parametrize(
-    "spec", [k for k in KERNELS if k.algorithm == "naive"], ids=lambda k: k.id
+    "spec", [k for k in KERNELS if k.algorithm in UNSHIFTED], ids=lambda k: k.id
 )
 @SETTINGS
 @given(data=st.data())

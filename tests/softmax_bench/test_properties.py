@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softmax_bench import properties as P
+from softmax_bench.bounds import kernel_constants
 from softmax_bench.kernels import get_kernel, list_kernels
 
 #: the seed properties are properties of softmax
@@ -61,7 +62,7 @@ def test_superposition_and_scaling(spec, data, coeffs):
 def test_sharpness_limits(spec, x, a):
     """5a (a -> +inf: one-hot, ties -> 1/k), 5b (a -> 0: uniform), 5c (a -> -inf: softmin)."""
     check = P.sharpness_limit(spec, x, a)
-    if spec.algorithm == "naive" and abs(a) > 1:
+    if not kernel_constants(spec).shifted and abs(a) > 1:
         # a x reaches up to +-2e4: naive may be past its exp edges
         assert check.status in ("predicted_failure", "holds"), check
         if check.status == "predicted_failure":
@@ -102,7 +103,7 @@ def test_past_the_overflow_edge_is_reported_not_skipped(spec):
     """Shift invariance at c = 1024: naive is past every format's exp overflow edge, so the check
     reports a predicted failure and the kernel really fails; shifted holds."""
     check = P.shift_invariance(spec, np.array([-8.0, 0.0, 8.0]), 1024.0)  # exact in bfloat16 too
-    if spec.algorithm == "naive":
+    if not kernel_constants(spec).shifted:
         assert check.status == "predicted_failure" and check.detail["reasons"] == ["overflow"]
         assert check.detail["failed"] == [True]
     else:
