@@ -49,10 +49,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from softmax_bench.formats import FORMATS, Format, format_of
+from softmax_bench.formats import FORMATS, Format, format_of, ulp
 
 __all__ = ["EXP_ULPS", "LOG_ULPS", "EVAL_SAFETY", "EVAL_ABS", "EVAL_REL", "KernelConstants",
-           "kernel_constants", "RowBounds", "RowSums", "sum_enclosure", "sum_depth"]
+           "kernel_constants", "RowBounds", "RowSums", "row_bounds", "sum_enclosure", "sum_depth"]
 
 #: exp error in ULPs of the compute format, as stated in ``kernels/exp.py`` and checked by
 #: ``tests/kernels/test_exp.py``:
@@ -124,6 +124,29 @@ def kernel_constants(spec) -> KernelConstants:
         shifted=shifted,
         leave_out=leave_out,
     )
+
+
+def row_bounds(k: KernelConstants, abs_bound, y, ref, special, overflow, underflow) -> RowBounds:
+    """The :class:`RowBounds` of per-element absolute bounds ``abs_bound`` on exact values ``y``
+    (rows x outputs), with the domain: ``special``, ``overflow``, ``underflow`` per row (in that
+    order of precedence). ``ref`` (or, without it, ``y`` just below itself: ``RN(y)`` never has a
+    smaller ULP) gives the ULP unit; a zero absolute bound (an exact output) is 1/2 ULP."""
+    rows, cols = np.shape(abs_bound)
+    in_domain = ~(special | overflow | underflow)
+    reason = np.full(rows, "", dtype=object)
+    reason[special] = "nonfinite_input"
+    reason[overflow & ~special] = "overflow"
+    reason[underflow & ~special & ~overflow] = "underflow"
+    with np.errstate(all="ignore"):
+        abs_bound = np.where(in_domain[:, None], abs_bound, np.inf)
+        if ref is not None:
+            r = np.asarray(ref).astype(np.float64).reshape(rows, cols)
+        else:
+            r = np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0)
+        ulp_bound = np.where(abs_bound == 0, 0.0, abs_bound / ulp(r, k.storage)) + 0.5
+        ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
+    y = np.where(in_domain[:, None], y, np.nan)
+    return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
 
 
 def sum_depth(n: int, compute: str) -> int:

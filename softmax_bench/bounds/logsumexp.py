@@ -55,9 +55,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from softmax_bench.formats import ulp
-
-from .common import EVAL_ABS, EVAL_REL, EVAL_SAFETY, RowBounds, kernel_constants, sum_enclosure
+from .common import EVAL_ABS, EVAL_REL, EVAL_SAFETY, RowBounds, kernel_constants, row_bounds, sum_enclosure
 
 __all__ = ["logsumexp_bounds", "log_softmax_bounds", "logsumexp_error", "sum_log_error"]
 
@@ -116,26 +114,10 @@ def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
         limit = min(k.compute.max_finite, k.storage.max_finite)
         big = (np.abs(y) + a >= limit) | (np.abs(np.where(finite_x, rs.d, 0.0)) >= limit)
         overflow |= ~special & ~underflow & big.any(axis=1)
-        in_domain = ~(special | overflow | underflow)
-        reason = np.full(rows, "", dtype=object)
-        reason[special] = "nonfinite_input"
-        reason[overflow] = "overflow"
-        reason[underflow] = "underflow"
         if log_softmax:  # -inf entries give -inf exactly
             a = np.where(finite_x, a, 0.0)
             y = np.where(finite_x, y, -np.inf)
-        abs_bound = np.where(in_domain[:, None], a, np.inf)
-        shape = (rows, n if log_softmax else 1)
-        if ref is not None:
-            r = np.asarray(ref).astype(np.float64).reshape(shape)
-        else:  # a lower bound of ulp(RN(y)): the ULP just below |y| (rounding never lowers it)
-            r = np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0)
-        with np.errstate(invalid="ignore"):
-            unit = ulp(r, k.storage)
-            ulp_bound = np.where(abs_bound == 0, 0.0, abs_bound / unit) + 0.5
-        ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
-    y = np.where(in_domain[:, None], y, np.nan)
-    return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
+    return row_bounds(k, a, y, ref, special, overflow, underflow)
 
 
 def logsumexp_bounds(spec, x, ref=None) -> RowBounds:

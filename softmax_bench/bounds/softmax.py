@@ -97,9 +97,7 @@ import math
 
 import numpy as np
 
-from softmax_bench.formats import ulp
-
-from .common import EVAL_ABS, EVAL_SAFETY, RowBounds, kernel_constants, sum_enclosure
+from .common import EVAL_ABS, EVAL_SAFETY, RowBounds, kernel_constants, row_bounds, sum_enclosure
 
 __all__ = ["softmax_bounds", "division_free_bounds"]
 
@@ -129,11 +127,6 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
             overflow = ~special & ~(rs.s_hi < k.compute.max_finite)
             underflow = ~special & ~overflow & ~((rs.tau < 1) & (rs.S > 0) & np.isfinite(log_lo))
         in_domain = ~(special | overflow | underflow)
-        reason = np.full(rows, "", dtype=object)
-        reason[special] = "nonfinite_input"
-        reason[overflow] = "overflow"
-        reason[underflow] = "underflow"
-
         Sg = np.where(in_domain, rs.S, 1.0)[:, None]
         log_lo = np.where(in_domain, log_lo, 0.0)[:, None]
         log_hi = np.where(in_domain, log_hi, 0.0)[:, None]
@@ -156,15 +149,7 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
             + EVAL_ABS * (1 + F)
         )
         abs_bound = (np.where(y > 0, y * F, 0.0) + A) * EVAL_SAFETY
-        abs_bound = np.where(in_domain[:, None], abs_bound, np.inf)
-        if ref is not None:
-            unit = ulp(np.asarray(ref).reshape(rows, n), k.storage)
-        else:
-            unit = ulp(np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0), k.storage)
-        ulp_bound = abs_bound / unit + 0.5
-        ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
-    y = np.where(in_domain[:, None], y, np.nan)
-    return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
+    return row_bounds(k, abs_bound, y, ref, special, overflow, underflow)
 
 
 def division_free_bounds(spec, x, ref=None) -> RowBounds:
@@ -202,11 +187,6 @@ def division_free_bounds(spec, x, ref=None) -> RowBounds:
         special = rs.special
         overflow |= ~special & ~underflow & ((np.abs(f[:, 0]) + a_f[:, 0] >= k.compute.max_finite)
                                              | (ta >= k.compute.max_finite).any(axis=1))
-        in_domain = ~(special | overflow | underflow)
-        reason = np.full(rows, "", dtype=object)
-        reason[special] = "nonfinite_input"
-        reason[overflow] = "overflow"
-        reason[underflow] = "underflow"
         delta = np.where(finite_t, a_f + u * (ta + a_f), 0.0)
         y = np.exp(t)
         two_e = 2 * k.E * u
@@ -214,11 +194,4 @@ def division_free_bounds(spec, x, ref=None) -> RowBounds:
                        -np.expm1(-delta + math.log1p(-two_e) + math.log1p(-u_s)))
         A = k.E * k.sub * (1 + u_s) + 0.5 * k.sub_s + EVAL_ABS * (1 + F)
         abs_bound = (np.where(y > 0, y * F, 0.0) + A) * EVAL_SAFETY
-        abs_bound = np.where(in_domain[:, None], abs_bound, np.inf)
-        if ref is not None:
-            unit = ulp(np.asarray(ref).reshape(rows, n), k.storage)
-        else:
-            unit = ulp(np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0), k.storage)
-        ulp_bound = np.where(in_domain[:, None], abs_bound / unit + 0.5, np.inf)
-    y = np.where(in_domain[:, None], y, np.nan)
-    return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
+    return row_bounds(k, abs_bound, y, ref, special, overflow, underflow)
