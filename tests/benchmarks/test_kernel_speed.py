@@ -28,14 +28,15 @@ PEERS = ("numpy", "scipy", "torch")
 
 @pytest.fixture(scope="module")
 def case():
-    """(dtype, shape label) -> (x, correctly rounded softmax(x)); computed on first use."""
+    """(dtype, shape label, function) -> (x, the correctly rounded function of x); computed on
+    first use."""
     cache: dict = {}
 
-    def get(dtype: str, label: str):
-        if (dtype, label) not in cache:
+    def get(dtype: str, label: str, function: str = "softmax"):
+        if (dtype, label, function) not in cache:
             x = np.random.default_rng(0).standard_normal(SHAPES[label]).astype(dtype)
-            cache[(dtype, label)] = (x, reference.softmax(x))
-        return cache[(dtype, label)]
+            cache[(dtype, label, function)] = (x, getattr(reference, function)(x))
+        return cache[(dtype, label, function)]
 
     return get
 
@@ -54,7 +55,7 @@ def _record(benchmark, y, exact, x):
 @pytest.mark.parametrize("kid", list(KERNELS))
 def test_kernel(benchmark, case, kid, label):
     spec = KERNELS[kid]
-    x, exact = case(spec.dtype.name, label)
+    x, exact = case(spec.dtype.name, label, spec.function)
     spec(x)  # numba compiles (or loads its cache) outside the timing
     benchmark.group = f"{spec.dtype.name} {label}"
     benchmark.extra_info["kernel"] = kid
