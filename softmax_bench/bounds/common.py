@@ -209,13 +209,16 @@ def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
         e = np.exp(d)
         erho = np.where(e > 0, e * rho, 0.0)
         S = e.sum(axis=1)
-        log_S = np.log(np.where(S > 0, S, 1.0))
         per_term = k.E * k.sub + EVAL_ABS
-        if k.leave_out:
+        if k.shifted:
             first = np.argmax(d == 0, axis=1)  # the kernel's k: the first maximum
             others = np.ones_like(d, dtype=bool)
             others[np.arange(d.shape[0]), first] = False
             S1 = np.where(others, e, 0.0).sum(axis=1)  # S' = S - 1, summed without the 1
+            log_S = np.log1p(S1)  # log S to full relative accuracy, even when S' < 2**-53
+        else:
+            log_S = np.log(np.where(S > 0, S, 1.0))
+        if k.leave_out:
             T1 = np.where(others, erho, 0.0).sum(axis=1) + (n - 1) * per_term
             tau = np.where(S1 > 0, T1 / np.where(S1 > 0, S1, 1.0), np.where(T1 > 0, np.inf, 0.0))
             a_lo = np.where(tau < 1, np.expm1(np.log1p(-np.minimum(tau, 1.0)) + D * math.log1p(-k.u)), -1.0)
