@@ -87,9 +87,10 @@ __all__ = [
 kernel_jit = functools.partial(cached_njit, error_model="numpy")
 
 #: The "on" value of an algorithm option (``shift``, ``leave_out``, ...): an option is either
-#: None (off) or ON, so numba types it as ``none`` or ``int8`` and prunes every ``if opt is None``
-#: branch at compile time. One generic definition then gives each algorithm its own specialisation
-#: (and its own cache entry), with no code for the options it does not use.
+#: None (off) or ON, so numba types it as ``none`` or ``int8`` and each algorithm gets its own
+#: specialisation (and cache entry). Code decides on an option by its *type*, in an ``@overload``
+#: (passes.row_shift, max_index, ...): numba prunes ``if opt is None`` only when ``opt`` is None;
+#: for ON both branches stay and a variable set in them becomes Optional.
 ON = np.int8(1)
 
 #: compute precision name -> the marker value a kernel receives as its ``compute`` argument.

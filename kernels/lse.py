@@ -1,4 +1,5 @@
-"""The log-sum-exp reduction shared by the ``logsumexp`` and ``log_softmax`` kernels.
+"""The log-sum-exp reduction shared by the ``logsumexp``, ``log_softmax`` and division-free
+softmax kernels, and their one rows function :func:`lse_rows`.
 
 Per row, for the algorithm's options (each None or :data:`.arith.ON`, pruned at compile time, as
 in :mod:`.softmax.rows`): ``shift`` subtracts the row maximum ``m`` before ``exp``; ``leave_out``
@@ -12,20 +13,27 @@ in :mod:`.softmax.rows`): ``shift`` subtracts the row maximum ``m`` before ``exp
 - ``l = log(s)``, or ``l = log1p(s')`` when the maximum's term was left out (:func:`.arith.logc`,
   :func:`.arith.log1pc`).
 
-logsumexp is ``l`` (naive) or ``rnd(m + l)``; log_softmax is ``y_i = rnd(x_i - l)`` (naive) or
-``rnd(rnd(x_i - m) - l)`` (as PyTorch orders it); each rounded once more to the storage format
-when the compute format is wider. Rows are scheduled in groups over threads (:func:`.passes.
+logsumexp is ``f = l`` (naive) or ``rnd(m + l)``; log_softmax is ``y_i = rnd(x_i - l)`` (naive)
+or ``rnd(rnd(x_i - m) - l)`` (as PyTorch orders it); the division-free softmax is
+``y_i = exp(rnd(x_i - f))``; each rounded once more to the storage format when the compute format
+is wider. Rows are scheduled in groups over threads (:func:`.passes.
 n_groups`); a single long row runs on one thread.
 """
 from __future__ import annotations
 
-from numba import types
+import numpy as np
+from numba import prange, types
 from numba.extending import overload
 
-from .arith import BLOCK, kernel_jit, load, log1pc, logc, rnd, zero
-from .passes import SPLIT, exp_block, max_index, n_groups, offset, row_shift, sum_leaving_out
+from .arith import BLOCK, expc, kernel_jit, load, log1pc, logc, put, rnd, zero
+from .passes import SPLIT, compute_array, exp_block, max_index, n_groups, offset, row_shift, sum_leaving_out
 
-__all__ = ["lse_parts", "shift_back", "shifted", "row_groups"]
+__all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
+
+#: What :func:`lse_rows` writes per row, chosen by the marker's *type* (as the compute markers
+#: of :mod:`.arith`; the values do not matter): the logsumexp ``f`` (one value), the log_softmax
+#: row ``rnd(x_i - m) - l``, or the division-free softmax row ``exp(rnd(x_i - f))``.
+LOGSUMEXP, LOG_SOFTMAX, DIVISION_FREE = np.uint8(0), np.uint16(0), np.uint32(0)
 
 
 @kernel_jit
@@ -83,3 +91,55 @@ def row_groups(rows, n, c, threads):
     g = n_groups(rows, n, c, threads)
     return 1 if g == SPLIT else g
 
+
+def write_row(xr, out, r, m, l, c, output):
+    """Row ``r``'s output from its ``(m, l)`` (:func:`lse_parts`), as ``output`` selects."""
+
+
+@overload(write_row)
+def _ov_write_row(xr, out, r, m, l, c, output):
+    if output == types.uint8:  # LOGSUMEXP
+
+        def impl(xr, out, r, m, l, c, output):
+            put(out, r, shift_back(m, l, c))
+
+    elif output == types.uint16:  # LOG_SOFTMAX
+
+        def impl(xr, out, r, m, l, c, output):
+            orow = out[r]
+            for i in range(xr.size):
+                put(orow, i, rnd(shifted(xr[i], m, c) - l, c))
+
+    elif output == types.uint32:  # DIVISION_FREE
+
+        def impl(xr, out, r, m, l, c, output):
+            f = shift_back(m, l, c)
+            orow = out[r]
+            for i in range(xr.size):
+                put(orow, i, expc(rnd(load(xr[i], c) - f, c), c))
+
+    else:
+        return None
+    return impl
+
+
+@kernel_jit
+def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
+    buf = compute_array(BLOCK, c)
+    for r in range(r0, r1):
+        m, l = lse_parts(x[r], buf, c, shift, leave_out)
+        write_row(x[r], out, r, m, l, c, output)
+
+
+@kernel_jit(parallel=True)
+def lse_rows(x, out, c, threads, shift, leave_out, output):
+    """Every row of the C-contiguous 2-D storage array ``x``: ``(m, l)`` by the options'
+    algorithm, then ``output``'s result into ``out`` (1-D for :data:`LOGSUMEXP`), with compute
+    marker ``c``, rows in groups over up to ``threads`` threads."""
+    rows, n = x.shape
+    groups = row_groups(rows, n, c, threads)
+    if groups == 1:
+        _rows_range(x, out, 0, rows, c, shift, leave_out, output)
+    else:
+        for g in prange(groups):
+            _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out, output)

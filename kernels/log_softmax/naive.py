@@ -8,10 +8,10 @@ row.
 """
 from __future__ import annotations
 
-from .rows import log_softmax_rows
+from ..lse import LOG_SOFTMAX, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = log_softmax_rows
-OPTIONS = (None, None)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (None, None, LOG_SOFTMAX)

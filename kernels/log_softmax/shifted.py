@@ -8,10 +8,10 @@ Never overflows: ``0 <= l <= log(n)``. NaN or ``+inf`` anywhere: NaN row; ``-inf
 from __future__ import annotations
 
 from ..arith import ON
-from .rows import log_softmax_rows
+from ..lse import LOG_SOFTMAX, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = log_softmax_rows
-OPTIONS = (ON, None)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (ON, None, LOG_SOFTMAX)

@@ -10,10 +10,10 @@ Edges as :mod:`.shifted`, but one ``+inf`` entry leaves its NaN term out of the 
 from __future__ import annotations
 
 from ..arith import ON
-from .rows import log_softmax_rows
+from ..lse import LOG_SOFTMAX, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = log_softmax_rows
-OPTIONS = (ON, ON)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (ON, ON, LOG_SOFTMAX)

@@ -9,10 +9,10 @@ of only ``-inf``: ``-inf`` (the exact answer).
 """
 from __future__ import annotations
 
-from .rows import logsumexp_rows
+from ..lse import LOGSUMEXP, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = logsumexp_rows
-OPTIONS = (None, None)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (None, None, LOGSUMEXP)

@@ -12,10 +12,10 @@ inf``); ``-inf`` entries add 0; a row of only ``-inf``: NaN (``-inf - -inf``; th
 from __future__ import annotations
 
 from ..arith import ON
-from .rows import logsumexp_rows
+from ..lse import LOGSUMEXP, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = logsumexp_rows
-OPTIONS = (ON, None)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (ON, None, LOGSUMEXP)

@@ -10,10 +10,10 @@ left out, so the result is ``inf + log1p(s') = +inf``, the exact answer (two ``+
 from __future__ import annotations
 
 from ..arith import ON
-from .rows import logsumexp_rows
+from ..lse import LOGSUMEXP, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = logsumexp_rows
-OPTIONS = (ON, ON)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (ON, ON, LOGSUMEXP)

@@ -16,10 +16,10 @@ underflows, so ``y_i = exp(+inf) = inf``. NaN anywhere: NaN row; ``-inf`` entrie
 """
 from __future__ import annotations
 
-from .rows import division_free_rows
+from ..lse import DIVISION_FREE, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = division_free_rows
-OPTIONS = (None, None)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (None, None, DIVISION_FREE)

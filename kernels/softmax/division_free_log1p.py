@@ -13,10 +13,10 @@ entries: 0; a row of only ``-inf``: NaN.
 from __future__ import annotations
 
 from ..arith import ON
-from .rows import division_free_rows
+from ..lse import DIVISION_FREE, lse_rows
 
 __all__ = ["ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`..lse`).
-ROWS = division_free_rows
-OPTIONS = (ON, ON)
+#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS = lse_rows
+OPTIONS = (ON, ON, DIVISION_FREE)

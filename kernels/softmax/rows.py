@@ -1,5 +1,5 @@
-"""The softmax rows functions, each written once over the algorithm's options: the three-pass
-algorithms (:func:`softmax_rows`) and the division-free ones (:func:`division_free_rows`).
+"""The softmax passes of every three-pass algorithm, written once over the algorithm's options
+(the division-free softmax runs on :func:`..lse.lse_rows`).
 
 An algorithm is a choice of two options (each None or :data:`.arith.ON`, pruned at compile time):
 
@@ -19,15 +19,13 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ..arith import BLOCK, expc, kernel_jit, load, one, put, rnd, zero
-from ..lse import lse_parts, row_groups, shift_back
+from ..arith import kernel_jit, one, rnd, zero
 from ..passes import (
     SPLIT,
     bundle_exp_sum,
     bundle_max,
     bundle_rows,
     bundle_scale,
-    compute_array,
     exp_sum,
     first_max_index,
     max_index,
@@ -40,7 +38,7 @@ from ..passes import (
     split_scale,
 )
 
-__all__ = ["softmax_rows", "division_free_rows"]
+__all__ = ["softmax_rows"]
 
 
 def _finish(s, c, leave_out):
@@ -157,30 +155,3 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
         for g in prange(groups):
             _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)
 
-
-# ---------------------------------------------------------------------------------------------
-# division-free: y_i = exp(x_i - f), f the row's logsumexp (kernels/lse.py)
-# ---------------------------------------------------------------------------------------------
-@kernel_jit
-def _division_free_range(x, out, r0, r1, c, shift, leave_out):
-    buf = compute_array(BLOCK, c)
-    for r in range(r0, r1):
-        xr = x[r]
-        orow = out[r]
-        m, l = lse_parts(xr, buf, c, shift, leave_out)
-        f = shift_back(m, l, c)
-        for i in range(xr.size):
-            put(orow, i, expc(rnd(load(xr[i], c) - f, c), c))
-
-
-@kernel_jit(parallel=True)
-def division_free_rows(x, out, c, threads, shift, leave_out):
-    """Division-free softmax of each row, ``y_i = exp(x_i - f)`` with ``f`` the row's logsumexp by
-    the options' algorithm (:mod:`..lse`), into ``out``; rows in groups over threads."""
-    rows, n = x.shape
-    groups = row_groups(rows, n, c, threads)
-    if groups == 1:
-        _division_free_range(x, out, 0, rows, c, shift, leave_out)
-    else:
-        for g in prange(groups):
-            _division_free_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)
