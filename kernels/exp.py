@@ -68,7 +68,8 @@ from .cache import cached_njit
 from .bfloat16 import round64_to_bf16
 from .float16 import always_inline, bits_float, round64_to_half
 
-__all__ = ["exp32", "exp64", "exp16", "expbf16", "fma"]
+__all__ = ["exp32", "exp64", "exp16", "expbf16", "fma", "exp_parts32", "exp_parts64",
+           "scale_down32", "scale_down64", "PARTS_LIMIT32", "PARTS_LIMIT64"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,18 +172,16 @@ _C64, _P64, _I64 = _constants(
 # the generic body
 # ---------------------------------------------------------------------------------------------
 @cached_njit
-def _exp_core(x, C, P, I):
-    """exp(x) in the precision of ``x`` (float32 or float64); ``C`` float constants, ``P`` the
-    polynomial coefficients, ``I`` = (mantissa bits, exponent bias); see the module docstring."""
+def _exp_reduced(x, C, P):
+    """(y, k) with exp(x) = y * 2**k: ``k = floor(x log2(e) + 1/2)`` (a float holding an integer),
+    ``y`` = exp(r) for the reduced argument ``r = x - k ln 2`` (steps 2-3 of the module docstring),
+    in [0.7, 1.42]. ``x`` finite, and small enough for ``|r| <= 0.3467`` (the polynomial's
+    interval): ``exp`` passes its clamped input, :func:`exp_parts32` / :func:`exp_parts64` state
+    their own limits."""
     always_inline()
-    lo, hi, log2e, ln2_hi, ln2_lo, zero, half, one = C
-    mant_bits, bias = I
-    is_nan = x != x
-    xc = hi if x > hi else x
-    xc = lo if xc < lo else xc
-    xc = zero if is_nan else xc  # keep the float -> int conversion below defined
-    kf = _floor(fma(xc, log2e, half))
-    r_hi = fma(-kf, ln2_hi, xc)  # exact
+    log2e, ln2_hi, ln2_lo, half, one = C[2], C[3], C[4], C[6], C[7]
+    kf = _floor(fma(x, log2e, half))
+    r_hi = fma(-kf, ln2_hi, x)  # exact
     d = -kf * ln2_lo  # r = r_hi + d (+ the error of ln2_hi + ln2_lo, ~2**-2t relative)
     r = r_hi + d  # rounded: used only inside the small term r**2 P(r)
     t = one + r_hi  # exp(r) = t + e1 + d + r**2 P(r), e1 exact (Fast2Sum, |1| > |r_hi|):
@@ -190,7 +189,21 @@ def _exp_core(x, C, P, I):
     p = P[len(P) - 1]
     for i in range(len(P) - 2, -1, -1):  # Horner, unrolled by LLVM (P is a constant tuple)
         p = fma(p, r, P[i])
-    y = t + fma(r * r, p, e1 + d)
+    return t + fma(r * r, p, e1 + d), kf
+
+
+@cached_njit
+def _exp_core(x, C, P, I):
+    """exp(x) in the precision of ``x`` (float32 or float64); ``C`` float constants, ``P`` the
+    polynomial coefficients, ``I`` = (mantissa bits, exponent bias); see the module docstring."""
+    always_inline()
+    lo, hi, zero = C[0], C[1], C[5]
+    mant_bits, bias = I
+    is_nan = x != x
+    xc = hi if x > hi else x
+    xc = lo if xc < lo else xc
+    xc = zero if is_nan else xc  # keep the float -> int conversion below defined
+    y, kf = _exp_reduced(xc, C, P)
     # int32, not int64: AVX2 has no vector float -> int64 conversion (LLVM would scalarise it)
     k = np.int32(kf)
     k1 = k >> 1
@@ -199,6 +212,20 @@ def _exp_core(x, C, P, I):
     s2 = bits_float((k2 + bias) << mant_bits, x)
     y = (y * s1) * s2
     return x + x if is_nan else y
+
+
+@cached_njit
+def _scale_down(y, j, I):
+    """``y * 2**j`` for ``j <= 0`` (a float holding an integer), rounded once (exact unless the
+    result is subnormal); ``j`` below the clamp gives 0 for any ``y < 2``. Two multiplications
+    by normal powers of two, as in :func:`_exp_core`."""
+    always_inline()
+    mant_bits, bias = I
+    lowest = 4 - 2 * bias  # both halves of 2**j stay normal
+    k = np.int32(j if j > lowest else lowest)
+    k1 = k >> 1
+    k2 = k - k1
+    return (y * bits_float((k1 + bias) << mant_bits, y)) * bits_float((k2 + bias) << mant_bits, y)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,3 +269,48 @@ def expbf16(x):
     (checked against mpmath on all 65,536 inputs in the tests)."""
     always_inline()
     return round64_to_bf16(exp64(np.float64(x)))
+
+
+# ---------------------------------------------------------------------------------------------
+# exp with an extended exponent (the two-pass softmax)
+# ---------------------------------------------------------------------------------------------
+#: Largest |x| :func:`exp_parts32` takes. Its reduction is exp32's (steps 2-3) without the clamp:
+#: ``k = floor(fl(x log2e_32 + 1/2))`` misses ``round(x / ln 2)`` by at most
+#: ``|x| (2**-26 + 2**-24) log2(e) <= 1.1e-7 |x|``, so ``|r| <= ln2 (1/2 + 1.1e-7 |x|)``, inside the
+#: polynomial's [-0.3467, 0.3467] for ``|x| <= 1733``; ``r_hi = x - k ln2_hi`` stays exact (a
+#: multiple of 2**-25 below 1/2; ``k |ln 2 - ln2_hi| <= 3e-6``) and ``k ln2_lo`` adds at most 2**-46
+#: relative. So y keeps exp32's error (tests/kernels/test_exp.py checks it on a sample).
+PARTS_LIMIT32 = 1024.0
+#: The same for :func:`exp_parts64`: ``|r| <= 0.3467`` needs ``|x| <= 7e11``; 2**30 keeps ``k``
+#: an int32.
+PARTS_LIMIT64 = 2.0**30
+
+
+@cached_njit
+def exp_parts32(x):
+    """(y, k), float32, with exp(x) = y * 2**k, y in [0.7, 1.42] carrying exp32's error (steps 2-3
+    of the module docstring without the clamp), for finite |x| <= :data:`PARTS_LIMIT32`."""
+    always_inline()
+    return _exp_reduced(np.float32(x), _C32, _P32)
+
+
+@cached_njit
+def exp_parts64(x):
+    """(y, k), float64, as :func:`exp_parts32`, for finite |x| <= :data:`PARTS_LIMIT64`."""
+    always_inline()
+    return _exp_reduced(np.float64(x), _C64, _P64)
+
+
+@cached_njit
+def scale_down32(y, j):
+    """``y * 2**j`` in float32 for ``j <= 0`` (an integer-valued float32), one rounding (only for
+    a subnormal result; ``j < -250`` gives 0 for ``y < 2``)."""
+    always_inline()
+    return _scale_down(np.float32(y), np.float32(j), _I32)
+
+
+@cached_njit
+def scale_down64(y, j):
+    """``y * 2**j`` in float64 for ``j <= 0``, as :func:`scale_down32` (clamp at -2042)."""
+    always_inline()
+    return _scale_down(np.float64(y), np.float64(j), _I64)

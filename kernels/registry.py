@@ -25,6 +25,7 @@ from .log_softmax import naive as ls_naive, shifted as ls_shifted, shifted_log1p
 from .logsumexp import naive as lse_naive, shifted as lse_shifted, shifted_log1p as lse_log1p
 from .softmax import division_free as sm_divfree, division_free_log1p as sm_divfree_log1p
 from .softmax import naive as sm_naive, shifted as sm_shifted, shifted_log1p as sm_log1p
+from .softmax import online as sm_online, two_pass as sm_two_pass
 
 __all__ = ["KernelSpec", "FUNCTIONS", "MODES", "KERNELS", "get_kernel", "list_kernels"]
 
@@ -38,6 +39,10 @@ FUNCTIONS: dict[str, dict[str, tuple[ModuleType, str]]] = {
         "division_free": (sm_divfree, "exp(x_i - log(sum_j exp(x_j))): no division"),
         "division_free_log1p": (sm_divfree_log1p, f"exp(x_i - (max + log1p(sum_(j != k) "
                                                   f"exp(x_j - max)))): no division, {_ALG41}"),
+        "online": (sm_online, "exp(x_i - M) / S, (M, S) a running maximum and rescaled sum "
+                              "(Milakov & Gimelshein 2018): 2 reads + 1 write"),
+        "two_pass": (sm_two_pass, "y_i 2**(k_i - K) / S, exp held as y 2**k, no maximum pass "
+                                  "(Dukhan & Ablavatski 2020): 2 reads + 1 write"),
     },
     "log_softmax": {
         "naive": (ls_naive, "x_i - log(sum_j exp(x_j)), no shift"),

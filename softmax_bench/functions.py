@@ -11,7 +11,8 @@ __all__ = ["FUNCTIONS", "ALGORITHMS", "ALL_ALGORITHMS", "REDUCTIONS", "output_sh
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
 #: The algorithms the kernels implement per function (kernels/<function>/<algorithm>.py).
 ALGORITHMS = {
-    "softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p"),
+    "softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p",
+                "online", "two_pass"),
     "log_softmax": ("naive", "shifted", "shifted_log1p"),
     "logsumexp": ("naive", "shifted", "shifted_log1p"),
 }

@@ -218,7 +218,7 @@ def save_worst_cases(out_dir="results/worst_cases", seed: int = 0, **kw) -> list
             "kernel": spec.id,
             "search": "softmax_bench.bounds.worst_case_search (hill climb on max err/bound)",
             "seed": seed,
-            "exp_ulps": EXP_ULPS[spec.compute],
+            "exp_ulps": kernel_constants(spec).E,
             "log_ulps": LOG_ULPS[spec.compute],
             "cases": cases,
         })

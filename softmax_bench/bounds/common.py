@@ -34,6 +34,22 @@ So ``log(ŝ_tot / S)`` lies in ``[L_lo, L_hi]`` (``ŝ_tot = ŝ``, or ``1 + ŝ'``
   (``-1`` when ``tau' >= 1``: the computed sum is still ``>= 0``), ``a_hi = expm1(log1p(tau') +
   D log1p(u))``, ``tau' = T'/S'``: the others' relative error scaled by their share ``w < 1``.
 
+5. the online and two-pass algorithms (``kernels/softmax/streaming.py``): blocks of ``BLOCK`` terms
+   summed from 0, their sums combined in block order, one rounded addition per block: the depth
+   of 3. Each combination *moves* one of the two sums to the larger shift, and a term meets at most
+   ``nb - 1`` moves (``nb`` blocks: the first block is never moved when combined, and a term of
+   block ``b`` meets at most one move at its own combination and one per later block).
+   Online: a move is ``fl(S exp(fl(h - h')))``; the differences along a term's path telescope with
+   the term's own, ``|x_j - m_b| + (M - m_b) = |d_j|``, so 1. and 2. hold with the final ``M`` as
+   they are; the move's exp (``1 +- 2Eu <= (1 +- u)^ceil(2E)``, ``E sub`` absolute) and product
+   (``u``, ``sub/2``) add ``ceil(2E) + 1`` to the depth per move and, in absolute terms,
+   ``(S_max E + 1/2) sub`` per move, ``S_max = n (1 + u)^D`` (a sum moved is at most that, and
+   the final sum is ``>= 1``). Two-pass: terms ``y_j 2**(k_j - K)`` carry exp's error alone
+   (``rho_j = 2Eu``, no rounded shift; ``E`` from :data:`EXP_PARTS_ULPS`) and a move by a power of
+   two is exact but for ``sub/2`` when subnormal; its sums are in units of ``2**K``, where the
+   exact sum is ``S exp(m - K ln 2) >= S / 1.4144`` (``|m - K ln 2| <= 0.3467``), so its absolute
+   parts count :data:`TWO_PASS_UNIT` = 1.4144 times.
+
 Everything is computed relative to ``S`` in log1p/expm1 form, never ``S - T`` in float64 (which
 would lose ``tau`` when it is a few float64 ulps).
 
@@ -51,7 +67,7 @@ import numpy as np
 
 from softmax_bench.formats import FORMATS, Format, format_of, ulp
 
-__all__ = ["EXP_ULPS", "LOG_ULPS", "EVAL_SAFETY", "EVAL_ABS", "EVAL_REL", "KernelConstants",
+__all__ = ["EXP_ULPS", "LOG_ULPS", "EXP_PARTS_ULPS", "TWO_PASS_UNIT", "STREAMING", "online_constants", "EVAL_SAFETY", "EVAL_ABS", "EVAL_REL", "KernelConstants",
            "kernel_constants", "RowBounds", "RowSums", "row_bounds", "sum_enclosure", "sum_depth"]
 
 #: exp error in ULPs of the compute format, as stated in ``kernels/exp.py`` and checked by
@@ -75,6 +91,15 @@ EXP_ULPS = {"float16": 0.5, "bfloat16": 0.5, "float32": 0.77, "float64": 1.0}
 #: tests/kernels/test_log.py against mpmath (an assumption for the unsampled inputs, like exp64).
 LOG_ULPS = {"float16": 0.5002, "bfloat16": 0.5002, "float32": 0.5002, "float64": 1.0}
 
+#: The two-pass softmax's exp error ``y 2**(k - K)`` in ULPs (``kernels/softmax/streaming.py``):
+#: float32 ``exp_parts32``, 0.6610 ULP max over every float32 with ``|x| <= 1024`` (exhaustive,
+#: tests/kernels/test_exp.py), so exp32's 0.77 holds; float64 ``exp_parts64``, sampled against
+#: mpmath, exp64's 1.0 (the same assumption); 16-bit compute evaluates the term in float64 (one
+#: float64 ULP, 2**-41 of a 16-bit ULP) and rounds it once: 0.5002 as :data:`LOG_ULPS`.
+EXP_PARTS_ULPS = {"float16": 0.5002, "bfloat16": 0.5002, "float32": 0.77, "float64": 1.0}
+#: The two-pass sums' unit against ``S``: ``1 / exp(-0.3467)`` rounded up (module docstring, 5.).
+TWO_PASS_UNIT = 1.4144
+
 #: Relative safety factor on the bounds' float64 evaluation.
 EVAL_SAFETY = 1.0 + 2.0**-20
 #: Absolute slack for float64 values that underflow during the evaluation (4 float64 subnormals).
@@ -96,12 +121,16 @@ class KernelConstants:
     storage: Format
     shifted: bool
     leave_out: bool
+    streaming: str | None  # "online" or "two_pass" (module docstring, 5.), else None
 
 
 #: The algorithms a bound is derived for: name -> (shifted, maximum's term left out), the options
 #: of their sum (the division-free softmax takes the logsumexp of the same options).
 ALGORITHMS = {"naive": (False, False), "shifted": (True, False), "shifted_log1p": (True, True),
-              "division_free": (False, False), "division_free_log1p": (True, True)}
+              "division_free": (False, False), "division_free_log1p": (True, True),
+              "online": (True, False), "two_pass": (True, False)}
+#: The algorithms that sum in blocks combined by moves (module docstring, 5.).
+STREAMING = ("online", "two_pass")
 
 
 def kernel_constants(spec) -> KernelConstants:
@@ -117,13 +146,22 @@ def kernel_constants(spec) -> KernelConstants:
         sub=fc.smallest_subnormal,
         u_s=fs.unit_roundoff if wider else 0.0,
         sub_s=fs.smallest_subnormal if wider else 0.0,
-        E=EXP_ULPS[spec.compute],
+        E=(EXP_PARTS_ULPS if spec.algorithm == "two_pass" else EXP_ULPS)[spec.compute],
         E_L=LOG_ULPS[spec.compute],
         compute=fc,
         storage=fs,
         shifted=shifted,
         leave_out=leave_out,
+        streaming=spec.algorithm if spec.algorithm in STREAMING else None,
     )
+
+
+def online_constants(k: KernelConstants) -> KernelConstants:
+    """The constants of the online algorithm for a two-pass kernel's rows outside its domain
+    (they are computed by the online algorithm)."""
+    from dataclasses import replace
+
+    return replace(k, streaming="online", E=EXP_ULPS[k.compute.name])
 
 
 def row_bounds(k: KernelConstants, abs_bound, y, ref, special, overflow, underflow) -> RowBounds:
@@ -192,7 +230,13 @@ class RowSums:
 def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
     """The module docstring's sum lemma for every row of ``x`` (any shape, rows along the last
     axis), evaluated in float64."""
+    from softmax_bench.kernels.arith import BLOCK
+
     D = sum_depth(n, k.compute.name)
+    moves = -(-n // BLOCK) - 1 if k.streaming else 0
+    if k.streaming == "online":
+        D += moves * (math.ceil(2 * k.E) + 1)
+    unit = TWO_PASS_UNIT if k.streaming == "two_pass" else 1.0
     x64 = np.asarray(x).astype(np.float64).reshape(-1, n)
     with np.errstate(all="ignore"):
         finite = np.isfinite(x64)
@@ -201,7 +245,8 @@ def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
         if k.shifted:
             m = xs.max(axis=1, keepdims=True)
             d = xs - m  # -inf for -inf entries; rel. error <= 2**-53 for float64 storage
-            rho = np.expm1(np.abs(d) * k.u + math.log1p(2 * k.E * k.u))
+            rounded = k.streaming != "two_pass"  # two-pass rounds no difference
+            rho = np.expm1(np.abs(d) * (k.u if rounded else 0.0) + math.log1p(2 * k.E * k.u))
         else:
             m = np.zeros((xs.shape[0], 1))
             d = xs
@@ -209,7 +254,8 @@ def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
         e = np.exp(d)
         erho = np.where(e > 0, e * rho, 0.0)
         S = e.sum(axis=1)
-        per_term = k.E * k.sub + EVAL_ABS
+        per_term = k.E * k.sub * unit + EVAL_ABS
+        moved = moves * (n * (1 + k.u) ** D * k.E * (k.streaming == "online") + 0.5) * k.sub * unit
         if k.shifted:
             first = np.argmax(d == 0, axis=1)  # the kernel's k: the first maximum
             others = np.ones_like(d, dtype=bool)
@@ -232,7 +278,7 @@ def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
             s_hi = 1.0 + (S1 + T1) * (1 + k.u) ** D
         else:
             Sd = np.where(S > 0, S, 1.0)
-            tau = erho.sum(axis=1) / Sd + n * per_term / Sd
+            tau = erho.sum(axis=1) / Sd + (n * per_term + moved) / Sd
             L_lo = np.log1p(-np.where(tau < 1, tau, 0.0)) + D * math.log1p(-k.u)
             L_lo = np.where(tau < 1, L_lo, -np.inf)
             L_hi = np.log1p(tau) + D * math.log1p(k.u)

@@ -97,7 +97,8 @@ import math
 
 import numpy as np
 
-from .common import EVAL_ABS, EVAL_SAFETY, RowBounds, kernel_constants, row_bounds, sum_enclosure
+from .common import (EVAL_ABS, EVAL_SAFETY, TWO_PASS_UNIT, RowBounds, kernel_constants,
+                     online_constants, row_bounds, sum_enclosure)
 
 __all__ = ["softmax_bounds", "division_free_bounds"]
 
@@ -112,6 +113,22 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
     if spec.algorithm.startswith("division_free"):
         return division_free_bounds(spec, x, ref)
     k = kernel_constants(spec)
+    if k.streaming == "two_pass":  # rows outside its domain run the online algorithm
+        from softmax_bench.kernels.softmax.streaming import PARTS_LIMIT16
+        from softmax_bench.kernels.exp import PARTS_LIMIT32, PARTS_LIMIT64
+
+        limit = {"float32": PARTS_LIMIT32, "float64": PARTS_LIMIT64}.get(k.compute.name, PARTS_LIMIT16)
+        n = np.shape(x)[-1]
+        with np.errstate(invalid="ignore"):
+            parts = (np.abs(np.asarray(x).astype(np.float64).reshape(-1, n)) <= limit).all(axis=1)
+        if not parts.all():
+            tp, on = _bounds(k, x, ref), _bounds(online_constants(k), x, ref)
+            return RowBounds(*(np.where(parts.reshape((-1,) + (1,) * (np.ndim(a) - 1)), a, b)
+                               for a, b in zip(vars(tp).values(), vars(on).values())))
+    return _bounds(k, x, ref)
+
+
+def _bounds(k, x, ref) -> RowBounds:
     n = np.shape(x)[-1]
     rs = sum_enclosure(k, x, n)
     rows = rs.S.shape[0]
@@ -120,7 +137,10 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
         if k.leave_out:  # the divisor fl(1 + s') rounds once more
             log_lo, log_hi = log_lo + math.log1p(-k.u), log_hi + math.log1p(k.u)
         special = rs.special
-        if k.shifted:  # no partial sum can overflow, the sum is >= 1 - u (module docstring)
+        if k.streaming:  # the sum is >= 1 - u; float16 arithmetic sums across blocks can overflow
+            overflow = ~special & ~(rs.s_hi * TWO_PASS_UNIT < k.compute.max_finite)
+            underflow = np.zeros(rows, bool)
+        elif k.shifted:  # no partial sum can overflow, the sum is >= 1 - u (module docstring)
             overflow = np.zeros(rows, bool)
             underflow = np.zeros(rows, bool)
         else:
@@ -142,8 +162,9 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
         )
         F = np.maximum(f_hi, f_lo)
         s_lo_g = Sg * np.exp(log_lo)
+        unit = TWO_PASS_UNIT if k.streaming == "two_pass" else 1.0  # sums in units of 2**K
         A = (
-            k.E * k.sub * (1 + k.u) * (1 + k.u_s) / s_lo_g
+            k.E * k.sub * unit * (1 + k.u) * (1 + k.u_s) / s_lo_g
             + 0.5 * k.sub * (1 + k.u_s)
             + 0.5 * k.sub_s
             + EVAL_ABS * (1 + F)

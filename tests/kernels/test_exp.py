@@ -40,7 +40,8 @@ from numba import njit
 
 from softmax_bench.formats import BFLOAT16, FLOAT16, FLOAT32, FLOAT64, round_rational, ulp, ulp_error
 from softmax_bench.kernels.bfloat16 import decode_bf16
-from softmax_bench.kernels.exp import exp16, exp32, exp64, expbf16
+from softmax_bench.kernels.exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp16, exp32, exp64, exp_parts32,
+                                       exp_parts64, expbf16, scale_down32, scale_down64)
 from softmax_bench.kernels.float16 import bits_float, decode_half, float_bits
 
 _F32 = np.float32(0.0)
@@ -486,3 +487,93 @@ def test_expbf16_exhaustive_correctly_rounded():
     got = np.empty_like(x)
     _expbf16_loop(x, got)
     _assert_correctly_rounded(x, got, BFLOAT16)
+
+
+# ---------------------------------------------------------------------------------------------
+# exp with an extended exponent (the two-pass softmax): exp(x) = y * 2**k
+# ---------------------------------------------------------------------------------------------
+_LN2_HI = float.fromhex("0x1.62e42fefa39efp-1")  # ln 2 = _LN2_HI + _LN2_LO to ~2**-106
+_LN2_LO = float.fromhex("0x1.abc9e3b39803fp-56")
+
+
+@njit
+def _sweep_parts32(lo, hi, stats):
+    """Every float32 bit pattern in [lo, hi) (one sign): y of exp_parts32 against exp(x - k ln 2)
+    in float64 (the reduced argument to ~2**-100 by the two-term ln 2; exp's error below
+    2**-29 float32 ULPs); stats[0] max ULP error of y (ULP of the exact value, in [0.7, 1.42]),
+    stats[1] the worst bit pattern, stats[2] the count, stats[3] max |r|."""
+    for b in range(lo, hi):
+        x = bits_float(b, _F32)
+        y, k = exp_parts32(x)
+        kd = np.float64(k)
+        r = (np.float64(x) - kd * _LN2_HI) - kd * _LN2_LO
+        e = math.exp(r)
+        err = _ulp_err32(y, e)
+        if err > stats[0]:
+            stats[0] = err
+            stats[1] = b
+        stats[2] += 1
+        stats[3] = max(stats[3], abs(r))
+
+
+@pytest.mark.slow
+def test_exp_parts32_exhaustive_up_to_its_limit():
+    """Every float32 with |x| <= PARTS_LIMIT32 (about 2.2e9 inputs, ~40 s): y within exp32's
+    EXP_ULPS (0.77) of exp(r) and |r| inside the polynomial's interval."""
+    from softmax_bench.bounds.common import EXP_ULPS
+
+    top = int(np.float32(PARTS_LIMIT32).view(np.uint32))
+    stats = np.zeros(4)
+    for lo, hi in [(0, top + 1), (1 << 31, (1 << 31) + top + 1)]:
+        for s in range(lo, hi, 1 << 24):
+            _sweep_parts32(s, min(s + (1 << 24), hi), stats)
+    print(f"\nexp_parts32: {int(stats[2])} inputs, max {stats[0]:.4f} ULP, max |r| {stats[3]:.6f}")
+    assert stats[2] == 2 * (top + 1)
+    assert stats[0] < EXP_ULPS["float32"] and stats[3] <= 0.3467
+
+
+def test_exp_parts32_sample_and_edges():
+    """A quick subset of the sweep above: 2**20 patterns around 1, 1000, the limit, and 2**16
+    spread over the whole range, both signs."""
+    from softmax_bench.bounds.common import EXP_ULPS
+
+    top = int(np.float32(PARTS_LIMIT32).view(np.uint32))
+    stats = np.zeros(4)
+    for b in (int(np.float32(1).view(np.uint32)), int(np.float32(700).view(np.uint32)), top - (1 << 20)):
+        for sign in (0, 1 << 31):
+            _sweep_parts32(sign + b - (1 << 19), sign + min(b + (1 << 19), top + 1), stats)
+    rng = np.random.default_rng(1)
+    for b in rng.integers(0, top, 64):
+        _sweep_parts32(int(b), int(b) + 1024, stats)
+        _sweep_parts32((1 << 31) + int(b), (1 << 31) + int(b) + 1024, stats)
+    assert stats[0] < EXP_ULPS["float32"] and stats[3] <= 0.3467
+
+
+def test_exp_parts64_against_mpmath():
+    """10**4 float64 inputs up to PARTS_LIMIT64 (log-uniform magnitudes), y*2**k against mpmath's
+    exp at 200 bits: within exp64's EXP_ULPS (1.0) of its exact value."""
+    from softmax_bench.bounds.common import EXP_ULPS
+
+    rng = np.random.default_rng(2)
+    mags = np.exp(rng.uniform(np.log(1e-3), np.log(PARTS_LIMIT64), 10_000))
+    xs = np.concatenate([mags * rng.choice([-1, 1], mags.size), [PARTS_LIMIT64, -PARTS_LIMIT64, 0.0]])
+    worst = 0.0
+    with mpmath.workprec(200):
+        for x in xs:
+            y, k = exp_parts64(x)
+            exact = mpmath.exp(mpmath.mpf(x) - int(k) * mpmath.log(2))  # = exp(x) / 2**k
+            ulp_y = 2.0 ** (math.frexp(float(exact))[1] - 53)
+            worst = max(worst, float(abs(mpmath.mpf(y) - exact)) / ulp_y)
+    assert worst < EXP_ULPS["float64"]
+
+
+def test_scale_down_exact_then_one_rounding():
+    for y in (np.float32(1.0), np.float32(1.4142135), np.float32(0.70710677)):
+        for j in range(0, -200, -1):
+            want = np.float32(np.ldexp(np.float64(y), j))  # exact in float64, rounded once
+            assert scale_down32(y, np.float32(j)) == want
+        assert scale_down32(y, np.float32(-np.inf)) == 0.0
+    for y in (1.0, 1.4142135623730951, 0.7071067811865476):
+        for j in range(0, -1200, -7):
+            assert scale_down64(y, float(j)) == np.ldexp(y, j)
+        assert scale_down64(y, -np.inf) == 0.0

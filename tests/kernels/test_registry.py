@@ -12,7 +12,8 @@ import pytest
 from softmax_bench.kernels import KERNELS, KernelSpec, get_kernel, list_kernels
 from softmax_bench.kernels.registry import FUNCTIONS, MODES
 
-ALGORITHMS = {"softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p"),
+ALGORITHMS = {"softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p",
+                          "online", "two_pass"),
               "log_softmax": ("naive", "shifted", "shifted_log1p"),
               "logsumexp": ("naive", "shifted", "shifted_log1p")}
 EXPECTED_IDS = {
@@ -54,7 +55,7 @@ def test_get_kernel_defaults_and_spellings():
 
 @pytest.mark.parametrize(
     "args",
-    [("online", "float32"), ("shifted", "int32"), ("shifted", "float64", "float32"),
+    [("blocked", "float32"), ("online", "float32", None, "logsumexp"), ("shifted", "int32"), ("shifted", "float64", "float32"),
      ("shifted", "float32", "float16"), ("shifted", "nonsense"),
      ("shifted", "float32", None, "softmax_vjp")],
 )
