@@ -10,7 +10,8 @@ import numpy as np
 #: kernels' earlier history is under the ids without "softmax/".)
 FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
 ALGORITHMS = {
-    "softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p"),
+    "softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p",
+                "online", "two_pass"),
     "log_softmax": ("naive", "shifted", "shifted_log1p"),
     "logsumexp": ("naive", "shifted", "shifted_log1p"),
 }

@@ -3,8 +3,9 @@
 For every case (storage dtype and shape; softmax along the last axis) the same input array is
 given to:
 
-- the registered kernels (``shifted`` and ``naive``; for float16 both compute modes), called as
-  ``f(x)`` (allocating their result, like the peers), and the shifted kernel also as
+- the registered softmax kernels (default ``shifted`` and ``naive``, ``--algorithms`` for others,
+  e.g. ``online two_pass``; for 16-bit formats both compute modes), called as ``f(x)``
+  (allocating their result, like the peers), and every algorithm but naive also as
   ``f(x, out=out)`` into a preallocated array (like the copy: a fresh output of tens of MB costs
   page faults and zeroing on first touch, which the copy does not pay);
 - numpy composed: ``e = np.exp(x - x.max(-1, keepdims=True)); e / e.sum(-1, keepdims=True)``;
@@ -136,7 +137,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         for compute in case.computes:
             spec = get_kernel(algorithm, case.dtype, compute)
             impls[spec.id] = (lambda f: lambda: f(x))(spec.fn)
-            if algorithm == "shifted":  # into a preallocated array, like the copy
+            if algorithm != "naive":  # into a preallocated array, like the copy
                 impls[spec.id + " out="] = (lambda f: lambda: f(x, out=out))(spec.fn)
     kernel_names = list(impls)
     impls.update(_peers(x, use_torch))
@@ -210,14 +211,16 @@ def _fmt_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print) -> dict:
+def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print,
+        algorithms=("shifted", "naive")) -> dict:
     """Time ``cases``; returns {"meta": ..., "cases": [...]}."""
     info = meta()
     records = []
     for case in cases:
         t0 = time.perf_counter()
         records.append(
-            time_case(case, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat, use_torch=use_torch)
+            time_case(case, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat, use_torch=use_torch,
+                      algorithms=algorithms)
         )
         if progress:
             progress(f"  {case.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -254,12 +257,16 @@ def main(argv=None) -> int:
     p.add_argument("--min-repeat", type=int, default=7)
     p.add_argument("--max-repeat", type=int, default=201)
     p.add_argument("--no-torch", action="store_true", help="do not time torch even if installed")
+    from softmax_bench.functions import ALGORITHMS
+
+    p.add_argument("--algorithms", nargs="+", default=["shifted", "naive"], choices=ALGORITHMS["softmax"],
+                   help="softmax algorithms to time (default: shifted naive)")
     args = p.parse_args(argv)
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
-               use_torch=not args.no_torch)
+               use_torch=not args.no_torch, algorithms=tuple(args.algorithms))
     print(_fmt_table(data["cases"]))
     loaded = loaded_warning(data["meta"])
     if loaded:

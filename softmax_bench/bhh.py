@@ -32,8 +32,9 @@ import numpy as np
 __all__ = ["stand_in_rows", "run", "main"]
 
 ROWS, N = 2500, 10
-#: BHH's basic (naive), shifted, Alg. 4.1 and the two division-free forms
-SOFTMAX_ALGORITHMS = ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p")
+#: BHH's basic (naive), shifted, Alg. 4.1 and the two division-free forms, and the two-pass
+SOFTMAX_ALGORITHMS = ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p",
+                      "two_pass")  # online is shifted on rows of one block (n = 10 here)
 
 
 def stand_in_rows(seed: int = 0, rows: int = ROWS, n: int = N) -> np.ndarray:
