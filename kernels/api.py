@@ -29,7 +29,7 @@ from softmax_bench.formats import format_of
 
 from .arith import COMPUTE_MARKERS
 
-__all__ = ["make_kernel", "numba_view"]
+__all__ = ["make_kernel", "make_vjp_kernel", "numba_view"]
 
 
 def numba_view(storage) -> np.dtype:
@@ -104,4 +104,44 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
 
     kernel.__name__ = kernel.__qualname__ = name.replace("/", "_").replace("@", "_at_")
     kernel.__doc__ = f"{name}: {function}(x, axis=-1, out=None).\n\n{doc}"
+    return kernel
+
+
+def make_vjp_kernel(forward, rows, storage, compute, name, doc=""):
+    """The ``f(x, g, axis=-1, out=None)`` callable of a softmax backward pass: ``y = forward(x)``
+    (a softmax kernel of the same storage and compute, its result in the storage format), then
+    ``rows(y2, g2, out2, compute_marker, threads)`` on C-contiguous rows. ``g`` must be an ndarray
+    of ``x``'s dtype and shape (TypeError / ValueError otherwise); ``x`` and ``out`` are checked
+    as :func:`make_kernel` checks them; neither input is modified."""
+    storage = format_of(storage).dtype
+    marker = COMPUTE_MARKERS[compute]
+    view = numba_view(storage)
+
+    def kernel(x, g, axis=-1, out=None):
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"{name}: g must be a numpy array, got {type(g).__name__}")
+        if g.dtype != storage:
+            raise TypeError(f"{name}: g must have dtype {storage.name}, got {g.dtype}")
+        if isinstance(x, np.ndarray) and g.shape != x.shape:
+            raise ValueError(f"{name}: g has shape {g.shape}, x has {x.shape}")
+        y = forward(x, axis=axis, out=None if out is None else np.empty_like(out))
+        if out is not None and not out.flags.writeable:
+            raise ValueError(f"{name}: out is read-only")
+        if x.size == 0:
+            return y if out is None else out
+        axis = normalize_axis_index(operator.index(axis), x.ndim)
+        n = x.shape[axis]
+        y2 = np.ascontiguousarray(np.moveaxis(y, axis, -1))
+        g2 = np.ascontiguousarray(np.moveaxis(g, axis, -1))
+        res = np.empty_like(y2)
+        rows(y2.reshape(-1, n).view(view), g2.reshape(-1, n).view(view),
+             res.reshape(-1, n).view(view), marker, numba.get_num_threads())
+        res = np.moveaxis(res, -1, axis)
+        if out is None:
+            return res
+        np.copyto(out, res)
+        return out
+
+    kernel.__name__ = kernel.__qualname__ = name.replace("/", "_").replace("@", "_at_")
+    kernel.__doc__ = f"{name}: softmax_vjp(x, g, axis=-1, out=None).\n\n{doc}"
     return kernel

@@ -18,14 +18,15 @@ import numpy as np
 from softmax_bench.formats import format_of
 from softmax_bench.functions import ALGORITHMS as ALGORITHM_NAMES
 from softmax_bench.functions import FUNCTIONS as FUNCTION_NAMES
-from softmax_bench.functions import REDUCTIONS
+from softmax_bench.functions import GRADIENTS, REDUCTIONS
 
-from .api import make_kernel
+from .api import make_kernel, make_vjp_kernel
 from .log_softmax import naive as ls_naive, shifted as ls_shifted, shifted_log1p as ls_log1p
 from .logsumexp import naive as lse_naive, shifted as lse_shifted, shifted_log1p as lse_log1p
 from .softmax import division_free as sm_divfree, division_free_log1p as sm_divfree_log1p
 from .softmax import naive as sm_naive, shifted as sm_shifted, shifted_log1p as sm_log1p
 from .softmax import online as sm_online, two_pass as sm_two_pass
+from .softmax_vjp import shifted as vjp_shifted
 
 __all__ = ["KernelSpec", "FUNCTIONS", "MODES", "KERNELS", "get_kernel", "list_kernels"]
 
@@ -53,6 +54,10 @@ FUNCTIONS: dict[str, dict[str, tuple[ModuleType, str]]] = {
         "naive": (lse_naive, "log(sum_j exp(x_j)), no shift"),
         "shifted": (lse_shifted, "max + log(sum_j exp(x_j - max))"),
         "shifted_log1p": (lse_log1p, f"max + log1p(sum_(j != k) exp(x_j - max)): {_ALG41}"),
+    },
+    "softmax_vjp": {
+        "shifted": (vjp_shifted, "y * (g - <g, y>), y = softmax/shifted(x) stored: the backward "
+                                 "pass as frameworks run it"),
     },
 }
 # one list of the family and its algorithms (softmax_bench/functions.py), which needs no numba
@@ -91,20 +96,30 @@ class KernelSpec:
         """One output per row (the result has the input's shape without the axis)."""
         return self.function in REDUCTIONS
 
-    def __call__(self, x, axis=-1, out=None):
-        return self.fn(x, axis=axis, out=out)
+    def __call__(self, x, *args, **kwargs):
+        """``fn(x, axis=-1, out=None)``; softmax_vjp: ``fn(x, g, axis=-1, out=None)``."""
+        return self.fn(x, *args, **kwargs)
 
 
 def _build() -> tuple[KernelSpec, ...]:
     specs = []
+    by_id = {}
     for function, algorithms in FUNCTIONS.items():
         for algorithm, (module, description) in algorithms.items():
             for storage, compute in MODES:
                 kid = f"{function}/{algorithm}/{storage}@{compute}"
-                fn = make_kernel(module.ROWS, module.OPTIONS, storage, compute, kid,
-                                 module.__doc__ or "", reduces=function in REDUCTIONS)
-                specs.append(KernelSpec(kid, function, algorithm, format_of(storage).dtype, compute,
-                                        fn, module.ROWS, module.OPTIONS, description))
+                if function in GRADIENTS:  # the forward kernel's output, then the backward pass
+                    forward = by_id[f"softmax/{module.FORWARD}/{storage}@{compute}"].fn
+                    fn = make_vjp_kernel(forward, module.ROWS, storage, compute, kid, module.__doc__ or "")
+                    options = ()
+                else:
+                    fn = make_kernel(module.ROWS, module.OPTIONS, storage, compute, kid,
+                                     module.__doc__ or "", reduces=function in REDUCTIONS)
+                    options = module.OPTIONS
+                spec = KernelSpec(kid, function, algorithm, format_of(storage).dtype, compute,
+                                  fn, module.ROWS, options, description)
+                specs.append(spec)
+                by_id[kid] = spec
     return tuple(specs)
 
 
@@ -115,7 +130,7 @@ _BY_ID = {k.id: k for k in KERNELS}
 
 def list_kernels(algorithm=None, dtype=None, compute=None, function=None) -> list[KernelSpec]:
     """The registered kernels, optionally filtered by algorithm, storage dtype, compute and
-    function (``"softmax"``, ``"log_softmax"``, ``"logsumexp"``)."""
+    function (``"softmax"``, ``"log_softmax"``, ``"logsumexp"``, ``"softmax_vjp"``)."""
     dt = None if dtype is None else format_of(dtype).dtype
     return [
         k

@@ -11,12 +11,16 @@ from .correctly_rounded import (
     vjp,
 )
 
+#: ``vjp`` under its name on the suite's function axis (softmax_bench.functions: softmax_vjp).
+softmax_vjp = vjp
+
 __all__ = [
     "softmax",
     "log_softmax",
     "logsumexp",
     "jacobian",
     "vjp",
+    "softmax_vjp",
     "condition_number",
     "ReferencePrecisionError",
     "MAX_PRECISION",

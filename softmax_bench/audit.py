@@ -41,7 +41,7 @@ import numpy as np
 
 from softmax_bench import inputs, metrics
 from softmax_bench.formats import format_of
-from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, output_shape
+from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, GRADIENTS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
 from softmax_bench.results_io import load_json, provenance, write_json_atomic
 
@@ -231,7 +231,7 @@ def _base_record(function, impl, kind, algorithm, compute, family, dtype, n) -> 
 
 
 def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budget: float,
-          spec=None) -> dict:
+          spec=None, extra: tuple = ()) -> dict:
     """An implementation's record for a case from what :func:`guarded_call` (or the isolation
     layer: crashed, timeout) said: status, reason and, when it returned an array, the metrics
     (:func:`softmax_bench.metrics.summarise`) and, for a kernel ``spec``, the bound fields."""
@@ -258,29 +258,47 @@ def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budge
     if spec is not None:
         from softmax_bench import bounds
 
-        record.update(bounds.record_fields(spec, x, y, exact))
+        record.update(bounds.record_fields(spec, x, y, exact, *extra))
     else:  # peers: no derived bound
         record.update(bound_ulp=None, tightness=None, within_bound=None)
     return record
 
 
+def operands(function: str, x: np.ndarray, g: np.ndarray | None) -> tuple:
+    """The operands after ``x`` that ``function`` takes: ``(g,)`` for a backward pass."""
+    return (g,) if function in GRADIENTS else ()
+
+
 def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
-    """Inputs, reference and kernel records of one case: ``{"x", "exact", "records"}``, or
-    ``{"failed": reason}`` when the inputs or the reference cannot be made."""
+    """Inputs, reference and kernel records of one case: ``{"x", "g", "exact", "no_reference",
+    "records"}`` (``g``: the backward pass's cotangent, :func:`softmax_bench.inputs.cotangent`;
+    ``no_reference``: function -> why its reference could not be made, its implementations get
+    ``no_reference`` records), or ``{"failed": reason}`` when the inputs cannot be made."""
     from softmax_bench import reference
 
     try:
         x = config.make_inputs((family, dtype, n))
-        exact = {f: getattr(reference, f)(x) for f in config.functions}
+        g = inputs.cotangent(x, config.seed) if GRADIENTS & set(config.functions) else None
     except Exception as exc:  # noqa: BLE001 - becomes a no_reference record per implementation
         return {"failed": describe(exc)}
+    exact, missing = {}, {}
+    for f in config.functions:
+        try:
+            exact[f] = getattr(reference, f)(x, *operands(f, x, g))
+        except Exception as exc:  # noqa: BLE001 - this function's records say so
+            missing[f] = describe(exc)
     records = []
     for spec in config.kernel_specs(dtype):
         f = spec.function
         base = _base_record(f, spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
-        outcome = guarded_call(spec.fn, x, output_shape(f, x.shape))
-        records.append(judge(base, outcome, x, exact[f], config.ulp_budget, spec))
-    return {"x": x, "exact": exact, "records": records}
+        if f in missing:
+            records.append({**base, "status": "no_reference", "reason": missing[f], "modified_input": None,
+                            "returned_dtype": None, "rows": int(np.prod(x.shape[:-1], dtype=np.int64))})
+            continue
+        extra = operands(f, x, g)
+        outcome = guarded_call(spec.fn, x, output_shape(f, x.shape), extra)
+        records.append(judge(base, outcome, x, exact[f], config.ulp_budget, spec, extra))
+    return {"x": x, "g": g, "exact": exact, "no_reference": missing, "records": records}
 
 
 def _case_setup():
@@ -311,11 +329,16 @@ def _peer_setup(name):
 def _peer_task(fns, task):
     kind, payload = task
     if kind == "call":
-        function, x = payload
-        return guarded_call(fns[function], x, output_shape(function, x.shape))
+        function, x, extra = payload
+        return guarded_call(fns[function], x, output_shape(function, x.shape), extra)
     # "probe": per (function, batch), the batch call and each of its rows alone
-    return [(guarded_call(fns[f], b, output_shape(f, b.shape)),
-             [guarded_call(fns[f], row, output_shape(f, row.shape)) for row in b]) for f, b in payload]
+    answers = []
+    for f, b in payload:
+        extra = operands(f, b, inputs.cotangent(b))
+        answers.append((guarded_call(fns[f], b, output_shape(f, b.shape), extra),
+                        [guarded_call(fns[f], row, output_shape(f, row.shape), tuple(e[i] for e in extra))
+                         for i, row in enumerate(b)]))
+    return answers
 
 
 def probe_batches(dtypes) -> list[np.ndarray]:
@@ -578,7 +601,9 @@ class _Run:
                 p.worker.submit(("probe", p.probe), "probe", self.config.timeout * calls)
             elif p.state == "serving" and p.worker.idle and p.queue:
                 case, function = p.queue.popleft()
-                p.worker.submit(("call", (function, self.open[case]["x"])), (case, function),
+                state = self.open[case]
+                extra = operands(function, state["x"], state["g"])
+                p.worker.submit(("call", (function, state["x"], extra)), (case, function),
                                 self.config.timeout)
 
     # case workers
@@ -596,16 +621,20 @@ class _Run:
         if kind == "died":
             w.restart()
             payload = {"failed": f"the case worker {payload}"}
-        self.open[case] = {"x": payload.get("x"), "exact": payload.get("exact"), "records": {}}
+        self.open[case] = {"x": payload.get("x"), "g": payload.get("g"), "exact": payload.get("exact"),
+                           "records": {}}
         if "failed" in payload:
             for function, impl in self.config.implementations(case[1]):
                 self._record_status(case, function, impl, "no_reference", payload["failed"])
         else:
             for r in payload["records"]:
                 self._add(case, r)
+            missing = payload.get("no_reference", {})
             for p in self.peers:
                 for function in p.functions:
-                    if p.out:
+                    if function in missing:
+                        self._record_status(case, function, p.name, "no_reference", missing[function])
+                    elif p.out:
                         self._record_status(case, function, p.name, p.failure, p.reason)
                     else:
                         p.queue.append((case, function))
@@ -668,7 +697,8 @@ class _Run:
         state = self.open[case]
         family, dtype, n = case
         base = _base_record(function, p.name, "peer", p.name, "native", family, dtype, n)
-        self._add(case, judge(base, outcome, state["x"], state["exact"][function], self.config.ulp_budget))
+        self._add(case, judge(base, outcome, state["x"], state["exact"][function], self.config.ulp_budget,
+                              extra=operands(function, state["x"], state["g"])))
         self._maybe_complete(case)
 
     # records

@@ -185,6 +185,16 @@ def make(family: str, dtype, rows: int, n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
+def cotangent(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The cotangent ``g`` a backward-pass case uses with inputs ``x``: standard normal values in
+    ``x``'s dtype and shape (what a loss gradient looks like), reproducible from ``seed`` and
+    ``x``'s bytes (so every process that holds ``x`` draws the same ``g``)."""
+    fmt = format_of(x.dtype)
+    key = zlib.crc32(np.ascontiguousarray(x).view(np.uint8).tobytes())
+    rng = np.random.default_rng([seed, key, 0x6A])
+    return rng.standard_normal(x.shape).astype(fmt.dtype)
+
+
 # --- the user's own rows (--inputs) ----------------------------------------------------------
 
 def read_inputs(path) -> list[dict]:

@@ -59,8 +59,9 @@ def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return np.array_equal(a, b)
 
 
-def guarded_call(fn, x: np.ndarray, shape: tuple | None = None) -> dict:
-    """Call ``fn`` on a copy of ``x``; never raises.
+def guarded_call(fn, x: np.ndarray, shape: tuple | None = None, extra: tuple = ()) -> dict:
+    """Call ``fn`` on a copy of ``x`` (and copies of the ``extra`` operands: a backward pass's
+    cotangent ``g``); never raises.
 
     Returns ``{"status", "reason", "y", "modified_input", "returned_dtype"}``: status ``returned``
     with ``y`` a float array of the expected ``shape`` (default ``x``'s; possibly of another
@@ -68,10 +69,11 @@ def guarded_call(fn, x: np.ndarray, shape: tuple | None = None) -> dict:
     softmax_bench.formats, or another shape) with ``y`` None and a one-line reason."""
     shape = x.shape if shape is None else tuple(shape)
     mine = x.copy()
+    theirs = [e.copy() for e in extra]
     out = {"status": "returned", "reason": None, "y": None, "modified_input": None, "returned_dtype": None}
     try:
         with np.errstate(all="ignore"):  # overflow and invalid are what the audit measures
-            y = np.asarray(fn(mine))
+            y = np.asarray(fn(mine, *theirs))
     except MemoryError as exc:
         out.update(status="out_of_memory", reason=describe(exc))
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are failures too
@@ -86,7 +88,7 @@ def guarded_call(fn, x: np.ndarray, shape: tuple | None = None) -> dict:
                        reason=f"returned shape {y.shape} for input shape {x.shape}{expected}")
         else:
             out["y"] = y
-    out["modified_input"] = not _same_bits(mine, x)
+    out["modified_input"] = not (_same_bits(mine, x) and all(map(_same_bits, theirs, extra)))
     return out
 
 

@@ -2,10 +2,11 @@
 our kernels.
 
 A peer is a named set of functions ``f(x) -> y``, one per function of the family it provides
-(:data:`FUNCTIONS`: ``softmax``, ``log_softmax``, ``logsumexp``), each along the last axis of a
-numpy array (logsumexp drops that axis). Built-in peers: ``numpy`` (composed, max-shifted),
-``scipy`` (scipy.special), ``torch`` (on the CPU) and ``jax``; each provides every function and is
-available only when its package imports.
+(:data:`FUNCTIONS`: ``softmax``, ``log_softmax``, ``logsumexp``; ``softmax_vjp`` is ``f(x, g)``,
+the backward pass ``J(x)^T g``), each along the last axis of a numpy array (logsumexp drops that
+axis). Built-in peers: ``numpy`` (composed, max-shifted; the backward pass as frameworks write
+it), ``scipy`` (scipy.special: no backward pass), ``torch`` (on the CPU; the backward pass by
+autograd) and ``jax`` (``jax.vjp``); each is available only when its package imports.
 
 Any other function is named ``module:function``, optionally with keyword arguments written as a
 call with literal values: ``scipy.special:softmax(axis=-1)`` calls ``softmax(x, axis=-1)``.
@@ -48,8 +49,8 @@ class Peer:
         """The softmax (or the one function a user peer provides)."""
         return self.fns.get("softmax") or next(iter(self.fns.values()))
 
-    def __call__(self, x: np.ndarray, function: str = "softmax") -> np.ndarray:
-        y = np.asarray(self.fns[function](x))
+    def __call__(self, x: np.ndarray, function: str = "softmax", *extra) -> np.ndarray:
+        y = np.asarray(self.fns[function](x, *extra))
         if y.shape != output_shape(function, x.shape):
             raise ValueError(f"peer {self.name!r} returned shape {y.shape} for input {x.shape}")
         return y
@@ -73,8 +74,15 @@ def numpy_logsumexp(x: np.ndarray) -> np.ndarray:
     return (m + np.log(np.exp(x - m).sum(axis=-1, keepdims=True)))[..., 0]
 
 
+def numpy_softmax_vjp(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The backward pass composed in numpy on the composed forward: ``y * (g - sum(g * y))``."""
+    y = numpy_softmax(x)
+    return y * (g - (g * y).sum(axis=-1, keepdims=True))
+
+
 def _numpy():
-    return {"softmax": numpy_softmax, "log_softmax": numpy_log_softmax, "logsumexp": numpy_logsumexp}
+    return {"softmax": numpy_softmax, "log_softmax": numpy_log_softmax, "logsumexp": numpy_logsumexp,
+            "softmax_vjp": numpy_softmax_vjp}
 
 
 def _scipy():
@@ -95,25 +103,37 @@ def _torch():
 
     from softmax_bench.formats import format_of
 
-    def wrap(op):
-        def run(x: np.ndarray) -> np.ndarray:
-            x = np.ascontiguousarray(x)
-            name = format_of(x.dtype).name
-            if name == "bfloat16":
-                t = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
-                return op(t).contiguous().view(torch.int16).numpy().view(x.dtype)
-            if name.startswith("float8"):
-                t = torch.from_numpy(x.view(np.uint8)).view(getattr(torch, name)).float()
-                y = op(t).to(getattr(torch, name)).contiguous()
-                return y.view(torch.uint8).numpy().view(x.dtype)
-            return op(torch.from_numpy(x)).numpy()
+    def tensor(x: np.ndarray):
+        x = np.ascontiguousarray(x)
+        name = format_of(x.dtype).name
+        if name == "bfloat16":
+            return torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+        if name.startswith("float8"):
+            return torch.from_numpy(x.view(np.uint8)).view(getattr(torch, name)).float()
+        return torch.from_numpy(x)
 
-        return run
+    def array(t, dtype) -> np.ndarray:
+        name = format_of(dtype).name
+        if name == "bfloat16":
+            return t.detach().contiguous().view(torch.int16).numpy().view(dtype)
+        if name.startswith("float8"):
+            return t.detach().to(getattr(torch, name)).contiguous().view(torch.uint8).numpy().view(dtype)
+        return t.detach().numpy()
+
+    def wrap(op):
+        return lambda x: array(op(tensor(x)), x.dtype)
+
+    def softmax_vjp(x: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """autograd: the forward softmax, then ``backward`` with the given gradient ``g``."""
+        t = tensor(x).clone().requires_grad_(True)
+        torch.softmax(t, dim=-1).backward(tensor(g).to(t.dtype))
+        return array(t.grad, x.dtype)
 
     return {
         "softmax": wrap(lambda t: torch.softmax(t, dim=-1)),
         "log_softmax": wrap(lambda t: torch.log_softmax(t, dim=-1)),
         "logsumexp": wrap(lambda t: torch.logsumexp(t, dim=-1)),
+        "softmax_vjp": softmax_vjp,
     }
 
 
@@ -123,10 +143,15 @@ def _jax():
     from jax.scipy.special import logsumexp
 
     jax.config.update("jax_enable_x64", True)  # keep float64 inputs in float64
+    def softmax_vjp(x, g):
+        _, pullback = jax.vjp(lambda t: jax.nn.softmax(t, axis=-1), jnp.asarray(x))
+        return np.asarray(pullback(jnp.asarray(g))[0])
+
     return {
         "softmax": lambda x: np.asarray(jax.nn.softmax(jnp.asarray(x), axis=-1)),
         "log_softmax": lambda x: np.asarray(jax.nn.log_softmax(jnp.asarray(x), axis=-1)),
         "logsumexp": lambda x: np.asarray(logsumexp(jnp.asarray(x), axis=-1)),
+        "softmax_vjp": softmax_vjp,
     }
 
 
@@ -138,11 +163,17 @@ BUILTIN_PEERS: dict[str, Callable[[], dict]] = {
 }
 
 
+#: The functions each built-in peer provides (scipy.special has no backward pass).
+BUILTIN_FUNCTIONS = {"numpy": FUNCTIONS, "scipy": ("softmax", "log_softmax", "logsumexp"),
+                     "torch": FUNCTIONS, "jax": FUNCTIONS}
+
+
 def peer_functions(name: str) -> tuple[str, ...]:
     """The functions peer ``name`` provides, read from the name alone (nothing is imported):
-    every function for a built-in peer, else the ``FUNCTION=`` prefix (default softmax)."""
+    :data:`BUILTIN_FUNCTIONS` for a built-in peer, else the ``FUNCTION=`` prefix (default
+    softmax)."""
     if name in BUILTIN_PEERS:
-        return FUNCTIONS
+        return BUILTIN_FUNCTIONS[name]
     return (split_function(name)[0],)
 
 

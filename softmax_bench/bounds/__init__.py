@@ -23,6 +23,7 @@ from softmax_bench.formats import FORMATS, format_of, ulp
 from .common import EVAL_ABS, EVAL_SAFETY, EXP_ULPS, LOG_ULPS, RowBounds, kernel_constants
 from .logsumexp import log_softmax_bounds, logsumexp_bounds
 from .softmax import softmax_bounds
+from .softmax_vjp import softmax_vjp_bounds
 
 __all__ = [
     "EXP_ULPS",
@@ -37,6 +38,7 @@ __all__ = [
     "kernel_constants",
     "worst_case_search",
     "save_worst_cases",
+    "operands",
 ]
 
 _BOUNDS = {"softmax": softmax_bounds, "log_softmax": log_softmax_bounds,
@@ -53,10 +55,15 @@ REASONS = {
 }
 
 
-def element_bounds(spec, x, ref=None) -> RowBounds:
+def element_bounds(spec, x, ref=None, g=None) -> RowBounds:
     """The derived bound of kernel ``spec`` on input ``x`` (storage dtype, along the last axis),
     per output element; ``ref``, the correctly rounded reference, is the ULP unit (without it, a
-    lower bound of that ULP). See :mod:`.softmax` and :mod:`.logsumexp`."""
+    lower bound of that ULP); ``g`` the cotangent of a softmax_vjp kernel. See :mod:`.softmax`,
+    :mod:`.logsumexp` and :mod:`.softmax_vjp`."""
+    if spec.function == "softmax_vjp":
+        if g is None:
+            raise ValueError(f"{spec.id}: the bound of a backward pass needs its cotangent g")
+        return softmax_vjp_bounds(spec, x, g, ref)
     return _BOUNDS[spec.function](spec, x, ref)
 
 
@@ -66,13 +73,14 @@ def b_storage(spec):
 
 
 def reference_of(spec):
-    """The reference function (:mod:`softmax_bench.reference`) of ``spec.function``."""
+    """The reference function (:mod:`softmax_bench.reference`) of ``spec.function`` (for
+    softmax_vjp, ``vjp(x, g)``)."""
     from softmax_bench import reference
 
     return getattr(reference, spec.function)
 
 
-def record_fields(spec, x, computed, ref) -> dict:
+def record_fields(spec, x, computed, ref, g=None) -> dict:
     """The audit's bound fields for one case (``x`` inputs, ``computed`` the kernel's output,
     ``ref`` the correctly rounded reference; storage dtype).
 
@@ -91,7 +99,7 @@ def record_fields(spec, x, computed, ref) -> dict:
     """
     from softmax_bench.formats import ulp_error
 
-    b = element_bounds(spec, x, ref)
+    b = element_bounds(spec, x, ref, g)
     cols = b.ulp_bound.shape[1]
     err = ulp_error(np.asarray(computed), np.asarray(ref)).reshape(-1, cols)
     dom = b.in_domain
@@ -143,16 +151,28 @@ def record_fields(spec, x, computed, ref) -> dict:
 # ---------------------------------------------------------------------------------------------
 # worst-case search
 # ---------------------------------------------------------------------------------------------
-def _scores(spec, x):
+def operands(spec, rows):
+    """(x, extra operands) of a search row: for a backward-pass kernel the row holds ``x``
+    followed by its cotangent ``g`` (``2n`` values), else it is ``x``."""
+    from softmax_bench.functions import GRADIENTS
+
+    if spec.function in GRADIENTS:
+        n = rows.shape[-1] // 2
+        return rows[..., :n], (rows[..., n:],)
+    return rows, ()
+
+
+def _scores(spec, rows):
     """Per row: max_i err_i / bound_i (-inf outside the domain), the max error in ULPs, and the
     largest bound."""
     from softmax_bench.formats import ulp_error
 
-    ref = reference_of(spec)(x)
-    b = element_bounds(spec, x, ref)
+    x, extra = operands(spec, rows)
+    ref = reference_of(spec)(x, *extra)
+    b = element_bounds(spec, x, ref, *extra)
     cols = b.ulp_bound.shape[1]
     with np.errstate(all="ignore"):
-        err = ulp_error(spec(x), ref).reshape(-1, cols)
+        err = ulp_error(spec(x, *extra), ref).reshape(-1, cols)
     ratio = np.where(b.in_domain, (err / b.ulp_bound).max(axis=1), -np.inf)
     return ratio, err.max(axis=1), b.ulp_bound.max(axis=1)
 
@@ -163,15 +183,23 @@ def worst_case_search(spec, seed: int = 0, sizes=(3, 16, 64), steps: int = 40, p
     and 30; naive rows kept inside a third of the compute format's exp range), then ``steps``
     rounds of ``pop`` mutants of the current row (one entry moved by a random amount at a random
     scale, or by a few ULPs), keeping the best mutant when it is no worse. Returns the final rows,
-    best first: ``{"row", "n", "ratio", "max_ulp", "bound_ulp"}``."""
+    best first: ``{"row", "n", "ratio", "max_ulp", "bound_ulp"}`` (a backward-pass kernel's row is
+    ``x`` followed by ``g``, :func:`operands`; ``g`` drawn normal and mutated like ``x``)."""
+    from softmax_bench.functions import GRADIENTS
+
     rng = np.random.default_rng([seed, zlib_crc(spec.id)])
     fs = format_of(spec.dtype)
     fc = FORMATS[spec.compute]
     lim = fs.max_finite / 2 if kernel_constants(spec).shifted else fc.exp_overflow / 3
     found = []
+    width = 2 if spec.function in GRADIENTS else 1
     for n in sizes:
         scales = rng.choice([1.0, 4.0, 30.0], 4 * pop)[:, None]
-        x = np.clip(rng.standard_normal((4 * pop, n)) * scales, -lim, lim).astype(fs.dtype)
+        x = np.clip(rng.standard_normal((4 * pop, n)) * scales, -lim, lim)
+        if width == 2:
+            x = np.concatenate([x, rng.standard_normal((4 * pop, n))], axis=1)
+        x = x.astype(fs.dtype)
+        n = n * width
         ratio, merr, mb = _scores(spec, x)
         best = int(np.argmax(ratio))
         cur, cur_r, cur_e, cur_b = x[best].copy(), ratio[best], merr[best], mb[best]
@@ -192,7 +220,7 @@ def worst_case_search(spec, seed: int = 0, sizes=(3, 16, 64), steps: int = 40, p
             j = int(np.argmax(ratio))
             if ratio[j] >= cur_r:
                 cur, cur_r, cur_e, cur_b = c[j].copy(), ratio[j], merr[j], mb[j]
-        found.append({"row": cur.astype(np.float64).tolist(), "n": n, "ratio": float(cur_r),
+        found.append({"row": cur.astype(np.float64).tolist(), "n": n // width, "ratio": float(cur_r),
                       "max_ulp": float(cur_e), "bound_ulp": float(cur_b)})
     return sorted(found, key=lambda f: -f["ratio"])
 
