@@ -118,11 +118,15 @@ def make_vjp_kernel(forward, rows, storage, compute, name, doc=""):
     view = numba_view(storage)
 
     def kernel(x, g, axis=-1, out=None):
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}: x must be a numpy array, got {type(x).__name__}")
+        if x.dtype != storage:
+            raise TypeError(f"{name}: x must have dtype {storage.name}, got {x.dtype}")
         if not isinstance(g, np.ndarray):
             raise TypeError(f"{name}: g must be a numpy array, got {type(g).__name__}")
         if g.dtype != storage:
             raise TypeError(f"{name}: g must have dtype {storage.name}, got {g.dtype}")
-        if isinstance(x, np.ndarray) and g.shape != x.shape:
+        if g.shape != x.shape:
             raise ValueError(f"{name}: g has shape {g.shape}, x has {x.shape}")
         y = forward(x, axis=axis, out=None if out is None else np.empty_like(out))
         if out is not None and not out.flags.writeable:

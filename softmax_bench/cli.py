@@ -251,11 +251,11 @@ def cmd_ranges(args) -> int:
 
     start = time.perf_counter()
     result = ranges.run(out_dir=args.out, json_path=args.json, maps=not args.no_maps,
-                        kernels=args.kernels)
+                        kernels=args.kernels, functions=args.functions)
     print(ranges.format_table(result["thresholds"]))
     for m in result["maps"]:
         counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items() if v)
-        print(f"  {m['kernel']:26} {args.out / m['png']}  ({counts})")
+        print(f"  {m['kernel']:40} {args.out / m['png']}  ({counts})")
     print("\nseed properties (softmax_bench.properties.check_all):")
     for p in result["properties"]:
         print(f"  {p['kernel']:26} holds {p['holds']}, violated {p['violated']}, predicted failure "
@@ -397,7 +397,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     rng = sub.add_parser("ranges", help="overflow/underflow thresholds by bisection, and failure maps")
     rng.add_argument("--kernels", type=_csv(ALGORITHM_NAMES), default=list(ALGORITHM_NAMES),
-                     help=f"softmax kernel algorithms (default: {','.join(ALGORITHM_NAMES)})")
+                     help=f"kernel algorithms (default: {','.join(ALGORITHM_NAMES)})")
+    from softmax_bench.ranges import FUNCTIONS as RANGE_FUNCTIONS
+
+    rng.add_argument("--functions", type=_csv(RANGE_FUNCTIONS), default=list(RANGE_FUNCTIONS),
+                     help=f"functions (default: {','.join(RANGE_FUNCTIONS)})")
     rng.add_argument("--json", type=Path, default=None, help="default: OUT/ranges.json")
     rng.add_argument("--out", type=Path, default=Path("results/ranges"),
                      help="folder of the PNG maps (default: results/ranges)")

@@ -1,4 +1,6 @@
-"""Overflow and underflow thresholds of every kernel, found by bisection, and failure maps.
+"""Overflow and underflow thresholds of every kernel, found by bisection, and failure maps, for
+softmax, log_softmax and logsumexp (the backward pass takes the shifted softmax's output, whose
+thresholds are shifted's: never).
 
 Thresholds (:func:`thresholds`)
 -------------------------------
@@ -8,21 +10,23 @@ For each kernel and row shape, a row is built from one number ``t = max(x)``:
 - ``one_large``: ``x_0 = t``, the other entries ``t - 30`` (their exps are ``e^-30`` of the
   largest: the row behaves like a single term, so the edges are the exp edges themselves).
 
-A row *fails* when some output is NaN or inf or every output is 0 (the three failure classes of
-:mod:`softmax_bench.metrics`; 0s from an infinite sum count, since ``y = e/inf = 0`` is finite but
-wrong). Bisection runs on the **representable values of the storage format** (on the integer order
+A row *fails* when some output is NaN or inf or (softmax) every output is 0 (the failure classes
+of :mod:`softmax_bench.metrics`; 0s from an infinite sum count, since ``y = e/inf = 0`` is finite
+but wrong). log_softmax and logsumexp fail by a non-finite output: ``log(inf)`` past the overflow
+edge, ``log(0) = -inf`` (and ``x - log 0 = +inf``) past the underflow edge. Bisection runs on the **representable values of the storage format** (on the integer order
 of their bit patterns, so it ends on two adjacent floats, exactly):
 
 - overflow threshold: the smallest ``t >= 0`` whose row fails (searched up to the largest finite);
-- underflow threshold: the largest ``t <= 0`` whose row is all zero or holds a NaN (searched down
-  to minus the largest finite).
+- underflow threshold: the largest ``t <= 0`` whose row is all zero or holds a NaN (softmax), or
+  holds a non-finite output (log_softmax, logsumexp), searched down to minus the largest finite.
 
 Theory (exact arithmetic, compute format ``c``): naive overflows when the exact sum reaches the
 overflow boundary of ``c`` (``max_finite + ulp/2``), at
 ``t = ln(max_finite + ulp/2) - ln(sum_j exp(x_j - t))`` (``equal``: minus ``ln n``; ``one_large``:
 minus ``ln(1 + (n-1) e^-30)``, i.e. ``ln(max_finite)``: float16 11.09, float32 88.72, float64 709.78),
 and underflows when every term rounds to 0, ``t < ln(smallest_subnormal / 2)`` (-17.33, -103.97,
--745.13). The shifted kernel has no threshold: every exponent is <= 0 and one is exactly 0, so it is
+-745.13). The same edges hold for naive log_softmax and logsumexp: they fail where the sum of
+exponentials does. The shifted kernels (and the log1p forms) have no threshold: every exponent is <= 0 and one is exactly 0, so it is
 checked at ``t = +-max_finite`` and on a sweep of ``t`` over the whole range, and reported
 ``"never"`` when no row fails.
 
@@ -120,15 +124,18 @@ def row_for(shape: str, t: float, n: int, dtype) -> np.ndarray:
     raise ValueError(f"unknown row shape {shape!r}; choose from {SHAPES}")
 
 
-def fails(y: np.ndarray) -> bool:
-    """Some output NaN or inf, or every output 0."""
+def fails(y: np.ndarray, function: str = "softmax") -> bool:
+    """Some output NaN or inf, or (softmax) every output 0."""
     y = np.asarray(y, dtype=np.float64)
-    return bool((~np.isfinite(y)).any() or (y == 0).all())
+    return bool((~np.isfinite(y)).any() or (function == "softmax" and (y == 0).all()))
 
 
-def _zero_or_nan(y: np.ndarray) -> bool:
+def _underflowed(y: np.ndarray, function: str) -> bool:
+    """softmax: an all-zero row or a NaN (0/0); the log functions: a non-finite output (log 0)."""
     y = np.asarray(y, dtype=np.float64)
-    return bool(np.isnan(y).any() or (y == 0).all())
+    if function == "softmax":
+        return bool(np.isnan(y).any() or (y == 0).all())
+    return bool((~np.isfinite(y)).any())
 
 
 def _bisect(pred, lo_key: int, hi_key: int) -> int:
@@ -174,21 +181,24 @@ def thresholds(spec, shape: str, n: int) -> dict:
     dtype = spec.dtype
     fs = format_of(dtype)
     run_ = lambda t: spec(row_for(shape, t, n, dtype))  # noqa: E731
+    fn = spec.function
+    fails_ = lambda y: fails(y, fn)  # noqa: E731
+    _zero_or_nan = lambda y: _underflowed(y, fn)  # noqa: E731
     with np.errstate(all="ignore"):
         th = theory(spec, shape, n)
-        out = {"kernel": spec.id, "algorithm": spec.algorithm, "dtype": fs.name,
+        out = {"kernel": spec.id, "function": fn, "algorithm": spec.algorithm, "dtype": fs.name,
                "compute": spec.compute, "shape": shape, "n": n,
                "theory_overflow": th["overflow"], "theory_underflow": th["underflow"]}
         top = _key(fs.max_finite, dtype)
         bottom = _key(-fs.max_finite, dtype)
         zero = _key(0.0, dtype)
         # overflow: smallest t >= 0 with a failing row
-        if fails(run_(0.0)):
+        if fails_(run_(0.0)):
             over = 0.0
-        elif not fails(run_(fs.max_finite)):
+        elif not fails_(run_(fs.max_finite)):
             over = None
         else:
-            over = _from_key(_bisect(lambda k: fails(run_(_from_key(k, dtype))), zero, top), dtype)
+            over = _from_key(_bisect(lambda k: fails_(run_(_from_key(k, dtype))), zero, top), dtype)
         # underflow: largest t <= 0 with an all-zero or NaN row
         if _zero_or_nan(run_(0.0)):
             under = 0.0
@@ -202,7 +212,7 @@ def thresholds(spec, shape: str, n: int) -> dict:
             # the sweep: no failure anywhere on the way up to +-max finite
             ts = np.concatenate([-np.geomspace(1e-3, fs.max_finite, 60), [0.0],
                                  np.geomspace(1e-3, fs.max_finite, 60)])
-            bad = [float(t) for t in ts if fails(run_(float(np.array(t).astype(dtype))))]
+            bad = [float(t) for t in ts if fails_(run_(float(np.array(t).astype(dtype))))]
             out["sweep_failures"] = bad
     out["overflow"] = "never" if over is None else over
     out["underflow"] = "never" if under is None else under
@@ -280,8 +290,10 @@ def classify(spec, x, y, ref) -> np.ndarray:
     b = bounds.element_bounds(spec, x, ref)
     y64 = np.asarray(y, dtype=np.float64)
     err = ulp_error(y, ref)
+    y64 = y64.reshape(b.ulp_bound.shape)
+    err = err.reshape(b.ulp_bound.shape)
     nonfinite = (~np.isfinite(y64)).any(axis=1)
-    zero = (y64 == 0).all(axis=1)
+    zero = (y64 == 0).all(axis=1) & (spec.function == "softmax")
     beyond = b.in_domain & (err > b.ulp_bound).any(axis=1)
     loose = (err > MAP_ULP_BUDGET).any(axis=1)
     return np.select(
@@ -306,13 +318,13 @@ def failure_map(specs, out_dir: Path, grid: int = MAP_GRID, n: int = MAP_N) -> l
     out_dir = Path(out_dir)
     by_mode: dict = {}
     for spec in specs:
-        by_mode.setdefault((spec.dtype.name, spec.compute), []).append(spec)
+        by_mode.setdefault((spec.function, spec.dtype.name, spec.compute), []).append(spec)
     results = []
     colours = ["#2b8a3e", "#94d82d", "#e03131", "#fab005", "#343a40", "#1c7ed6"]
     cmap = ListedColormap(colours)
-    for (storage, compute), mode_specs in by_mode.items():
+    for (function, storage, compute), mode_specs in by_mode.items():
         x, cs, ss = map_inputs(storage, compute, grid, n)
-        ref = reference.softmax(x)
+        ref = getattr(reference, function)(x)
         for spec in mode_specs:
             with np.errstate(all="ignore"):
                 y = spec(x)
@@ -331,7 +343,7 @@ def failure_map(specs, out_dir: Path, grid: int = MAP_GRID, n: int = MAP_N) -> l
             ax.legend(handles, OUTCOMES, fontsize=7, loc="upper center",
                       bbox_to_anchor=(0.5, -0.13), ncol=3)
             fig.tight_layout()
-            name = f"failure_map_{spec.algorithm}_{storage}_at_{compute}.png"
+            name = f"failure_map_{function}_{spec.algorithm}_{storage}_at_{compute}.png"
             _save(fig, out_dir / name)
             plt.close(fig)
             counts = {OUTCOMES[i]: int((cls == i).sum()) for i in range(len(OUTCOMES))}
@@ -361,19 +373,24 @@ def property_summary(specs, seed: int = 0) -> list[dict]:
     return out
 
 
+#: The functions with thresholds and maps (module docstring).
+FUNCTIONS = ("softmax", "log_softmax", "logsumexp")
+
+
 def run(out_dir: Path = Path("results/ranges"), json_path: Path | None = None, maps: bool = True,
-        kernels=None, sizes=SIZES, shapes=SHAPES) -> dict:
+        kernels=None, sizes=SIZES, shapes=SHAPES, functions=FUNCTIONS) -> dict:
     """Every threshold and failure map; writes ``json_path`` (default ``out_dir/ranges.json``)."""
     from softmax_bench.kernels import list_kernels
     from softmax_bench.results_io import write_json_atomic
 
-    # softmax kernels (the thresholds and maps of log_softmax and logsumexp are not measured yet)
-    specs = [s for s in list_kernels(function="softmax") if kernels is None or s.algorithm in kernels]
+    specs = [s for s in list_kernels() if s.function in functions and s.function in FUNCTIONS
+             and (kernels is None or s.algorithm in kernels)]
     rows = [thresholds(spec, shape, n) for spec in specs for shape in shapes for n in sizes]
     from softmax_bench.results_io import provenance
 
     result = {"meta": {"tool": "softmax-bench ranges", **provenance()},
-              "thresholds": rows, "properties": property_summary(specs),
+              "thresholds": rows,
+              "properties": property_summary([s for s in specs if s.function == "softmax"]),
               "maps": failure_map(specs, out_dir) if maps else []}
     json_path = Path(json_path) if json_path is not None else Path(out_dir) / "ranges.json"
     write_json_atomic(json_path, result)

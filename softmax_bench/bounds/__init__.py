@@ -231,8 +231,19 @@ def zlib_crc(text: str) -> int:
     return zlib.crc32(text.encode())
 
 
-def save_worst_cases(out_dir="results/worst_cases", seed: int = 0, **kw) -> list:
-    """Run :func:`worst_case_search` for every registered kernel; one JSON per kernel."""
+def search_sizes(spec) -> tuple:
+    """Row lengths the search tries: 3, 16, 64, and for the online and two-pass kernels a row of
+    three blocks as well (their moves happen only between blocks; shorter rows are one block)."""
+    from softmax_bench.kernels.arith import BLOCK
+
+    from .common import STREAMING
+
+    return (3, 16, 64) + ((2 * BLOCK + 64,) if spec.algorithm in STREAMING else ())
+
+
+def save_worst_cases(out_dir="results/worst_cases", seed: int = 0, ids=None, **kw) -> list:
+    """Run :func:`worst_case_search` for every registered kernel (or those of ``ids``), at
+    :func:`search_sizes`; one JSON per kernel."""
     from pathlib import Path
 
     from softmax_bench.kernels import list_kernels
@@ -240,7 +251,9 @@ def save_worst_cases(out_dir="results/worst_cases", seed: int = 0, **kw) -> list
 
     summary = []
     for spec in list_kernels():
-        cases = worst_case_search(spec, seed=seed, **kw)
+        if ids is not None and spec.id not in ids:
+            continue
+        cases = worst_case_search(spec, seed=seed, **{"sizes": search_sizes(spec), **kw})
         name = spec.id.replace("/", "_").replace("@", "_at_")
         write_json_atomic(Path(out_dir) / f"{name}.json", {
             "kernel": spec.id,

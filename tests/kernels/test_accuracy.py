@@ -10,7 +10,11 @@ from hypothesis import strategies as st
 
 from softmax_bench.bounds import reference_of
 from softmax_bench.formats import format_of, ulp_error
+from softmax_bench.functions import GRADIENTS
 from softmax_bench.kernels import KERNELS
+
+#: kernels of one operand (the backward pass: tests/kernels/softmax_vjp)
+KERNELS = [k for k in KERNELS if k.function not in GRADIENTS]
 
 SETTINGS = settings(
     max_examples=40,

@@ -15,7 +15,8 @@ from softmax_bench.kernels.registry import FUNCTIONS, MODES
 ALGORITHMS = {"softmax": ("naive", "shifted", "shifted_log1p", "division_free", "division_free_log1p",
                           "online", "two_pass"),
               "log_softmax": ("naive", "shifted", "shifted_log1p"),
-              "logsumexp": ("naive", "shifted", "shifted_log1p")}
+              "logsumexp": ("naive", "shifted", "shifted_log1p"),
+              "softmax_vjp": ("shifted",)}
 EXPECTED_IDS = {
     f"{f}/{a}/{s}@{c}"
     for f, algorithms in ALGORITHMS.items()
@@ -41,6 +42,7 @@ def test_ids_are_stable_and_unique():
         assert isinstance(k, KernelSpec)
         assert k.id == f"{k.function}/{k.algorithm}/{k.dtype.name}@{k.compute}"
         assert k.reduces == (k.function == "logsumexp")
+        assert k.options == (() if k.function == "softmax_vjp" else k.options)
 
 
 def test_get_kernel_defaults_and_spellings():
@@ -57,7 +59,7 @@ def test_get_kernel_defaults_and_spellings():
     "args",
     [("blocked", "float32"), ("online", "float32", None, "logsumexp"), ("shifted", "int32"), ("shifted", "float64", "float32"),
      ("shifted", "float32", "float16"), ("shifted", "nonsense"),
-     ("shifted", "float32", None, "softmax_vjp")],
+     ("online", "float32", None, "softmax_vjp"), ("shifted", "float32", None, "softmin")],
 )
 def test_get_kernel_unknown(args):
     with pytest.raises(KeyError):

@@ -268,3 +268,31 @@ def test_verdict_gates():
     assert "2 nan rows" in audit.verdict([nan], fail_on_nonfinite=True)[0]
     missed = rec(max_ulp=0.0, missed_nan_rows=1)
     assert "1 missed_nan rows" in audit.verdict([missed], fail_on_nonfinite=True)[0]
+
+
+def test_backward_pass_cases_share_one_seeded_cotangent(tmp_path):
+    """softmax_vjp: every implementation of a case gets the same g (inputs.cotangent of the
+    case's x and seed, reproducible in any process), the kernels are judged against J(x)^T g
+    within their bound, a user implementation takes (x, g), and scipy (no backward pass) is not
+    asked for one."""
+    pytest.importorskip("scipy")
+    config = small_config(functions=["softmax_vjp"], kernels=["shifted"], dtypes=["float32"],
+                          families=["normal1"], sizes=[6],
+                          peers=["numpy", "softmax_vjp=softmax_bench.peers:numpy_softmax_vjp"])
+    records = audit.run(config, tmp_path / "a.json", progress=False)["records"]
+    got = {r["implementation"] for r in records}
+    assert got == {"softmax_vjp/shifted/float32@float32", "softmax_vjp/shifted/float32@float64", "numpy",
+                   "softmax_vjp=softmax_bench.peers:numpy_softmax_vjp"}
+    for r in records:
+        assert r["function"] == "softmax_vjp" and r["status"] == "ok", r
+        assert r["within_bound"] is not False
+    by = {r["implementation"]: r for r in records}
+    # the user's copy of the numpy peer saw the same x and g: the same measured errors
+    user = by["softmax_vjp=softmax_bench.peers:numpy_softmax_vjp"]
+    assert user["max_ulp"] == by["numpy"]["max_ulp"] and user["max_rel"] == by["numpy"]["max_rel"]
+    x = config.make_inputs(("normal1", "float32", 6))
+    assert np.array_equal(audit.inputs.cotangent(x, config.seed), audit.inputs.cotangent(x.copy(), config.seed))
+    both = small_config(functions=["softmax", "softmax_vjp"], kernels=[], peers=["numpy", "scipy"])
+    assert both.implementations("float16") == [("softmax", "numpy"), ("softmax_vjp", "numpy"), ("softmax", "scipy")]
+    with pytest.raises(audit.AuditError, match="not among --functions"):
+        audit.run(small_config(functions=["softmax_vjp"], peers=["scipy"]), None, progress=False)

@@ -47,14 +47,41 @@ def test_every_builtin_peer_function_against_the_reference():
     from softmax_bench.formats import ulp_error
 
     x = np.random.default_rng(1).normal(0, 2, (4, 9))
-    for name in ("numpy", "scipy", "torch"):
+    g = np.random.default_rng(2).normal(0, 1, (4, 9))
+    for name in ("numpy", "scipy", "torch", "jax"):
         if name != "numpy" and peers.available_peers()[name] != "available":
             continue
         p = peers.get_peer(name)
-        assert set(p.fns) == set(peers.FUNCTIONS)
-        for f in peers.FUNCTIONS:
-            y = p(x, f)
-            assert ulp_error(y, getattr(reference, f)(x)).max() <= 64, (name, f)
+        assert set(p.fns) == set(peers.peer_functions(name))
+        for f in p.fns:
+            extra = (g,) if f == "softmax_vjp" else ()
+            y = p(x, f, *extra)
+            exact = getattr(reference, f)(x, *extra)
+            if f == "softmax_vjp":  # cancellation in g_i - <g, y>: compare with the scale of y*|g|
+                scale = reference.softmax(x) * (np.abs(g) + np.abs((g * reference.softmax(x)).sum(-1, keepdims=True)))
+                assert (np.abs(y - exact) <= 64 * 2.0**-53 * scale.max(-1, keepdims=True)).all(), name
+            else:
+                assert ulp_error(y, exact).max() <= 64, (name, f)
+
+
+def test_torch_backward_pass_is_autograd_in_the_input_format():
+    """torch's softmax_vjp is x.grad after softmax(x).backward(g), in x's own dtype (bfloat16
+    crossing as its bits)."""
+    torch = pytest.importorskip("torch")
+    import ml_dtypes
+
+    p = peers.get_peer("torch")
+    rng = np.random.default_rng(3)
+    for dtype in (np.float32, ml_dtypes.bfloat16):
+        x = rng.normal(0, 2, (3, 5)).astype(dtype)
+        g = rng.normal(0, 1, (3, 5)).astype(dtype)
+        y = p(x, "softmax_vjp", g)
+        assert y.dtype == x.dtype and y.shape == x.shape
+        t = torch.tensor(x.astype(np.float32)).to(torch.bfloat16 if dtype is not np.float32 else torch.float32)
+        t.requires_grad_(True)
+        torch.softmax(t, -1).backward(torch.tensor(g.astype(np.float32)).to(t.dtype))
+        assert np.array_equal(y.astype(np.float32), t.grad.float().numpy())
+    assert peers.peer_functions("scipy") == ("softmax", "log_softmax", "logsumexp")
 
 
 def test_peer_functions_are_read_from_the_name():

@@ -25,8 +25,12 @@ def test_keys_are_monotone_and_invertible(dtype):
     assert ranges._from_key(one + 1, dtype) == float(np.nextafter(np.array(1.0, dtype), np.array(2.0, dtype)))
 
 
-@pytest.mark.parametrize("spec", list_kernels("naive", function="softmax"), ids=lambda k: k.id)
+NAIVE = [k for f in ranges.FUNCTIONS for k in list_kernels("naive", function=f)]
+
+
+@pytest.mark.parametrize("spec", NAIVE, ids=lambda k: k.id)
 def test_naive_thresholds_agree_with_theory(spec):
+    """softmax, log_softmax and logsumexp alike: they fail where the sum of exponentials does."""
     fc = FORMATS[spec.compute]
     for shape in ranges.SHAPES:
         for n in ranges.SIZES:
@@ -51,8 +55,13 @@ def test_named_edges():
         assert abs(r["overflow"] - over) < 0.01 and abs(r["underflow"] - under) < 0.02, r
 
 
-@pytest.mark.parametrize("spec", list_kernels("shifted", function="softmax"), ids=lambda k: k.id)
+NEVER = [k for f in ranges.FUNCTIONS for k in list_kernels(function=f) if k.algorithm not in ("naive", "division_free")]
+
+
+@pytest.mark.parametrize("spec", NEVER, ids=lambda k: k.id)
 def test_shifted_never_fails(spec):
+    """Every shifted form (shifted, Alg. 4.1's log1p, online, two-pass, division_free_log1p) of
+    every function: no threshold, and no failure on a sweep over the whole range."""
     for shape in ranges.SHAPES:
         r = ranges.thresholds(spec, shape, 1000)
         assert r["overflow"] == "never" and r["underflow"] == "never" and not r["sweep_failures"], r
@@ -68,6 +77,11 @@ def test_failure_map_small_grid(tmp_path):
         assert sum(m["counts"].values()) == 64 and m["counts"]["beyond bound"] == 0
     naive, shifted = maps
     assert naive["counts"]["NaN/inf"] > 0 and shifted["counts"]["within 2 ULP"] + shifted["counts"]["within bound"] == 64
+    logs = [get_kernel("naive", "float32", function="logsumexp"), get_kernel("shifted_log1p", "float32", function="log_softmax")]
+    lse, ls = ranges.failure_map(logs, tmp_path, grid=8, n=8)
+    assert lse["png"] == "failure_map_logsumexp_naive_float32_at_float32.png"
+    assert lse["counts"]["NaN/inf"] > 0 and lse["counts"]["beyond bound"] == ls["counts"]["beyond bound"] == 0
+    assert ls["counts"]["NaN/inf"] == ls["counts"]["all zero"] == 0
 
 
 def test_cli_ranges_no_maps(tmp_path, capsys):
@@ -76,7 +90,7 @@ def test_cli_ranges_no_maps(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "softmax/naive/float32@float32" in out and "88.72" in out
     data = json.loads(path.read_text())
-    naive_modes = len(list_kernels("naive", function="softmax"))  # one per (storage, compute) mode
+    naive_modes = len(NAIVE)  # one per (function, storage, compute) mode
     assert len(data["thresholds"]) == naive_modes * len(ranges.SHAPES) * len(ranges.SIZES) and data["maps"] == []
 
 
@@ -92,5 +106,5 @@ def test_report_has_bound_table_and_links_failure_maps(tmp_path):
     text = report.write_report([path], tmp_path).read_text()
     assert "## Error bounds" in text and "| `softmax/naive/float32@float32` |" in text
     assert "overflow: 3 (failed 3)" in text  # far_positive rows: outside the domain, and failed
-    assert "](ranges/failure_map_shifted_float32_at_float32.png)" in text
+    assert "](ranges/failure_map_softmax_shifted_float32_at_float32.png)" in text
     assert "`numpy` |" not in text.split("## Error bounds")[1].split("## Plots")[0]  # peers: no bound
