@@ -25,6 +25,8 @@ MODES = (
     ("float64", "float64"),
 )
 KERNEL_IDS = tuple(f"{f}/{a}/{s}@{c}" for f in FUNCTIONS for a in ALGORITHMS[f] for s, c in MODES)
+#: The backward-pass kernels, f(x, g) (their own benchmark classes: they take a cotangent).
+VJP_IDS = tuple(f"softmax_vjp/shifted/{s}@{c}" for s, c in MODES)
 DTYPES = ("float16", "float32", "float64")
 
 

@@ -8,6 +8,10 @@
 - ``Ulp.track_bad_rows``: rows whose output has a NaN, an infinity, or a zero where the
   reference is non-zero (all-zero and spurious-zero rows), per kernel and family: the failures
   that ``max_ulp`` cannot show.
+- ``BackwardUlp.track_max_ulp`` / ``track_bad_rows``: the same for the backward-pass kernels,
+  with the audit's cotangent ``g = inputs.cotangent(x, SEED)`` and ``reference.vjp(x, g)`` (a
+  family whose reference gives up is n/a). In ULPs of tiny cancelled outputs these are large for
+  every implementation: the track watches for change, the audit judges against the bound.
 - ``OverflowThreshold.track_overflow_threshold``: the measured overflow threshold per kernel, as
   log2 of the largest input x (representable in the storage format) for which ``softmax([x, 0])``
   (softmax, log_softmax; logsumexp: its one value) is finite, found by bisection over the bit
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import FUNCTIONS, KERNEL_IDS, kernel, storage_of
+from ._common import FUNCTIONS, KERNEL_IDS, VJP_IDS, kernel, storage_of
 
 SEED = 20241125
 ROWS, N = 16, 64
@@ -88,6 +92,51 @@ class Ulp:
         return (
             s["nan_rows"] + s["inf_rows"] + s["all_zero_rows"] + s["spurious_zero_rows"]
         )
+
+    track_bad_rows.unit = "rows"
+
+
+class BackwardUlp:
+    params = (list(VJP_IDS), list(FAMILIES))
+    param_names = ("kernel", "family")
+    timeout = 600
+
+    def setup_cache(self):
+        """{(dtype, family): (x, g, reference J(x)^T g)}, computed once."""
+        from softmax_bench import inputs, reference
+
+        cases = {}
+        if not hasattr(inputs, "cotangent"):  # a commit before the backward pass
+            return cases
+        for dtype in DTYPES:
+            for family in FAMILIES:
+                x = inputs.make(family, dtype, ROWS, N, seed=SEED)
+                g = inputs.cotangent(x, SEED)
+                try:
+                    cases[(dtype, family)] = (x, g, reference.vjp(x, g))
+                except reference.ReferencePrecisionError:
+                    continue
+        return cases
+
+    def setup(self, cases, kid, family):
+        dtype = storage_of(kid)
+        if (dtype, family) not in cases:
+            raise NotImplementedError(f"no reference for {family!r} in {dtype} in this commit")
+        from softmax_bench import metrics
+
+        x, g, exact = cases[(dtype, family)]
+        with np.errstate(all="ignore"):
+            y = kernel(kid)(x, g)
+        self.summary = metrics.summarise(y, exact, function="softmax_vjp")
+
+    def track_max_ulp(self, cases, kid, family):
+        return self.summary["max_ulp"]
+
+    track_max_ulp.unit = "ULP"
+
+    def track_bad_rows(self, cases, kid, family):
+        s = self.summary
+        return s["nan_rows"] + s["inf_rows"] + s["spurious_zero_rows"]
 
     track_bad_rows.unit = "rows"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import KERNEL_IDS, kernel, normal_input, peer, storage_of
+from ._common import KERNEL_IDS, VJP_IDS, kernel, normal_input, peer, storage_of
 
 ROW_SIZES = (100, 10_000, 1_000_000)
 #: 10^7-element rows: only for a few kernels and peers, so a full run stays a few minutes.
@@ -114,3 +114,20 @@ class PeersLargeRow(_PeerCase):
 
     def peakmem_softmax(self, name, dtype, shape):
         self.f()
+
+
+class BackwardPass:
+    """The backward-pass kernels f(x, g) (the forward softmax, then y * (g - <g, y>))."""
+
+    params = (list(VJP_IDS), ["10000", "4096x1024"])
+    param_names = ("kernel", "shape")
+    timeout = 300
+
+    def setup(self, kid, shape):
+        self.f = kernel(kid).fn
+        self.x = normal_input(storage_of(kid), _shape(shape))
+        self.g = np.random.default_rng(1).standard_normal(self.x.shape).astype(self.x.dtype)
+        self.f(self.x, self.g)
+
+    def time_vjp(self, kid, shape):
+        self.f(self.x, self.g)

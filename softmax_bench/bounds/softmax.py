@@ -59,13 +59,25 @@ BHH's Thm 4.3 bound for shifted softmax is ``(n + 2 + 2(x_max - x_min)) u``; our
 ``(D + 1 + 4E + 2(x_max - x_min)) u + u_s``, and ``D <= n - 1``, ``4E <= 2`` for a correctly
 rounded exp (``E = 1/2``): never looser.
 
+online and two-pass (:mod:`.common`, 5.): the same quotient on the sum of 5. Online, to first
+order: shifted's ``F_i`` plus ``(nb - 1)(ceil(2E) + 1) u`` for the moves (``nb`` blocks of 2048;
+nothing for rows of one block, where the kernel *is* shifted), so BHH's Thm 4.3 comparison holds
+with ``D`` replaced by ``D + (nb - 1)(ceil(2E) + 1) <= n - 1 + 3 n / 2048``: never looser for
+``n <= 2048``, and within ``3/2048`` of a ``u`` per term beyond. Two-pass: ``rho_i = 2Eu`` (no
+rounded shift), so ``(D + 1 + 4E) u + u_s``: BHH's Thm 3.3 for the basic algorithm, ``(n + 3) u``,
+with our ``D <= n - 1`` and ``4E <= 2`` for a correctly rounded exp (16-bit compute; 3.08 with the
+float32 exp's 0.77), without the basic algorithm's overflow: the tighter of the two shapes on
+wide rows, as the audit measures (a few ULPs where shifted has tens).
+
 Domain (the bound's hypotheses): every partial sum stays below the compute format's largest
 finite number, ``s_hi < max_finite``, and the sum cannot vanish, ``s_lo > 0``. Rows outside
 are reported with a reason and the predicted outcome, never bounded:
 
 - ``"nonfinite_input"``: NaN or ``+inf`` in the row, or no finite entry. The reference is a NaN row;
   shifted gives a NaN row, naive gives NaN at ``+inf`` entries and 0 elsewhere.
-- ``"overflow"``: ``s_hi >= max_finite`` (naive past its exp/sum overflow edge): an exp or a partial
+- ``"overflow"``: ``s_hi >= max_finite`` (naive past its exp/sum overflow edge; online and
+  two-pass in float16 arithmetic, whose block sums of up to 2048 each add up past 65504 on rows of
+  32 blocks and more): an exp or a partial
   sum may be inf; the row is then NaN where a term overflowed and 0 elsewhere, or all 0 when
   only the sum overflowed. Never for shifted and shifted_log1p:
   every term is ``exp(d <= 0) <= 1``, so in float32/float64 a partial sum is at most
