@@ -17,8 +17,9 @@ edge, ``log(0) = -inf`` (and ``x - log 0 = +inf``) past the underflow edge. Bise
 of their bit patterns, so it ends on two adjacent floats, exactly):
 
 - overflow threshold: the smallest ``t >= 0`` whose row fails (searched up to the largest finite);
-- underflow threshold: the largest ``t <= 0`` whose row is all zero or holds a NaN (softmax), or
-  holds a non-finite output (log_softmax, logsumexp), searched down to minus the largest finite.
+- underflow threshold: the largest ``t <= 0`` whose row fails (all zero, or a NaN from 0/0, or an
+  inf from the division-free ``exp(x - log 0)``; log_softmax and logsumexp: a non-finite output),
+  searched down to minus the largest finite.
 
 Theory (exact arithmetic, compute format ``c``): naive overflows when the exact sum reaches the
 overflow boundary of ``c`` (``max_finite + ulp/2``), at
@@ -131,11 +132,10 @@ def fails(y: np.ndarray, function: str = "softmax") -> bool:
 
 
 def _underflowed(y: np.ndarray, function: str) -> bool:
-    """softmax: an all-zero row or a NaN (0/0); the log functions: a non-finite output (log 0)."""
-    y = np.asarray(y, dtype=np.float64)
-    if function == "softmax":
-        return bool(np.isnan(y).any() or (y == 0).all())
-    return bool((~np.isfinite(y)).any())
+    """The failures of an underflowed sum: softmax an all-zero row or a NaN (0/0) or, division-free,
+    an inf (``exp(x - log 0)``); the log functions a non-finite output (``log 0``). The same
+    classes as :func:`fails` (below ``t = 0`` nothing can overflow)."""
+    return fails(y, function)
 
 
 def _bisect(pred, lo_key: int, hi_key: int) -> int:
