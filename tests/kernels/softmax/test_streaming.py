@@ -82,7 +82,6 @@ def test_two_pass_outside_its_domain_is_online(spec):
 
 @pytest.mark.parametrize("spec", STREAMING, ids=lambda k: k.id)
 def test_special_values(spec):
-    fmt = format_of(spec.dtype)
     n = 2 * BLOCK + 3
     x = rising_rows(spec.dtype, 4, n, seed=4)
     x[0, 7] = np.nan
