@@ -23,6 +23,14 @@ remainder of known sign. When that exact part is itself a rounding boundary (a m
 overflow tie of a narrow format: ``-57344 - 4096`` in float8_e5m2) and the remainder is below
 2**-MAX_PRECISION, the loop decides from that structure (``_exact_plus_tiny``) instead of giving up.
 
+The VJP's ``g_i S - T`` cancels the same way: with one dominant entry, ``S`` and ``T`` are
+enclosed near ``1`` and ``g_k`` while the difference is ``e^-(gap)``. An output left undecided by
+that fast form is recomputed group by group (groups of equal ``x``),
+``g_i S - T = sum_G e^{d_G} (|G| g_i - sum_G g)``: exact coefficients, each term of known sign,
+so a result of ``e^-(10^4)`` (which rounds to a zero, whose sign it also decides) is settled at
+ordinary precision. Rows of N(0, 10^4) of length 2 or 3, of which a third used to reach the
+precision cap, now take milliseconds.
+
 The loop ends because no undecided output is exactly a rounding boundary: by Lindemann-Weierstrass,
 ``exp`` of distinct rationals are linearly independent over the rationals, so softmax outputs are
 rational only when all unmasked inputs of the row are equal. Those rows (and the exact zeros of the
@@ -50,6 +58,7 @@ import numpy as np
 from mpmath.libmp import (
     fone,
     from_float,
+    from_int,
     fzero,
     mpf_add,
     mpf_cmp,
@@ -424,8 +433,32 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
         ]
     keys = [j for j in r.unmasked if gq[j] != common_mean]
     gm = {j: from_float(float(g[j])) for j in r.unmasked}
+    members = {}  # a representative index and (count, sum of g) per group of equal x
+    for j in r.unmasked:
+        members.setdefault(row[j], j)
+    group_list = [(members[v], cnt, tot) for v, (cnt, tot) in groups.items()]
 
     cache = {}
+    tries: dict = {}
+
+    def grouped_diff(row_: _Row, i) -> Enclosure:
+        """``g_i S - T = sum_G e^{d_G} (|G| g_i - sum_G g)`` group by group: each coefficient
+        exact, each term of known sign, no cancellation between a sum near 1 and tiny terms (the
+        form that decides an output whose value is ``e^-(10^4)`` at ordinary precision)."""
+        p = row_.p
+        lo = hi = fzero
+        for rep, cnt, tot in group_list:
+            c = cnt * gq[i] - tot
+            if c == 0:
+                continue
+            shift = c.denominator.bit_length() - 1  # g's are floats: c is dyadic, exact in mpf
+            cm = mpf_shift(from_int(c.numerator), -shift)
+            e_lo, e_hi = row_.e[rep]
+            if c > 0:
+                lo, hi = mpf_add(lo, mpf_mul(cm, e_lo, p, F), p, F), mpf_add(hi, mpf_mul(cm, e_hi, p, C), p, C)
+            else:
+                lo, hi = mpf_add(lo, mpf_mul(cm, e_hi, p, F), p, F), mpf_add(hi, mpf_mul(cm, e_lo, p, C), p, C)
+        return lo, hi
 
     def enclose(row_: _Row, i):
         p = row_.p
@@ -436,9 +469,13 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
                 t_lo, t_hi = mpf_add(t_lo, lo, p, F), mpf_add(t_hi, hi, p, C)
             cache.clear()
             cache.update(p=p, t=(t_lo, t_hi), s2=_imul(row_.s, row_.s, p))
-        t_lo, t_hi = cache["t"]
-        gs_lo, gs_hi = _imul((gm[i], gm[i]), row_.s, p)
-        diff = (mpf_sub(gs_lo, t_hi, p, F), mpf_sub(gs_hi, t_lo, p, C))  # g_i S - T
+        tries[i] = tries.get(i, 0) + 1
+        if tries[i] > 1:  # undecided once: the cancellation-free form, O(groups) per output
+            diff = grouped_diff(row_, i)
+        else:
+            t_lo, t_hi = cache["t"]
+            gs_lo, gs_hi = _imul((gm[i], gm[i]), row_.s, p)
+            diff = (mpf_sub(gs_lo, t_hi, p, F), mpf_sub(gs_hi, t_lo, p, C))  # g_i S - T
         num = _imul(row_.e[i], diff, p)
         s2_lo, s2_hi = cache["s2"]
         # divide by S^2 > 0: the lower end by the larger S^2 if it is positive, etc.

@@ -113,3 +113,17 @@ def test_compiled_kernels_are_cached_across_processes(tmp_path):
 
     second = json.loads(runs[1])
     assert second == {"hits": 1, "misses": 0}, runs
+
+
+def test_every_kernel_folder_is_installed():
+    """Each function folder of kernels/ is a package of pyproject.toml, or a plain
+    ``pip install .`` (CI's first step) would lack it while an editable install hides that."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {p.parent.name for p in (root / "kernels").glob("*/__init__.py")}
+    for name in folders:
+        assert f"softmax_bench.kernels.{name}" in config["packages"], name
+        assert config["package-dir"].get(f"softmax_bench.kernels.{name}") == f"kernels/{name}", name

@@ -268,6 +268,31 @@ def test_jacobian_and_vjp_correctly_rounded(oracle):
     oracle.assert_correctly_rounded(v, exact_v, np.float32)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vjp_decides_rows_with_huge_gaps(oracle, dtype):
+    """Rows of N(0, 10^4) of length 2 and 3 (a third of them used to raise at the precision cap:
+    an output is e^-(gap) next to values near 1) are decided, correctly rounded and with the
+    right sign of a zero result, against the judge working 20,000 bits above its precision (so
+    gaps up to 1.3e4 cannot cancel in its plain formula)."""
+    rng = np.random.default_rng(9)
+    for n in (2, 3):
+        x = (rng.standard_normal((12, n)) * 1e4).clip(-1.2e4, 1.2e4).astype(dtype)
+        g = rng.standard_normal((12, n)).astype(dtype)
+        z = R.vjp(x, g)
+        for row, gr, zr in zip(x, g, z):
+            def exact(p, row=row, gr=gr):
+                with mpmath.workprec(p + 20_000):
+                    y = oracle.softmax(row, p + 20_000)
+                    dot = mpmath.fsum(mpmath.mpf(float(gj)) * yj for gj, yj in zip(gr, y))
+                    return [yi * (mpmath.mpf(float(gi)) - dot) for gi, yi in zip(gr, y)]
+
+            oracle.assert_correctly_rounded(zr, exact, dtype)
+            ex = exact(64)
+            for zi, ei in zip(zr, ex):
+                if zi == 0 and ei != 0:
+                    assert np.signbit(zi) == (ei < 0), (row, gr, zr)
+
+
 def test_vjp_exact_zeros():
     """x = [0,0,1,1], g = [1,-1,0,0]: for i = 2, 3 the VJP is exactly 0 (g_i equals g's mean on
     each group of equal x); for i = 0, 1 it is not."""
