@@ -28,7 +28,10 @@ enclosed near ``1`` and ``g_k`` while the difference is ``e^-(gap)``. An output 
 that fast form is recomputed group by group (groups of equal ``x``),
 ``g_i S - T = sum_G e^{d_G} (|G| g_i - sum_G g)``: exact coefficients, each term of known sign,
 so a result of ``e^-(10^4)`` (which rounds to a zero, whose sign it also decides) is settled at
-ordinary precision. Rows of N(0, 10^4) of length 2 or 3, of which a third used to reach the
+ordinary precision. The output of a maximum (``t`` tied maxima) is ``c / t^2`` exactly plus a
+remainder computed from the small terms alone (their coefficients combined exactly first); when
+``c / t^2`` is a rounding midpoint and the remainder below ``2**-MAX_PRECISION``,
+``_exact_plus_tiny`` decides from the remainder's sign. Rows of N(0, 10^4) of length 2 or 3, of which a third used to reach the
 precision cap, now take milliseconds.
 
 The loop ends because no undecided output is exactly a rounding boundary: by Lindemann-Weierstrass,
@@ -257,8 +260,9 @@ def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object],
          exact_part: Callable[[object], tuple] | None = None):
     """Decide ``enclose(row, key)`` for every key, doubling the precision as needed.
 
-    ``exact_part(key) -> (c, sign)``: the output is the exact mpf ``c`` plus ``sign`` times a
-    positive remainder (log-softmax ``d_i - log S``, log-sum-exp ``m + log S``). When the
+    ``exact_part(key) -> (c, sign)`` (or None: no such structure known for that key yet): the
+    output is the exact mpf ``c`` plus ``sign`` times a positive remainder (log-softmax
+    ``d_i - log S``, log-sum-exp ``m + log S``, the VJP of a maximum). When the
     enclosure puts the remainder below a quarter of the smallest subnormal, with ``c`` a rounding
     boundary (where no precision could decide), :func:`_exact_plus_tiny` decides from that
     structure at once, at whatever precision the enclosure was made: an output ``c`` plus
@@ -277,8 +281,9 @@ def _ziv(d: list, fmt: Format, keys: Iterable, enclose: Callable[[_Row, object],
         for key in pending:
             enclosure = enclose(row, key)
             value = _decide(enclosure, fmt)
-            if value is None and exact_part is not None:
-                value = _exact_plus_tiny(*exact_part(key), enclosure, fmt)
+            part = None if value is not None or exact_part is None else exact_part(key)
+            if part is not None:
+                value = _exact_plus_tiny(*part, enclosure, fmt)
             if value is None:
                 undecided.append(key)
             else:
@@ -419,10 +424,10 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
     # Exact zeros: sum_j (g_i - g_j) e_j = sum over groups G of equal x of
     # e^{d_G} (|G| g_i - sum_G g), which vanishes (Lindemann-Weierstrass) iff g_i equals the mean
     # of g over every group.
-    groups: dict = {}
+    groups: dict = {}  # keyed by the Python float (ml_dtypes scalars do not hash by value)
     for j in r.unmasked:
-        cnt, tot = groups.get(row[j], (0, Fraction(0)))
-        groups[row[j]] = (cnt + 1, tot + gq[j])
+        cnt, tot = groups.get(float(row[j]), (0, Fraction(0)))
+        groups[float(row[j])] = (cnt + 1, tot + gq[j])
     means = {tot / cnt for cnt, tot in groups.values()}
     common_mean = means.pop() if len(means) == 1 else None
     if r.uniform:
@@ -435,11 +440,60 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
     gm = {j: from_float(float(g[j])) for j in r.unmasked}
     members = {}  # a representative index and (count, sum of g) per group of equal x
     for j in r.unmasked:
-        members.setdefault(row[j], j)
+        members.setdefault(float(row[j]), j)
     group_list = [(members[v], cnt, tot) for v, (cnt, tot) in groups.items()]
 
     cache = {}
     tries: dict = {}
+
+    def mpf_of(q: Fraction):
+        """A dyadic Fraction as an exact mpf."""
+        shift = q.denominator.bit_length() - 1
+        return mpf_shift(from_int(q.numerator), -shift)
+
+    top = next(grp for grp in group_list if r.d[grp[0]] == fzero)  # the maxima
+    below = [grp for grp in group_list if grp[0] != top[0]]
+    exact_parts: dict = {}
+
+    def top_output(row_: _Row, i) -> Enclosure | None:
+        """For ``i`` among the maxima (group ``G1`` of size ``t``, ``e = 1``): with
+        ``c = t g_i - sum_G1 g``, ``c_G = |G| g_i - sum_G g`` and ``r = sum_{G != G1} |G| e_G``,
+        ``z_i = c / t^2 + (sum_{G != G1} k_G e_G - c r^2) / (t^2 S^2)``,
+        ``k_G = t^2 c_G - 2 t c |G|`` (exact): an exact part plus a remainder built from the small
+        terms alone, their coefficients combined exactly first (a ``k_G`` of 0 cancels exactly,
+        not to within ``2**-p``), so the remainder's sign and size are known at ordinary precision
+        even when it is ``e^-(10^5)`` next to a rounding boundary ``c / t^2``
+        (``_exact_plus_tiny``). None when ``c / t^2`` is not dyadic (then it is no boundary)."""
+        _, t, tot = top
+        c = t * gq[i] - tot
+        c0 = c / (t * t)
+        if c0.denominator & (c0.denominator - 1):
+            return None
+        p = row_.p
+        l_lo = l_hi = rr_lo = rr_hi = fzero
+        for rep, cnt, tot_g in below:
+            e_lo, e_hi = row_.e[rep]
+            k = t * t * (cnt * gq[i] - tot_g) - 2 * t * c * cnt
+            if k:
+                km = mpf_of(k)
+                lo, hi = (mpf_mul(km, e_lo, p, F), mpf_mul(km, e_hi, p, C)) if k > 0 else \
+                    (mpf_mul(km, e_hi, p, F), mpf_mul(km, e_lo, p, C))
+                l_lo, l_hi = mpf_add(l_lo, lo, p, F), mpf_add(l_hi, hi, p, C)
+            rr_lo = mpf_add(rr_lo, mpf_mul(from_int(cnt), e_lo, p, F), p, F)
+            rr_hi = mpf_add(rr_hi, mpf_mul(from_int(cnt), e_hi, p, C), p, C)
+        cm = mpf_of(c)
+        b = _imul((cm, cm), (mpf_mul(rr_lo, rr_lo, p, F), mpf_mul(rr_hi, rr_hi, p, C)), p)
+        num = (mpf_sub(l_lo, b[1], p, F), mpf_sub(l_hi, b[0], p, C))
+        t2 = from_int(t * t)
+        den = _imul((t2, t2), cache["s2"], p)
+        rem_lo = mpf_div(num[0], den[1] if mpf_cmp(num[0], fzero) >= 0 else den[0], p, F)
+        rem_hi = mpf_div(num[1], den[0] if mpf_cmp(num[1], fzero) >= 0 else den[1], p, C)
+        c0m = mpf_of(c0)
+        if mpf_cmp(rem_lo, fzero) > 0:
+            exact_parts[i] = (c0m, 1)
+        elif mpf_cmp(rem_hi, fzero) < 0:
+            exact_parts[i] = (c0m, -1)
+        return mpf_add(c0m, rem_lo, p, F), mpf_add(c0m, rem_hi, p, C)
 
     def grouped_diff(row_: _Row, i) -> Enclosure:
         """``g_i S - T = sum_G e^{d_G} (|G| g_i - sum_G g)`` group by group: each coefficient
@@ -470,6 +524,10 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
             cache.clear()
             cache.update(p=p, t=(t_lo, t_hi), s2=_imul(row_.s, row_.s, p))
         tries[i] = tries.get(i, 0) + 1
+        if tries[i] > 1 and r.d[i] == fzero:  # a maximum: exact part plus small remainder
+            got = top_output(row_, i)
+            if got is not None:
+                return got
         if tries[i] > 1:  # undecided once: the cancellation-free form, O(groups) per output
             diff = grouped_diff(row_, i)
         else:
@@ -483,7 +541,7 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
         hi = mpf_div(num[1], s2_lo if mpf_cmp(num[1], fzero) >= 0 else s2_hi, p, C)
         return lo, hi
 
-    got = _ziv(r.d, fmt, keys, enclose)
+    got = _ziv(r.d, fmt, keys, enclose, exact_part=exact_parts.get)
     return [got.get(j, 0.0) for j in range(n)]
 
 

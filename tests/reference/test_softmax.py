@@ -293,6 +293,44 @@ def test_vjp_decides_rows_with_huge_gaps(oracle, dtype):
                     assert np.signbit(zi) == (ei < 0), (row, gr, zr)
 
 
+@pytest.mark.parametrize("g_far, expected", [(-10.0, 0.25 + 2.0**-25), (0.5, 0.25)])
+def test_vjp_of_tied_maxima_at_a_midpoint_plus_a_remainder(oracle, g_far, expected):
+    """Two tied maxima and a far entry: z_0 = (g_0 - g_1)/4 + e^-20000 * (...), and
+    (1 + 2**-24)/4 is a float32 midpoint, so the sign of a remainder far below 2**-16384 decides
+    the rounding. The reference takes it from the small terms alone (exact coefficients); the
+    judge works 40,000 bits above its precision."""
+    x = np.array([0.0, 0.0, -20000.0], np.float32)
+    g = np.array([1.0, -(2.0**-24), g_far], np.float32)
+    z = R.vjp(x, g)
+    assert z[0] == np.float32(expected)
+
+    def exact(p):
+        with mpmath.workprec(p + 40_000):
+            y = oracle.softmax(x, p + 40_000)
+            dot = mpmath.fsum(mpmath.mpf(float(gj)) * yj for gj, yj in zip(g, y))
+            return [yi * (mpmath.mpf(float(gi)) - dot) for gi, yi in zip(g, y)]
+
+    oracle.assert_correctly_rounded(z, exact, np.float32)
+
+
+def test_vjp_bfloat16_groups_and_the_audit_row():
+    """bfloat16 rows: equal entries form one group (exact zeros: g equal to each group's mean),
+    and the default audit's temperature row with two tied maxima 491,520 apart from the rest
+    (a bfloat16 midpoint plus e^-491520) is decided in a few seconds."""
+    import ml_dtypes
+
+    from softmax_bench import inputs
+
+    x = np.array([0.0, 0.0, 1.0, 1.0], ml_dtypes.bfloat16)
+    v = R.vjp(x, np.array([1.0, -1.0, 0.0, 0.0], ml_dtypes.bfloat16))
+    assert v[2] == 0 and v[3] == 0 and v[0] > 0 and v[1] < 0
+    x = inputs.make("temperature", "bfloat16", 16, 1000)
+    z = R.vjp(x[9], inputs.cotangent(x)[9])
+    # z = c/4 + rem: c/4 = -/+0.521484375 is a bfloat16 midpoint, and rem's leading term is
+    # k e^-491520 with k = +-85/16 (worked out by hand from the row): rounds toward +-0.51953125
+    assert float(z[494]) == -0.51953125 and float(z[908]) == 0.51953125
+
+
 def test_vjp_exact_zeros():
     """x = [0,0,1,1], g = [1,-1,0,0]: for i = 2, 3 the VJP is exactly 0 (g_i equals g's mean on
     each group of equal x); for i = 0, 1 it is not."""
