@@ -40,6 +40,38 @@ def numba_view(storage) -> np.dtype:
     return np.dtype({"float16": np.uint16, "bfloat16": np.int16}.get(storage.name, storage))
 
 
+def check_call(name, function, storage, x, axis, out, reduces=False):
+    """The argument checks of every kernel (module docstring), raising with the kernel's ``name``;
+    returns ``(axis, n, shape)``: the normalised axis, its length and the result's shape."""
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name}: x must be a numpy array, got {type(x).__name__}")
+    if x.dtype != storage:
+        raise TypeError(f"{name}: x must have dtype {storage.name}, got {x.dtype}")
+    if x.ndim == 0:
+        raise ValueError(f"{name}: x is 0-d; {function} needs an axis")
+    if isinstance(axis, (bool, np.bool_)):
+        raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name}: axis must be an integer, got {axis!r}") from None
+    axis = normalize_axis_index(axis, x.ndim)  # AxisError (a ValueError) when out of range
+    n = x.shape[axis]
+    if n == 0:
+        raise ValueError(f"{name}: the {function} axis (axis {axis}) is empty")
+    shape = x.shape[:axis] + x.shape[axis + 1 :] if reduces else x.shape
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"{name}: out must be a numpy array, got {type(out).__name__}")
+        if out.dtype != storage:
+            raise TypeError(f"{name}: out must have dtype {storage.name}, got {out.dtype}")
+        if out.shape != shape:
+            raise ValueError(f"{name}: out has shape {out.shape}, expected {shape}")
+        if not out.flags.writeable:
+            raise ValueError(f"{name}: out is read-only")
+    return axis, n, shape
+
+
 def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
     """The ``f(x, axis=-1, out=None)`` callable for ``rows`` with the algorithm ``options``,
     specialised to ``storage`` dtype and ``compute`` precision (names as in
@@ -54,32 +86,7 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
         return a.reshape(-1, n).view(view)
 
     def kernel(x, axis=-1, out=None):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: x must be a numpy array, got {type(x).__name__}")
-        if x.dtype != storage:
-            raise TypeError(f"{name}: x must have dtype {storage.name}, got {x.dtype}")
-        if x.ndim == 0:
-            raise ValueError(f"{name}: x is 0-d; {function} needs an axis")
-        if isinstance(axis, (bool, np.bool_)):
-            raise TypeError(f"{name}: axis must be an integer, got {axis!r}")
-        try:
-            axis = operator.index(axis)
-        except TypeError:
-            raise TypeError(f"{name}: axis must be an integer, got {axis!r}") from None
-        axis = normalize_axis_index(axis, x.ndim)  # AxisError (a ValueError) when out of range
-        n = x.shape[axis]
-        if n == 0:
-            raise ValueError(f"{name}: the {function} axis (axis {axis}) is empty")
-        shape = x.shape[:axis] + x.shape[axis + 1 :] if reduces else x.shape
-        if out is not None:
-            if not isinstance(out, np.ndarray):
-                raise TypeError(f"{name}: out must be a numpy array, got {type(out).__name__}")
-            if out.dtype != storage:
-                raise TypeError(f"{name}: out must have dtype {storage.name}, got {out.dtype}")
-            if out.shape != shape:
-                raise ValueError(f"{name}: out has shape {out.shape}, expected {shape}")
-            if not out.flags.writeable:
-                raise ValueError(f"{name}: out is read-only")
+        axis, n, shape = check_call(name, function, storage, x, axis, out, reduces)
         last = axis == x.ndim - 1
         xm = x if last else np.moveaxis(x, axis, -1)
         if x.size == 0:  # another axis is empty: nothing to compute
@@ -111,30 +118,23 @@ def make_vjp_kernel(forward, rows, storage, compute, name, doc=""):
     """The ``f(x, g, axis=-1, out=None)`` callable of a softmax backward pass: ``y = forward(x)``
     (a softmax kernel of the same storage and compute, its result in the storage format), then
     ``rows(y2, g2, out2, compute_marker, threads)`` on C-contiguous rows. ``g`` must be an ndarray
-    of ``x``'s dtype and shape (TypeError / ValueError otherwise); ``x`` and ``out`` are checked
-    as :func:`make_kernel` checks them; neither input is modified."""
+    of ``x``'s dtype and shape (TypeError / ValueError otherwise); ``x``, ``axis`` and ``out`` are
+    checked by :func:`check_call`, as every kernel's; neither input is modified."""
     storage = format_of(storage).dtype
     marker = COMPUTE_MARKERS[compute]
     view = numba_view(storage)
 
     def kernel(x, g, axis=-1, out=None):
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: x must be a numpy array, got {type(x).__name__}")
-        if x.dtype != storage:
-            raise TypeError(f"{name}: x must have dtype {storage.name}, got {x.dtype}")
+        axis, n, _ = check_call(name, name.split("/")[0], storage, x, axis, out)
         if not isinstance(g, np.ndarray):
             raise TypeError(f"{name}: g must be a numpy array, got {type(g).__name__}")
         if g.dtype != storage:
             raise TypeError(f"{name}: g must have dtype {storage.name}, got {g.dtype}")
         if g.shape != x.shape:
             raise ValueError(f"{name}: g has shape {g.shape}, x has {x.shape}")
-        y = forward(x, axis=axis, out=None if out is None else np.empty_like(out))
-        if out is not None and not out.flags.writeable:
-            raise ValueError(f"{name}: out is read-only")
+        y = forward(x, axis=axis)
         if x.size == 0:
             return y if out is None else out
-        axis = normalize_axis_index(operator.index(axis), x.ndim)
-        n = x.shape[axis]
         y2 = np.ascontiguousarray(np.moveaxis(y, axis, -1))
         g2 = np.ascontiguousarray(np.moveaxis(g, axis, -1))
         res = np.empty_like(y2)

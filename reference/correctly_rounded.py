@@ -505,8 +505,7 @@ def _vjp_row(row: np.ndarray, g: np.ndarray, fmt: Format) -> list:
             c = cnt * gq[i] - tot
             if c == 0:
                 continue
-            shift = c.denominator.bit_length() - 1  # g's are floats: c is dyadic, exact in mpf
-            cm = mpf_shift(from_int(c.numerator), -shift)
+            cm = mpf_of(c)  # g's are floats: c is dyadic, exact in mpf
             e_lo, e_hi = row_.e[rep]
             if c > 0:
                 lo, hi = mpf_add(lo, mpf_mul(cm, e_lo, p, F), p, F), mpf_add(hi, mpf_mul(cm, e_hi, p, C), p, C)

@@ -230,6 +230,13 @@ def _base_record(function, impl, kind, algorithm, compute, family, dtype, n) -> 
     }
 
 
+def status_record(base: dict, status: str, reason: str, rows: int) -> dict:
+    """The record of an implementation that produced nothing to measure on a case (no reference,
+    a refused or dead peer): its status and reason alone."""
+    return {**base, "status": status, "reason": reason, "modified_input": None, "returned_dtype": None,
+            "rows": rows}
+
+
 def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budget: float,
           spec=None, extra: tuple = ()) -> dict:
     """An implementation's record for a case from what :func:`guarded_call` (or the isolation
@@ -292,8 +299,8 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
         f = spec.function
         base = _base_record(f, spec.id, "kernel", spec.algorithm, spec.compute, family, dtype, n)
         if f in missing:
-            records.append({**base, "status": "no_reference", "reason": missing[f], "modified_input": None,
-                            "returned_dtype": None, "rows": int(np.prod(x.shape[:-1], dtype=np.int64))})
+            records.append(status_record(base, "no_reference", missing[f],
+                                         int(np.prod(x.shape[:-1], dtype=np.int64))))
             continue
         extra = operands(f, x, g)
         outcome = guarded_call(spec.fn, x, output_shape(f, x.shape), extra)
@@ -708,8 +715,7 @@ class _Run:
         spec = next((s for s in self.config.kernel_specs(dtype) if s.id == impl), None)
         algorithm, compute = (spec.algorithm, spec.compute) if spec else (impl, "native")
         base = _base_record(function, impl, kind, algorithm, compute, family, dtype, n)
-        self._add(case, {**base, "status": status, "reason": reason, "modified_input": None,
-                         "returned_dtype": None, "rows": self.config.rows_in(case)})
+        self._add(case, status_record(base, status, reason, self.config.rows_in(case)))
 
     def _add(self, case, record):
         record["run"] = self.run_index

@@ -131,13 +131,6 @@ def fails(y: np.ndarray, function: str = "softmax") -> bool:
     return bool((~np.isfinite(y)).any() or (function == "softmax" and (y == 0).all()))
 
 
-def _underflowed(y: np.ndarray, function: str) -> bool:
-    """The failures of an underflowed sum: softmax an all-zero row or a NaN (0/0) or, division-free,
-    an inf (``exp(x - log 0)``); the log functions a non-finite output (``log 0``). The same
-    classes as :func:`fails` (below ``t = 0`` nothing can overflow)."""
-    return fails(y, function)
-
-
 def _bisect(pred, lo_key: int, hi_key: int) -> int:
     """Smallest key in (lo_key, hi_key] with pred True, given pred(lo) False and pred(hi) True."""
     while hi_key - lo_key > 1:
@@ -182,8 +175,7 @@ def thresholds(spec, shape: str, n: int) -> dict:
     fs = format_of(dtype)
     run_ = lambda t: spec(row_for(shape, t, n, dtype))  # noqa: E731
     fn = spec.function
-    fails_ = lambda y: fails(y, fn)  # noqa: E731
-    _zero_or_nan = lambda y: _underflowed(y, fn)  # noqa: E731
+    fails_ = lambda y: fails(y, fn)  # noqa: E731  (below t = 0 nothing overflows: one test serves both edges)
     with np.errstate(all="ignore"):
         th = theory(spec, shape, n)
         out = {"kernel": spec.id, "function": fn, "algorithm": spec.algorithm, "dtype": fs.name,
@@ -192,21 +184,22 @@ def thresholds(spec, shape: str, n: int) -> dict:
         top = _key(fs.max_finite, dtype)
         bottom = _key(-fs.max_finite, dtype)
         zero = _key(0.0, dtype)
+        at_zero = fails_(run_(0.0))
         # overflow: smallest t >= 0 with a failing row
-        if fails_(run_(0.0)):
+        if at_zero:
             over = 0.0
         elif not fails_(run_(fs.max_finite)):
             over = None
         else:
             over = _from_key(_bisect(lambda k: fails_(run_(_from_key(k, dtype))), zero, top), dtype)
-        # underflow: largest t <= 0 with an all-zero or NaN row
-        if _zero_or_nan(run_(0.0)):
+        # underflow: largest t <= 0 with a failing row
+        if at_zero:
             under = 0.0
-        elif not _zero_or_nan(run_(-fs.max_finite)):
+        elif not fails_(run_(-fs.max_finite)):
             under = None
         else:
             # pred(k) on the mirrored order: True once t is above the underflow region
-            k = _bisect(lambda k: not _zero_or_nan(run_(_from_key(k, dtype))), bottom, zero)
+            k = _bisect(lambda k: not fails_(run_(_from_key(k, dtype))), bottom, zero)
             under = _from_key(k - 1, dtype)
         if over is None and under is None and th["overflow"] is None:
             # the sweep: no failure anywhere on the way up to +-max finite

@@ -56,10 +56,13 @@ from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale
 from ..float16 import round64_to_half
 from ..passes import SPLIT, compute_array, n_groups, term
 
-__all__ = ["streaming_rows", "PARTS_LIMIT16"]
+__all__ = ["streaming_rows", "PARTS_LIMIT16", "PARTS_LIMITS"]
 
 #: The two-pass domain for 16-bit compute (every finite float16; bfloat16 beyond it falls back).
 PARTS_LIMIT16 = 65536.0
+#: compute precision -> largest |x| the two-pass algorithm takes (module docstring).
+PARTS_LIMITS = {"float16": PARTS_LIMIT16, "bfloat16": PARTS_LIMIT16, "float32": PARTS_LIMIT32,
+                "float64": PARTS_LIMIT64}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,8 +158,8 @@ def _ov_shift_difference(a, b, c, exponent):
 def _ov_in_domain(lo, hi, c, exponent):
     if isinstance(exponent, types.NoneType):
         return lambda lo, hi, c, exponent: True
-    limit = PARTS_LIMIT16 if (_is_half(c) or _is_bf16(c)) else (
-        PARTS_LIMIT32 if _is_f32(c) else PARTS_LIMIT64)
+    limit = PARTS_LIMITS["float16" if (_is_half(c) or _is_bf16(c)) else
+                         "float32" if _is_f32(c) else "float64"]
     return lambda lo, hi, c, exponent: lo >= -limit and hi <= limit
 
 

@@ -91,7 +91,6 @@ def _bounds(spec, x, ref, log_softmax: bool) -> RowBounds:
     k = kernel_constants(spec)
     n = np.shape(x)[-1]
     rs = sum_enclosure(k, x, n)
-    rows = rs.S.shape[0]
     u, u_s = k.u, k.u_s
     with np.errstate(all="ignore"):
         special = rs.special

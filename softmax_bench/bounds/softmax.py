@@ -126,10 +126,9 @@ def softmax_bounds(spec, x, ref=None) -> RowBounds:
         return division_free_bounds(spec, x, ref)
     k = kernel_constants(spec)
     if k.streaming == "two_pass":  # rows outside its domain run the online algorithm
-        from softmax_bench.kernels.softmax.streaming import PARTS_LIMIT16
-        from softmax_bench.kernels.exp import PARTS_LIMIT32, PARTS_LIMIT64
+        from softmax_bench.kernels.softmax.streaming import PARTS_LIMITS
 
-        limit = {"float32": PARTS_LIMIT32, "float64": PARTS_LIMIT64}.get(k.compute.name, PARTS_LIMIT16)
+        limit = PARTS_LIMITS[k.compute.name]
         n = np.shape(x)[-1]
         with np.errstate(invalid="ignore"):
             parts = (np.abs(np.asarray(x).astype(np.float64).reshape(-1, n)) <= limit).all(axis=1)
@@ -206,7 +205,6 @@ def division_free_bounds(spec, x, ref=None) -> RowBounds:
     k = kernel_constants(spec)
     n = np.shape(x)[-1]
     rs = sum_enclosure(k, x, n)
-    rows = rs.S.shape[0]
     u, u_s = k.u, k.u_s
     with np.errstate(all="ignore"):
         f, a_f, slack, overflow, underflow = logsumexp_error(k, rs)

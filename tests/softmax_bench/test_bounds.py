@@ -19,8 +19,7 @@ from softmax_bench.kernels import KERNELS, get_kernel
 ONE_OPERAND = [k for k in KERNELS if k.function not in GRADIENTS]
 from softmax_bench.kernels.arith import sum_depth
 from softmax_bench.bounds.common import EVAL_REL, EXP_PARTS_ULPS, TWO_PASS_UNIT
-from softmax_bench.kernels.exp import PARTS_LIMIT32, PARTS_LIMIT64
-from softmax_bench.kernels.softmax.streaming import PARTS_LIMIT16
+from softmax_bench.kernels.softmax.streaming import PARTS_LIMITS
 from softmax_bench.reference import softmax as reference_softmax
 
 WORST = Path(__file__).resolve().parents[2] / "results" / "worst_cases"
@@ -38,7 +37,7 @@ def _mp_sums(spec, row):
     c["us"] = mpmath.ldexp(1, -fs.precision) if wider else mpmath.mpf(0)
     c["subs"] = mpmath.ldexp(1, fs.emin - fs.precision + 1) if wider else mpmath.mpf(0)
     # two-pass: exp of y 2**k, its own E, no rounded shift; beyond its domain the online bound
-    limit = {"float32": PARTS_LIMIT32, "float64": PARTS_LIMIT64}.get(spec.compute, PARTS_LIMIT16)
+    limit = PARTS_LIMITS[spec.compute]
     two_pass = spec.algorithm == "two_pass" and bool(np.all(np.abs(row.astype(np.float64)) <= limit))
     E = mpmath.mpf((EXP_PARTS_ULPS if two_pass else bounds.EXP_ULPS)[spec.compute])
     u, sub = c["u"], c["sub"]
