@@ -32,12 +32,16 @@ from .arith import COMPUTE_MARKERS
 __all__ = ["make_kernel", "make_vjp_kernel", "numba_view"]
 
 
+_VIEWS = {"float16": np.uint16, "bfloat16": np.int16, "float8_e4m3fn": np.uint8, "float8_e5m2": np.int8}
+
+
 def numba_view(storage) -> np.dtype:
-    """The dtype a storage array is viewed as when it enters numba, which has no float16 or
-    bfloat16 type: float16 travels as its uint16 bits, bfloat16 as its int16 bits (the view's
-    type tells the two apart, see arith.py); float32 and float64 as themselves."""
+    """The dtype a storage array is viewed as when it enters numba, which has no float16,
+    bfloat16 or float8 type: float16 travels as its uint16 bits, bfloat16 as int16, e4m3fn as
+    uint8, e5m2 as int8 (the view's type tells the formats apart, see arith.py); float32 and
+    float64 as themselves."""
     storage = format_of(storage).dtype
-    return np.dtype({"float16": np.uint16, "bfloat16": np.int16}.get(storage.name, storage))
+    return np.dtype(_VIEWS.get(storage.name, storage))
 
 
 def check_call(name, function, storage, x, axis, out, reduces=False):

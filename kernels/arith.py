@@ -27,8 +27,10 @@ float32    ``np.float32(0)`` float32 arithmetic (loads widen binary16 exactly, s
 float64    ``np.float64(0)`` float64 arithmetic (loads widen exactly, stores round once).
 ========== ================= ===================================================================
 
-Supported (storage, compute) pairs: (float16, float16), (float16, float32), (float32, float32),
-(float32, float64), (float64, float64). float16 storage is passed as its ``uint16`` view.
+Supported (storage, compute) pairs: (float16, float16), (float16, float32), (bfloat16, bfloat16),
+(bfloat16, float32), (float8_e4m3fn, float32), (float8_e5m2, float32), (float32, float32),
+(float32, float64), (float64, float64). The narrow formats enter numba as integer views
+(:func:`.api.numba_view`): float16 ``uint16``, bfloat16 ``int16``, e4m3fn ``uint8``, e5m2 ``int8``.
 
 Summation order (:func:`block_sum`, used by every kernel)
 ---------------------------------------------------------
@@ -59,6 +61,7 @@ from .cache import cached_njit
 from .bfloat16 import bf16_to_float, float_to_bf16, round_to_bf16
 from .exp import exp16, exp32, exp64, expbf16
 from .float16 import bits_float, float_to_half, half_to_float, round_to_half
+from .float8 import e4m3_to_float, e5m2_to_float, float_to_e4m3, float_to_e5m2
 
 __all__ = [
     "kernel_jit",
@@ -209,6 +212,10 @@ def _ov_load(v, c):
         return lambda v, c: half_to_float(v)
     if (_is_f32(c) or _is_bf16(c)) and v == types.int16:
         return lambda v, c: bf16_to_float(v)
+    if _is_f32(c) and v == types.uint8:
+        return lambda v, c: e4m3_to_float(v)
+    if _is_f32(c) and v == types.int8:
+        return lambda v, c: e5m2_to_float(v)
     if _is_f64(c) and isinstance(v, types.Float):
         return lambda v, c: np.float64(v)
     return None
@@ -276,6 +283,18 @@ def _ov_put(out, i, v):
 
         def impl(out, i, v):
             out[i] = float_to_bf16(np.float32(v))
+
+        return impl
+    if dt == types.uint8:
+
+        def impl(out, i, v):
+            out[i] = float_to_e4m3(np.float32(v))
+
+        return impl
+    if dt == types.int8:
+
+        def impl(out, i, v):
+            out[i] = float_to_e5m2(np.float32(v))
 
         return impl
     if dt == types.float32:
@@ -385,6 +404,18 @@ def _ov_block_sum(e, s, c):
 # is its own inverse. NaNs map above key(+inf) (positive sign bit) or below key(-inf) (negative), so
 # a row holds a NaN exactly when its key range leaves [key(-inf), key(+inf)].
 @kernel_jit
+def _key_range8(v):
+    hi = np.int32(-128)
+    lo = np.int32(127)
+    for i in range(v.size):
+        k = np.int32(v[i])
+        k = k ^ ((k >> 7) & 0x7F)
+        hi = max(hi, k)
+        lo = min(lo, k)
+    return hi, lo
+
+
+@kernel_jit
 def _key_range16(v):
     hi = np.int32(-32768)
     lo = np.int32(32767)
@@ -436,6 +467,10 @@ def _ov_key_range(x):
         return lambda x: _key_range16(x.view(np.int16))
     if dt == types.int16:  # bfloat16 bits: sign-magnitude like binary16
         return lambda x: _key_range16(x)
+    if dt == types.uint8:  # e4m3fn
+        return lambda x: _key_range8(x.view(np.int8))
+    if dt == types.int8:  # e5m2
+        return lambda x: _key_range8(x)
     if dt == types.float32:
         return lambda x: _key_range32(x.view(np.int32))
     if dt == types.float64:
@@ -446,6 +481,8 @@ def _ov_key_range(x):
 _F32, _F64 = np.float32(0.0), np.float64(0.0)  # type witnesses for bits_float
 _KEY_POSINF16, _KEY_NEGINF16 = 0x7C00, -0x7C01
 _KEY_POSINFBF16, _KEY_NEGINFBF16 = 0x7F80, -0x7F81
+_KEY_POSMAX_E4M3, _KEY_NEGMAX_E4M3 = 0x7E, -0x7F  # e4m3fn has no inf: its largest finite
+_KEY_POSINF_E5M2, _KEY_NEGINF_E5M2 = 0x7C, -0x7D
 _KEY_POSINF32, _KEY_NEGINF32 = 0x7F800000, -0x7F800001
 _KEY_POSINF64, _KEY_NEGINF64 = 0x7FF0000000000000, -0x7FF0000000000001
 
@@ -474,6 +511,18 @@ def _ov_key_to_max(hi, lo, x, c):
                 return _nan_like(c)
             b = hi ^ ((hi >> 15) & 0x7FFF)
             return load(np.int16(b & 0xFFFF), c)
+
+        return impl
+    if dt == types.uint8 or dt == types.int8:
+        top, bottom = ((_KEY_POSMAX_E4M3, _KEY_NEGMAX_E4M3) if dt == types.uint8
+                       else (_KEY_POSINF_E5M2, _KEY_NEGINF_E5M2))
+        bits = np.uint8 if dt == types.uint8 else np.int8
+
+        def impl(hi, lo, x, c):
+            if hi > top or lo < bottom:
+                return _nan_like(c)
+            b = hi ^ ((hi >> 7) & 0x7F)
+            return load(bits(b & 0xFF), c)
 
         return impl
     if dt == types.float32:

@@ -65,16 +65,22 @@ assert tuple(FUNCTIONS) == FUNCTION_NAMES
 assert all(tuple(algorithms) == ALGORITHM_NAMES[f] for f, algorithms in FUNCTIONS.items())
 
 #: (storage dtype, compute precision) pairs every algorithm is registered in. The first pair of a
-#: storage dtype is its default compute precision (the storage precision itself).
+#: storage dtype is its default compute precision (the storage precision itself, but for float8:
+#: float32, as FP8 kernels compute).
 MODES: tuple[tuple[str, str], ...] = (
     ("float16", "float16"),  # binary16 arithmetic: every operation rounded to binary16
     ("float16", "float32"),  # load half, compute float32, store half (PyTorch CPU style)
     ("bfloat16", "bfloat16"),  # bfloat16 arithmetic: every operation rounded to bfloat16
     ("bfloat16", "float32"),  # load bfloat16, compute float32, store bfloat16 (PyTorch CPU style)
+    ("float8_e4m3fn", "float32"),  # load float8, compute float32, store float8 once (FP8 attention)
+    ("float8_e5m2", "float32"),
     ("float32", "float32"),
     ("float32", "float64"),
     ("float64", "float64"),
 )
+
+#: storage dtype -> its default compute precision (the first of its :data:`MODES`).
+DEFAULT_COMPUTE = {storage: compute for storage, compute in reversed(MODES)}
 
 
 @dataclass(frozen=True)
@@ -144,15 +150,15 @@ def list_kernels(algorithm=None, dtype=None, compute=None, function=None) -> lis
 
 def get_kernel(algorithm: str, dtype, compute=None, function: str = "softmax") -> KernelSpec:
     """The kernel ``algorithm`` of ``function`` for storage ``dtype`` computing in ``compute``
-    (default: the storage precision). Call it as ``get_kernel(...)(x, axis=-1, out=None)``; the
-    plain function is ``.fn``. Raises KeyError (listing what exists) for an unknown combination."""
+    (default: :data:`DEFAULT_COMPUTE`, the storage precision but for float8). Call it as
+    ``get_kernel(...)(x, axis=-1, out=None)``; the plain function is ``.fn``. Raises KeyError (listing what exists) for an unknown combination."""
     if function not in FUNCTIONS:
         raise KeyError(f"unknown function {function!r}; known: {list(FUNCTIONS)}")
     if algorithm not in FUNCTIONS[function]:
         raise KeyError(f"unknown {function} algorithm {algorithm!r}; known: {list(FUNCTIONS[function])}")
     try:
         storage = format_of(dtype).name
-        comp = storage if compute is None else format_of(compute).name
+        comp = DEFAULT_COMPUTE.get(storage, storage) if compute is None else format_of(compute).name
     except TypeError as err:
         raise KeyError(f"not a dtype: {dtype!r} / {compute!r}") from err
     kid = f"{function}/{algorithm}/{storage}@{comp}"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from softmax_bench import strategies
 from softmax_bench.bounds import reference_of
 from softmax_bench.formats import format_of, ulp_error
 from softmax_bench.functions import GRADIENTS
@@ -30,13 +31,9 @@ NAIVE_LIMIT = {"float16": 8.0, "bfloat16": 40.0, "float32": 40.0, "float64": 300
 
 
 def _finite(dtype):
-    """Finite values of ``dtype``: hypothesis draws IEEE widths; bfloat16 is drawn as a float32
-    no larger than its largest finite and rounded to it by the row's cast."""
-    fmt = format_of(dtype)
-    if fmt.name == "bfloat16":
-        return st.floats(-fmt.max_finite, fmt.max_finite, width=32)
-    w = {"float16": 16, "float32": 32, "float64": 64}[fmt.name]
-    return st.floats(allow_nan=False, allow_infinity=False, width=w)
+    """Finite values of ``dtype`` (hypothesis' IEEE widths; every finite bfloat16 and float8 bit
+    pattern alike): :func:`softmax_bench.strategies.values`."""
+    return strategies.values(dtype)
 
 
 @st.composite

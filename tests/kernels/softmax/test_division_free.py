@@ -57,7 +57,8 @@ def test_log1p_form_gives_finite_outputs_for_finite_rows(spec, data):
     assert np.isfinite(y).all() and y[np.argmax(x)] > 0, (x, y)
 
 
-@pytest.mark.parametrize("spec", DIVISION_FREE + DIVISION_FREE_LOG1P, ids=lambda k: k.id)
+@pytest.mark.parametrize("spec", [k for k in DIVISION_FREE + DIVISION_FREE_LOG1P if k.dtype.name != "float8_e4m3fn"],
+                         ids=lambda k: k.id)  # float8_e4m3fn has no infinity: test_float8.py
 def test_special_values(spec):
     dt = spec.dtype
     assert np.isnan(spec(np.array([0.0, nan, 1.0], dt))).all()

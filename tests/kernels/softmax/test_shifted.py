@@ -102,7 +102,7 @@ def test_float16_arithmetic_is_stepwise_binary16(algorithm, x):
     assert np.array_equal(got.view(np.uint16), want.view(np.uint16)), (x, got, want)
 
 
-@pytest.mark.parametrize("spec", SHIFTED, ids=lambda k: k.id)
+@pytest.mark.parametrize("spec", [k for k in SHIFTED if format_of(k.dtype).has_inf], ids=lambda k: k.id)  # float8_e4m3fn has no infinity: test_float8.py
 def test_special_values(spec):
     """What the operations give (kernels/softmax/shifted.py docstring): NaN anywhere or +inf anywhere
     -> NaN row (m is NaN / inf - inf; shifted_log1p: one +inf entry gives NaN there, 0 elsewhere); -inf entries with a finite maximum -> exactly 0;
@@ -135,6 +135,6 @@ def test_shift_invariance_on_integer_shifts(spec):
     x64 = x.astype(np.float64)
     exact = [c for c in (1.0, -7.0, 100.0, 1000.0)
              if np.array_equal((x64 + c).astype(spec.dtype).astype(np.float64), x64 + c)]
-    assert len(exact) >= 3  # bfloat16's 8 bits lose x + 1000
+    assert len(exact) >= 2  # bfloat16's 8 bits lose x + 1000, float8's 3 or 4 lose x + 100 too
     for c in exact:
         assert np.array_equal(spec((x64 + c).astype(spec.dtype)), y)

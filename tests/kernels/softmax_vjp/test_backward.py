@@ -86,7 +86,7 @@ def test_call_contract():
         spec(x, g, out=np.empty((2, 2), np.float32))
 
 
-@pytest.mark.parametrize("spec", VJP, ids=lambda k: k.id)
+@pytest.mark.parametrize("spec", [k for k in VJP if format_of(k.dtype).has_inf], ids=lambda k: k.id)  # float8_e4m3fn has no infinity: test_float8.py
 def test_special_values(spec):
     dt = format_of(spec.dtype).dtype
     x = np.array([[0.0, 1.0, -np.inf, 2.0], [0.0, np.nan, 1.0, 1.0], [0.0, 1.0, 2.0, 3.0]], dt)
