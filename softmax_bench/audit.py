@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 DEFAULT_SIZES = (1, 2, 10, 100, 1000, 10_000)
-#: The formats the kernels are registered in; float8 is audited with --dtypes (peers only).
+#: The default audit's formats; float8 (kernels and peers) is audited with --dtypes.
 DEFAULT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 #: Elements per case: rows = min(config.rows, ELEMENT_BUDGET // n), at least 1. It bounds the
 #: reference's cost per case (about 0.4 s at ~57,000 elements/s).

@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"functions of the family to audit (default: {','.join(FUNCTIONS)})")
     aud.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DEFAULT_DTYPES),
                      help=f"formats among {','.join(DTYPE_NAMES)} (default: {','.join(DEFAULT_DTYPES)}; "
-                          "no kernel runs in float8: peers only)")
+                          "float8 kernels compute in float32)")
     aud.add_argument("--families", type=_families, default=None, metavar="NAME[:N],...",
                      help=f"built-in input families, among {','.join(inputs.FAMILIES)}; a sized "
                           "family (vocab, attention_causal) runs at its own sizes, NAME:N at N only "

@@ -172,7 +172,9 @@ def make(family: str, dtype, rows: int, n: int, seed: int = 0) -> np.ndarray:
     """``rows`` x ``n`` inputs of ``family`` in ``dtype``, reproducible from ``seed``.
 
     The stream depends on (seed, family, dtype, n), so changing one case leaves the others'
-    inputs as they were."""
+    inputs as they were. In a format without infinities (float8_e4m3fn) values beyond its range,
+    infinities included, saturate to its largest finite: a mask is then -448, as frameworks mask
+    with ``finfo(dtype).min`` there (the cast alone would make them NaN)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown input family {family!r}: choose from {', '.join(FAMILIES)}")
     if rows < 1 or n < 1:
@@ -180,9 +182,11 @@ def make(family: str, dtype, rows: int, n: int, seed: int = 0) -> np.ndarray:
     fmt = format_of(dtype)
     key = zlib.crc32(f"{family}/{fmt.name}/{n}".encode())
     rng = np.random.default_rng([seed, key])
+    x = FAMILIES[family].draw(rng, fmt, rows, n)
+    if not fmt.has_inf:
+        x = np.clip(x, -fmt.max_finite, fmt.max_finite)  # NaN stays NaN
     with np.errstate(over="ignore"):
-        x = FAMILIES[family].draw(rng, fmt, rows, n).astype(fmt.dtype)
-    return x
+        return x.astype(fmt.dtype)
 
 
 def cotangent(x: np.ndarray, seed: int = 0) -> np.ndarray:

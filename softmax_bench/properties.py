@@ -38,6 +38,9 @@ __all__ = [
     "logistic",
     "jacobian",
     "ALL",
+    "grid",
+    "on_grid",
+    "past_the_edge",
 ]
 
 #: Relative error allowed for evaluating a check in float64 (products, powers, sums, logs of a
@@ -190,7 +193,11 @@ def sharpness_limit(spec, x, a) -> Check:
     detail says which limit applies (for large ``|a|`` the exact distance is below the output
     format's smallest subnormal, so the output must be the limit itself to within the bound)."""
     name = "sharpness_limit"
-    t = (np.float64(a) * np.asarray(x, dtype=np.float64)).astype(spec.dtype)
+    t = np.float64(a) * np.asarray(x, dtype=np.float64)
+    fs = format_of(spec.dtype)
+    if not fs.has_inf:  # e4m3fn: saturate (as a framework's finfo.min/max would), never NaN
+        t = np.clip(t, -fs.max_finite, fs.max_finite)
+    t = t.astype(spec.dtype)
     p = _eval(spec, t)
     pred = _predicted(name, spec, [p])
     if pred:
@@ -261,16 +268,41 @@ ALL = ("shift_invariance", "inverse", "power_superposition", "sharpness_limit", 
        "jacobian")
 
 
+def grid(dtype) -> tuple[float, int]:
+    """``(step, largest shift)`` of the dyadic grid the checks draw rows on: rows of multiples of
+    ``step`` in ``[-2, 2]`` and integer shifts up to the largest shift, so that shifts, sums and
+    differences of two rows and doubling are exact in the storage format. 1/16 and 4 (6
+    significant bits) for formats of 8 bits of precision or more; float8 (3 or 4 bits): 1/2 and 2
+    (sums stay multiples of 1/2 within [-4, 4]: 3 bits)."""
+    return (1 / 16, 4) if format_of(dtype).precision >= 8 else (0.5, 2)
+
+
+def on_grid(x, dtype) -> np.ndarray:
+    """``x`` (float64) snapped to :func:`grid`'s rows for ``dtype``."""
+    step, _ = grid(dtype)
+    return np.clip(np.round(np.asarray(x, dtype=np.float64) / step) * step, -2.0, 2.0)
+
+
+def past_the_edge(dtype) -> tuple[np.ndarray, float]:
+    """``(row, c)``: ``row + c`` is past every compute format's exp overflow edge (naive must
+    fail) and exact in ``dtype``: ``[-8, 0, 8] + 1024`` (8 significant bits, bfloat16's; ``c`` at
+    most half the largest finite), ``[-32, 0, 32] + 128`` in float8 (3 bits)."""
+    if format_of(dtype).precision >= 8:
+        return np.array([-8.0, 0.0, 8.0]), min(format_of(dtype).max_finite / 2, 1024.0)
+    return np.array([-32.0, 0.0, 32.0]), 128.0
+
+
 def check_all(spec, rng: np.random.Generator, rows: int = 5, n: int = 6) -> list[Check]:
-    """A small sample of every property on rows of a dyadic grid (so shifts, sums and scalings by
-    small integers are exact in every storage format), plus the naive kernels past their edges
-    (which must come out as ``predicted_failure``)."""
+    """A small sample of every property on rows of a dyadic grid (:func:`grid`: shifts, sums and
+    scalings by small integers are exact in the storage format), plus the naive kernels past
+    their edges (which must come out as ``predicted_failure``)."""
     out = []
-    fs_max = format_of(spec.dtype).max_finite
+    step, shift = grid(spec.dtype)
+    half = int(round(2 / step))
     for _ in range(rows):
-        x1 = rng.integers(-32, 33, n) / 16.0  # |x| <= 2, multiples of 1/16
-        x2 = rng.integers(-32, 33, n) / 16.0
-        out.append(shift_invariance(spec, x1, float(rng.integers(-4, 5))))
+        x1 = rng.integers(-half, half + 1, n) * step  # |x| <= 2
+        x2 = rng.integers(-half, half + 1, n) * step
+        out.append(shift_invariance(spec, x1, float(rng.integers(-shift, shift + 1))))
         out.append(inverse(spec, x1))
         for coeffs, parts in (((1, 1), (x1, x2)), ((1, -1), (x1, x2)), ((2,), (x1,)), ((-1,), (x1,))):
             out.append(power_superposition(spec, parts, coeffs))
@@ -278,9 +310,6 @@ def check_all(spec, rng: np.random.Generator, rows: int = 5, n: int = 6) -> list
             out.append(sharpness_limit(spec, x1, a))
         out.append(logistic(spec, x1[0], x2[0]))
         out.append(jacobian(spec, x1))
-    # past the overflow edge: naive predicted to fail, shifted must hold. [-8, 0, 8] + 1024 needs
-    # 8 significant bits: exact in every storage format with a kernel, bfloat16's 8 included
-    # (and [-8, 0, 8] itself is inside naive float16's range)
-    base = np.array([-8.0, 0.0, 8.0])
-    out.append(shift_invariance(spec, base, min(fs_max / 2, 1024.0)))
+    # past the overflow edge: naive predicted to fail, shifted must hold
+    out.append(shift_invariance(spec, *past_the_edge(spec.dtype)))
     return out

@@ -112,3 +112,12 @@ def test_bad_user_files_are_named(tmp_path, name, array, words):
     (tmp_path / "broken.npy").write_bytes(b"not numpy")
     with pytest.raises(ValueError, match="broken.npy: cannot read it as a numpy file"):
         inputs.read_inputs(tmp_path / "broken.npy")
+
+
+@pytest.mark.parametrize("family", inputs.family_names())
+def test_e4m3fn_saturates_instead_of_nan(family):
+    """e4m3fn has no infinity: masks and out-of-range values become -+448, never NaN."""
+    a = inputs.make(family, "float8_e4m3fn", rows=20, n=33, seed=1).astype(np.float32)
+    assert not np.isnan(a).any() and np.abs(a).max() <= 448
+    if family == "masked":
+        assert (a == -448).mean() > 0.1
