@@ -80,6 +80,8 @@ from mpmath.libmp import (
 
 from softmax_bench.formats import FORMATS, Format, format_of, is_format, round_rational
 
+from . import phase1
+
 __all__ = [
     "softmax",
     "log_softmax",
@@ -588,12 +590,23 @@ def _apply_rows(x, dtype, axis, row_fn):
 def softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
     """Correctly rounded ``exp(x_i) / sum_j exp(x_j)`` along ``axis``.
 
-    ``x``: numpy array of float16/32/64, values taken exactly. ``dtype``: the format of the result
-    (default ``x.dtype``); every element is the round-to-nearest-even value of the exact softmax.
-    Special values as in the module docstring: NaN or +inf in a row -> NaN row, -inf masked -> 0,
-    all -inf -> NaN row.
+    ``x``: numpy array of any format here, values taken exactly. ``dtype``: the format of the
+    result (default ``x.dtype``); every element is the round-to-nearest-even value of the exact
+    softmax. Special values as in the module docstring: NaN or +inf in a row -> NaN row, -inf
+    masked -> 0, all -inf -> NaN row. Targets of at most 24 bits go through phase 1
+    (:mod:`.phase1`, compiled float64 with a rigorous enclosure) first; the rows it leaves
+    undecided, and float64 targets, through the Ziv loop here.
     """
-    return _apply_rows(x, dtype, axis, _softmax_row)
+    x_last, fmt, axis = _check_input(x, dtype, axis)
+    rows = _rows(x_last)
+    if fmt.precision > phase1.MAX_TARGET_PRECISION:
+        out = np.array([_softmax_row(row, fmt) for row in rows], dtype=np.float64)
+    else:
+        out, decided = phase1.softmax(rows, fmt)
+        for i in np.flatnonzero(~decided):
+            out[i] = _softmax_row(rows[i], fmt)
+    out = out.reshape(x_last.shape).astype(fmt.dtype)  # exact: every value is of fmt
+    return np.moveaxis(out, -1, axis)
 
 
 def log_softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:

@@ -37,30 +37,24 @@ def _csv(choices):
 
 
 def cmd_reference(args) -> int:
-    """Show the reference at work and check it by precision escalation: every row is recomputed
-    with 64 more guard bits, and the outputs must be the same bits."""
+    """The reference's speed against a plain mpmath softmax, and its two phases checked against
+    each other (softmax_bench/reference_speed.py); the table is printed and written as JSON and
+    Markdown beside ``--out``."""
     from softmax_bench import reference as R
-    from softmax_bench.reference import correctly_rounded
+    from softmax_bench import reference_speed
+    from softmax_bench.results_io import write_json_atomic
 
-    rng = np.random.default_rng(args.seed)
-    print(f"{'dtype':8} {'rows x n':>10} {'elements/s':>11} {'escalation check':>17}")
-    failures = 0
-    for name in args.dtypes:
-        x = (rng.standard_normal((args.rows, args.n)) * 10).astype(FORMATS[name].dtype)
-        start = time.perf_counter()
-        y = R.softmax(x)
-        rate = x.size / (time.perf_counter() - start)
-        saved = correctly_rounded.GUARD_BITS
-        correctly_rounded.GUARD_BITS = saved + 64
-        try:
-            same = np.array_equal(R.softmax(x), y, equal_nan=True)
-        finally:
-            correctly_rounded.GUARD_BITS = saved
-        failures += not same
-        print(f"{name:8} {f'{args.rows} x {args.n}':>10} {rate:11.0f} {'identical' if same else 'DIFFERENT':>17}")
+    data = reference_speed.run(args.dtypes, repeat=args.repeat, seed=args.seed,
+                               progress=lambda m: print(m, file=sys.stderr))
+    table = reference_speed.format_table(data)
+    print(table)
+    if args.out:
+        write_json_atomic(args.out, data)
+        args.out.with_suffix(".md").write_text(table)
+        print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     example = np.array([1.0, 2.0, 3.0], dtype=np.float32)
-    print(f"\nsoftmax({example.tolist()}) in float32, correctly rounded: {R.softmax(example).tolist()}")
-    return 1 if failures else 0
+    print(f"softmax({example.tolist()}) in float32, correctly rounded: {R.softmax(example).tolist()}")
+    return 1 if any(r.get("check", "").startswith("DIFFERENT") for r in data["records"]) else 0
 
 
 def _ints(text: str) -> list[int]:
@@ -297,12 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     from softmax_bench.audit import DEFAULT_DTYPES
 
     sub = parser.add_subparsers(dest="command", required=True)
-    ref = sub.add_parser("reference", help="run the mpmath reference and check it by precision escalation")
+    ref = sub.add_parser("reference", help="the reference's speed against plain mpmath, its two phases "
+                                           "checked against each other")
     ref.add_argument("--dtypes", type=_csv(DTYPE_NAMES), default=list(DEFAULT_DTYPES),
                      help=f"output formats among {','.join(DTYPE_NAMES)} (default: {','.join(DEFAULT_DTYPES)})")
-    ref.add_argument("--rows", type=_positive(int), default=20, help="default: 20")
-    ref.add_argument("--n", type=_positive(int), default=1000, help="row length (default: 1000)")
+    ref.add_argument("--repeat", type=_positive(int), default=5, help="timings per measurement (default: 5)")
     ref.add_argument("--seed", type=int, default=0, help="default: 0")
+    ref.add_argument("--out", type=Path, default=None,
+                     help="also write JSON there and the Markdown table beside it (.md)")
     ref.set_defaults(func=cmd_reference)
 
     from softmax_bench import inputs

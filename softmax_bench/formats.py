@@ -39,6 +39,7 @@ __all__ = [
     "format_of",
     "is_format",
     "round_rational",
+    "round_float64",
     "ulp",
     "ulp_error",
 ]
@@ -209,6 +210,24 @@ def round_fraction(x: Fraction | int, fmt) -> float:
     if x == 0:
         return 0.0
     return round_rational(x.numerator, x.denominator, fmt)
+
+
+def round_float64(v, fmt) -> np.ndarray:
+    """Each float64 of ``v`` rounded once to ``fmt`` (round-to-nearest-even, gradual underflow,
+    overflow to inf, or NaN in a format without one, when the rounded value passes the largest
+    finite), returned as float64 holding the rounded values exactly; zeros keep their sign, NaN
+    stays NaN. Vectorised (``v / ulp`` is an exact power-of-two scaling, ``np.rint`` rounds half
+    to even), so it never rounds twice as ml_dtypes' float64 casts do (through float32)."""
+    fmt = format_of(fmt)
+    v = np.asarray(v, dtype=np.float64)
+    if fmt.precision == 53:
+        return v.copy()
+    with np.errstate(invalid="ignore", over="ignore"):
+        q = ulp(v, fmt)
+        r = np.where(np.isfinite(v), np.rint(v / q) * q, v)
+        over = np.abs(r) > fmt.max_finite
+    r = np.where(over, np.copysign(np.inf, v) if fmt.has_inf else np.nan, r)
+    return np.copysign(r, v)  # a zero keeps the sign of what rounded to it
 
 
 def ulp(x, dtype=None) -> np.ndarray:

@@ -1,0 +1,75 @@
+"""Where numba keeps compiled code: a per-user cache folder per source package, never inside it.
+
+numba's ``cache=True`` writes beside the source by default (``__pycache__``). In an installed
+package those files outlive ``pip uninstall`` (pip did not write them), and a later
+``pip install -e .`` then finds ``site-packages/softmax_bench/kernels`` as an empty namespace
+package that shadows the editable install. numba also checks a cached function against its own
+source file only, so a kernel would keep code it inlined from an edited ``exp.py``. So a package
+of numba code (``kernels/``, the reference's phase 1) decorates its functions with the
+``cached_njit`` of :func:`numba_cache`, which compiles into
+
+    <cache>/numba/<first 16 hex digits of the sha256 of that package's sources>
+
+where ``<cache>`` is the per-user cache folder of ``platformdirs`` (``~/.cache/softmax-bench`` on
+Linux), or ``$NUMBA_CACHE_DIR/softmax-bench`` when that is set. An edit of any file of the package
+gives a new folder; installs of the same sources share one. numba fixes a function's cache
+location when its decorator runs, so the setting is swapped in for that moment only: no other
+numba function in the process is affected. Where the folder cannot be made, numba's default
+applies.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable
+
+from numba import njit
+from numba.core import config
+
+__all__ = ["numba_cache"]
+
+
+def _folder(package: Path) -> str | None:
+    digest = hashlib.sha256()
+    for p in sorted(package.rglob("*.py")):
+        digest.update(str(p.relative_to(package)).encode() + b"\0" + p.read_bytes() + b"\0")
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        base = Path(os.environ["NUMBA_CACHE_DIR"]) / "softmax-bench"
+    else:
+        import platformdirs
+
+        base = Path(platformdirs.user_cache_dir("softmax-bench"))
+    folder = base / "numba" / digest.hexdigest()[:16]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return str(folder) if os.access(folder, os.W_OK) else None
+
+
+def numba_cache(package) -> tuple[str | None, Callable]:
+    """``(folder, cached_njit)`` for the package folder ``package``: ``cached_njit`` is
+    ``numba.njit(cache=True, **options)`` compiling into ``folder`` (None: numba's default
+    location); use it bare (``@cached_njit``) or with options (``@cached_njit(parallel=True)``)."""
+    folder = _folder(Path(package).resolve())
+
+    @contextlib.contextmanager
+    def caching_here():
+        saved = config.CACHE_DIR
+        if folder:
+            config.CACHE_DIR = folder
+        try:
+            yield
+        finally:
+            config.CACHE_DIR = saved
+
+    def cached_njit(fn=None, **options):
+        def decorate(f):
+            with caching_here():
+                return njit(cache=True, **options)(f)
+
+        return decorate if fn is None else decorate(fn)
+
+    return folder, cached_njit

@@ -1,0 +1,139 @@
+"""reference/phase1.py: its enclosures hold the exact softmax (mpmath at 160 bits), its rounding
+is formats.round_float64's, and every row it decides equals phase 2's (the mpmath Ziv loop) on
+random, adversarial and hypothesis rows of every narrow format, with the fallbacks counted."""
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from softmax_bench import strategies
+from softmax_bench.formats import FORMATS, round_float64
+from softmax_bench.reference import correctly_rounded as CR
+from softmax_bench.reference import phase1
+
+NARROW = [f for f in FORMATS if FORMATS[f].precision <= phase1.MAX_TARGET_PRECISION]
+
+
+def rows_of(dtype, seed, count=40, n=30):
+    """Rows people and adversaries feed a softmax, exact in ``dtype``: N(0, s^2) for s from 0.01
+    to 10^4, masks, ties at the maximum, one dominant entry, a long row."""
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(count):
+        s = 10.0 ** rng.uniform(-2, 4)
+        x = rng.standard_normal(n) * s + rng.uniform(-1, 1) * min(fmt.max_finite / 4, 1e4)
+        if k % 4 == 1:
+            x[rng.random(n) < 0.3] = -np.inf if fmt.has_inf else -fmt.max_finite
+        if k % 4 == 2:
+            x[rng.choice(n, 3, replace=False)] = x.max()
+        if k % 4 == 3:
+            x[0] = x.max() + rng.uniform(1, 40)
+        x = np.clip(x, -fmt.max_finite, fmt.max_finite) if not fmt.has_inf else x
+        out.append(np.asarray(x, dtype=np.float64).astype(fmt.dtype).astype(np.float64))
+    return out
+
+
+def exact_softmax(row, prec=160):
+    with mpmath.workprec(prec):
+        xs = [mpmath.mpf(v) if v != -np.inf else None for v in row]
+        m = max(v for v in xs if v is not None)
+        e = [mpmath.exp(v - m) if v is not None else mpmath.mpf(0) for v in xs]
+        s = mpmath.fsum(e)
+        return [v / s for v in e]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float8_e4m3fn", "float64"])
+def test_enclosures_hold_the_exact_value(dtype):
+    """Every output: lo <= exact <= hi, with the exact value at 160 bits (its own error, 2**-150
+    relative, is far inside the enclosures' width of about 2**-50). float64 inputs reach 1e300."""
+    rows = rows_of(dtype, seed=1, count=24)
+    if dtype == "float64":
+        rows.append(np.array([1e300, 1e300 - 1e285, -1e300, 7.0]))
+    checked = 0
+    for row in rows:
+        y, r, taken = phase1.softmax_bounds(row[None, :])
+        assert taken[0]
+        for yj, rj, ex in zip(y[0], r[0], exact_softmax(row)):
+            lo, hi = phase1.enclosure(yj, rj)
+            assert mpmath.mpf(lo) <= ex * (1 + mpmath.ldexp(1, -150)), (row, yj, rj, ex)
+            assert mpmath.mpf(hi) >= ex * (1 - mpmath.ldexp(1, -150)), (row, yj, rj, ex)
+            checked += 1
+    assert checked > 500
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+def test_rounding_is_formats_round_float64(dtype):
+    """phase1's compiled rounding against formats.round_float64 on every value of the format's
+    range neighbourhood: values, midpoints and their float64 neighbours, subnormals, overflow."""
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(3)
+    v = np.abs(rng.standard_normal(20000)) * 2.0 ** rng.integers(fmt.emin - fmt.precision - 2,
+                                                                 fmt.emax + 2, 20000)
+    grid = round_float64(v, fmt)
+    mid = (grid + round_float64(grid * (1 + 2.0 ** (1 - fmt.precision)), fmt)) / 2
+    v = np.concatenate([v, mid, np.nextafter(mid, 0), np.nextafter(mid, np.inf), [0.0, fmt.max_finite,
+                        fmt.overflow_boundary, fmt.smallest_subnormal / 2, 1e300]])
+    v = v[np.isfinite(v)]
+    want = round_float64(v, fmt)
+    got = np.array([phase1._round(float(a), fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
+                    for a in v])
+    assert np.array_equal(got, want, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("target", [None, "float16", "float8_e5m2"])
+def test_decided_rows_equal_phase_two(dtype, target):
+    """Inputs of every narrow format into their own format and narrower ones: every row phase 1
+    decides is phase 2's, bit for bit. Undecided rows are counted: at the enclosures' width
+    (about 5 float64 ULPs) the expected count here is far below one, so more than 1% would be
+    a defect of phase 1, not bad luck."""
+    fmt = FORMATS[target or dtype]
+    rows = rows_of(dtype, seed=2, count=60)
+    x = np.array(rows)
+    got, decided = phase1.softmax(x, fmt)
+    for i in np.flatnonzero(decided):
+        want = np.array(CR._softmax_row(x[i], fmt))
+        assert np.array_equal(got[i], want, equal_nan=True), (x[i], got[i], want)
+    assert (~decided).sum() <= 0.01 * len(rows)
+
+
+def test_near_midpoint_rows_are_decided_right_or_deferred():
+    """Two-class rows [t, 0] whose output lies closest to a float32 or bfloat16 midpoint among
+    20,000 candidates: phase 1 either decides them (and agrees with phase 2) or defers them."""
+    rng = np.random.default_rng(7)
+    for dtype in ("float32", "bfloat16"):
+        fmt = FORMATS[dtype]
+        t = np.unique(rng.uniform(-8, 8, 20000).astype(fmt.dtype).astype(np.float64))
+        y = 1 / (1 + np.exp(-t))  # float64: enough to rank distances to midpoints
+        q = 2.0 ** (np.floor(np.log2(y)) - fmt.precision + 1)
+        frac = (y / q) % 1.0
+        worst = t[np.argsort(np.abs(frac - 0.5))[:50]]
+        x = np.stack([worst, np.zeros_like(worst)], axis=1)
+        got, decided = phase1.softmax(x, fmt)
+        for i in range(len(x)):
+            if decided[i]:
+                assert np.array_equal(got[i], CR._softmax_row(x[i], fmt))
+
+
+def test_rows_phase_one_does_not_take():
+    x = np.array([[0.0, np.nan], [np.inf, 0.0], [-np.inf, -np.inf], [0.0, 1.0]])
+    _, _, taken = phase1.softmax_bounds(x)
+    assert taken.tolist() == [False, False, False, True]
+    with pytest.raises(ValueError, match="24 bits"):
+        phase1.softmax(x, FORMATS["float64"])
+
+
+@pytest.mark.parametrize("dtype", NARROW)
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_rows_reference_equals_phase_two(dtype, data):
+    """The public reference (phase 1, then phase 2 for what it leaves) equals phase 2 alone on
+    any finite rows of the format, masks included, at any scale up to its largest finite."""
+    row = data.draw(strategies.finite_rows(dtype, 1, 24, masked=FORMATS[dtype].has_inf))
+    got = CR.softmax(row).astype(np.float64)
+    want = np.array(CR._softmax_row(row.astype(np.float64), FORMATS[dtype]))
+    assert np.array_equal(got, want, equal_nan=True)
