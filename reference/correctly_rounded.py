@@ -580,9 +580,20 @@ def _rows(x_last: np.ndarray):
     return x_last.reshape(-1, x_last.shape[-1]).astype(np.float64)
 
 
-def _apply_rows(x, dtype, axis, row_fn):
+def _two_phases(x, dtype, axis, fast, row_fn, reduces=False):
+    """Rows of ``x`` through phase 1 (``fast``, :mod:`.phase1`) when the target has at most 24
+    bits, and through the Ziv loop (``row_fn``) where phase 1 leaves them undecided or for float64
+    targets; the result in the target format, the reduced axis in place (or removed)."""
     x_last, fmt, axis = _check_input(x, dtype, axis)
-    out = np.array([row_fn(row, fmt) for row in _rows(x_last)], dtype=np.float64)
+    rows = _rows(x_last)
+    if fmt.precision > phase1.MAX_TARGET_PRECISION:
+        out = np.array([row_fn(row, fmt) for row in rows], dtype=np.float64)
+    else:
+        out, decided = fast(rows, fmt)
+        for i in np.flatnonzero(~decided):
+            out[i] = row_fn(rows[i], fmt)
+    if reduces:
+        return out.reshape(x_last.shape[:-1]).astype(fmt.dtype)
     out = out.reshape(x_last.shape).astype(fmt.dtype)  # exact: every value is of fmt
     return np.moveaxis(out, -1, axis)
 
@@ -597,31 +608,22 @@ def softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
     (:mod:`.phase1`, compiled float64 with a rigorous enclosure) first; the rows it leaves
     undecided, and float64 targets, through the Ziv loop here.
     """
-    x_last, fmt, axis = _check_input(x, dtype, axis)
-    rows = _rows(x_last)
-    if fmt.precision > phase1.MAX_TARGET_PRECISION:
-        out = np.array([_softmax_row(row, fmt) for row in rows], dtype=np.float64)
-    else:
-        out, decided = phase1.softmax(rows, fmt)
-        for i in np.flatnonzero(~decided):
-            out[i] = _softmax_row(rows[i], fmt)
-    out = out.reshape(x_last.shape).astype(fmt.dtype)  # exact: every value is of fmt
-    return np.moveaxis(out, -1, axis)
+    return _two_phases(x, dtype, axis, phase1.softmax, _softmax_row)
 
 
 def log_softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
-    """Correctly rounded ``x_i - logsumexp(x)`` along ``axis`` (masked entries give -inf)."""
-    return _apply_rows(x, dtype, axis, _log_softmax_row)
+    """Correctly rounded ``x_i - logsumexp(x)`` along ``axis`` (masked entries give -inf); two
+    phases as :func:`softmax`."""
+    return _two_phases(x, dtype, axis, phase1.log_softmax, _log_softmax_row)
 
 
 def logsumexp(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
-    """Correctly rounded ``log(sum_j exp(x_j))`` along ``axis`` (the axis is removed).
+    """Correctly rounded ``log(sum_j exp(x_j))`` along ``axis`` (the axis is removed); two phases
+    as :func:`softmax`.
 
     Overflows to inf exactly when the true value rounds past the format's largest finite number.
     NaN in a row -> NaN; +inf -> +inf; all -inf -> -inf."""
-    x_last, fmt, _ = _check_input(x, dtype, axis)
-    out = np.array([_logsumexp_row(row, fmt) for row in _rows(x_last)], dtype=np.float64)
-    return out.reshape(x_last.shape[:-1]).astype(fmt.dtype)
+    return _two_phases(x, dtype, axis, phase1.logsumexp, _logsumexp_row, reduces=True)
 
 
 def jacobian(x: np.ndarray, dtype=None) -> np.ndarray:

@@ -42,6 +42,25 @@ Derivation (``u = 2**-53``; a row of float64 values ``x_j`` taken exactly, with 
 
 Typical width: ``r_i`` is about ``5u`` for inputs of the narrow formats, so a float32 output is
 undecided with probability about ``2**-26``.
+
+Log-sum-exp and log-softmax (:func:`logsumexp`, :func:`log_softmax`)
+--------------------------------------------------------------------
+``L = m + l``, ``l = log1p(S')``, ``S' = sum_(j != k) e_j`` (``k`` the first maximum, whose term
+is exactly 1: no cancellation in ``log``, as Blanchard, Higham & Higham's Alg. 4.1). ``Ŝ'`` by
+Sum2 as in 3. over the other kept terms: ``Ŝ' = S' (1 + eps)``, ``|eps| <= E' = (W' + sigma')
+(1 + 2**-30)`` (``W'`` the weighted ``A_j`` over ``j != k``, ``sigma' = u + gamma_(n-2)^2``).
+Then ``|log1p(Ŝ') - l| = |log1p(eps S' / (1 + S'))| <= E' l / (1 - E')`` (as ``S' / (1 + S')
+<= l``), libm's ``log1p`` adds 1 ULP (``2u |l̂|``, glibc's documented bound), and dropped terms
+an absolute ``n 2**-1021``: ``|l̂ - l| <= delta = (E' |l̂| / (1 - E') + 2u |l̂|)(1 + 2**-20) +
+n 2**-1021``. The outputs are formed exactly as double-doubles: ``m + l̂`` by TwoSum, and
+``x_i - m - l̂`` as TwoSum(``d̂_i``, ``-l̂``) plus the shift's own TwoSum error, so the exact
+output lies within ``delta`` of ``s + t`` (``s`` the float64 sum, ``t`` the sum of the error
+terms). Each end ``s + (t -+ delta2)`` is again an exact double-double (TwoSum), rounded as one
+(:func:`_decided_dd`): so an output whose exact part is a rounding midpoint (``x_i - m`` often is
+one of float32, being a difference of two float32 values) plus a remainder far below a float64
+ULP is decided by the remainder's sign, as phase 2's ``_exact_plus_tiny`` does. When nothing is
+uncertain (``delta = 0`` and no error term: a row whose other entries are all masked) the output
+is ``s`` exactly. Masked entries give ``-inf`` exactly, as phase 2 does.
 """
 from __future__ import annotations
 
@@ -54,7 +73,8 @@ import numpy as np
 from softmax_bench.formats import Format
 from softmax_bench.jit import numba_cache
 
-__all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosure", "softmax"]
+__all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosure", "softmax", "log_parts",
+           "logsumexp", "log_softmax"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
 
@@ -116,17 +136,59 @@ def _row(x, y, r):
 
 @_cached_njit
 def _round(v, p, emin, top, has_inf):
-    """``v >= 0`` rounded to nearest-even in the format (p, emin, largest finite ``top``): the
-    arithmetic of ``formats.round_float64`` (tested equal to it), compiled, as the decision runs
-    on every output and numpy's temporaries cost 30 times the arithmetic."""
-    if v == 0.0:
-        return 0.0
-    e = max(math.frexp(v)[1] - 1, emin)
+    """``v`` rounded to nearest-even in the format (p, emin, largest finite ``top``, infinities or
+    not): the arithmetic of ``formats.round_float64`` (tested equal to it), compiled, as the
+    decision runs on every output and numpy's temporaries cost 30 times the arithmetic."""
+    a = abs(v)
+    if a == 0.0 or a != a:
+        return v
+    if a == np.inf:
+        r = np.inf if has_inf else np.nan
+    else:
+        e = max(math.frexp(a)[1] - 1, emin)
+        q = math.ldexp(1.0, e - p + 1)
+        r = np.rint(a / q) * q
+        if r > top:
+            r = np.inf if has_inf else np.nan
+    return r if r != r else math.copysign(r, v)  # an overflow NaN is +NaN, as phase 2's
+
+
+@_cached_njit
+def _round_dd(hi, rem, p, emin, top, has_inf):
+    """The double-double ``hi + rem`` (``|rem| <= u |hi|``) rounded to nearest-even in the format:
+    ``hi``'s rounding, unless ``hi`` is exactly a midpoint of the format, where ``rem``'s sign
+    decides (a target of at most 24 bits has no other boundary within ``u |hi|`` of ``hi``)."""
+    a = abs(hi)
+    if a == 0.0:  # the value is rem itself
+        return _round(rem, p, emin, top, has_inf)
+    if rem == 0.0 or a == np.inf or a != a:
+        return _round(hi, p, emin, top, has_inf)
+    e = max(math.frexp(a)[1] - 1, emin)
     q = math.ldexp(1.0, e - p + 1)
-    r = np.rint(v / q) * q
+    k = math.floor(a / q)
+    if a / q - k != 0.5:
+        return _round(hi, p, emin, top, has_inf)
+    outward = (rem > 0.0) == (hi > 0.0)  # the remainder moves |hi| up
+    r = (k + 1.0) * q if outward else k * q
     if r > top:
-        return np.inf if has_inf else np.nan
-    return r
+        r = np.inf if has_inf else np.nan
+    return r if r != r else math.copysign(r, hi)
+
+
+@_cached_njit
+def _same(a, b):
+    """The same number, the sign of a zero included, or both NaN."""
+    if a != a:
+        return b != b
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+@_cached_njit
+def _decided(lo, hi, p, emin, top, has_inf):
+    """``(decided, value)``: both ends rounded; decided when they are the same number, sign of a
+    zero included (a tiny negative result rounds to -0), or both NaN (e4m3fn's overflow)."""
+    a = _round(lo, p, emin, top, has_inf)
+    return _same(a, _round(hi, p, emin, top, has_inf)), a
 
 
 @_cached_njit
@@ -145,10 +207,9 @@ def _decide_row(y, r, out, p, emin, top, has_inf):
     undecided."""
     for j in range(y.size):
         lo, hi = enclosure(y[j], r[j])
-        a = _round(lo, p, emin, top, has_inf)
-        if a != _round(hi, p, emin, top, has_inf):
+        ok, out[j] = _decided(lo, hi, p, emin, top, has_inf)
+        if not ok:
             return False
-        out[j] = a
     return True
 
 
@@ -182,11 +243,156 @@ def softmax(rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` of phase 1 for float64 ``rows`` (2-D) into ``fmt`` (precision at
     most :data:`MAX_TARGET_PRECISION`): ``values`` holds the correctly rounded outputs of every
     row where ``decided_rows`` is True; the other rows are left to phase 2."""
+    return _run(_softmax_rows, rows, fmt, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# log-sum-exp and log-softmax (module docstring, last section)
+# ---------------------------------------------------------------------------------------------
+@_cached_njit
+def _log_parts(x, d, derr):
+    """``(taken, m, l̂, delta)`` of a row; fills ``d`` (``d̂_j``, -inf where masked) and ``derr``
+    (the shift's exact error)."""
+    n = x.size
+    m = -np.inf
+    k = -1
+    for j in range(n):
+        v = x[j]
+        if v != v or v == np.inf:
+            return False, 0.0, 0.0, 0.0
+        if v > m:
+            m = v
+            k = j
+    if k < 0:
+        return False, 0.0, 0.0, 0.0
+    s = 0.0
+    c = 0.0
+    weighted = 0.0
+    dropped = 0
+    for j in range(n):
+        dj = x[j] - m
+        d[j] = dj
+        derr[j] = 0.0
+        if x[j] == -np.inf:
+            continue
+        bp = dj - x[j]
+        err = (x[j] - (dj - bp)) + (-m - bp)
+        derr[j] = err
+        if j == k:
+            continue
+        if dj < _DROP:
+            dropped += 1
+            continue
+        t = 0.0 if err == 0.0 else abs(dj) * _U * (1.0 + 2.0 * _U)
+        tt = t * (1.0 + t)
+        a = tt + 2.0 * _U * (1.0 + tt)
+        e = np.exp(dj)
+        weighted += e * a
+        hi = s + e
+        bb = hi - s
+        c += (s - (hi - bb)) + (e - bb)
+        s = hi
+    total = s + c
+    if total == 0.0:  # l in [0, D] (D = 0: every other entry masked), l > 0 when D > 0
+        return True, m, 0.0, dropped * 2.0**-1021
+    g = max(n - 2, 0) * _U / (1.0 - max(n - 2, 0) * _U)
+    rel = (weighted / total * (1.0 + 2.0**-40) + _U + g * g) * (1.0 + 2.0**-30)
+    ell = math.log1p(total)
+    delta = (rel * ell / (1.0 - rel) + 2.0 * _U * ell) * _SAFETY + dropped * 2.0**-1021
+    return True, m, ell, delta
+
+
+@_cached_njit
+def _decided_dd(s, t, below, above, open_lo, open_hi, p, emin, top, has_inf):
+    """``(decided, value)`` for an exact output in ``[s + t - below, s + t + above]`` (``s`` a
+    float64, ``t`` the rounded sum of the exact error terms; module docstring, last section),
+    without its lower (``open_lo``) or upper (``open_hi``) end when that end is ``s`` itself. Each
+    end ``s + (t -+ w)`` is formed exactly as a double-double by TwoSum and rounded as one, so an
+    exact part on a midpoint plus a tiny remainder is decided by the remainder's sign; ``w``
+    widens ``below``/``above`` by the roundings of ``t`` and of ``t -+ w``. An open end equal to
+    ``s`` rounds as ``s`` moved into the interval."""
+    slack = 2.0 * _U * abs(t)
+    lo_w = below + slack
+    hi_w = above + slack
+    lo_off = t if lo_w == 0.0 else t - (lo_w * (1.0 + 4.0 * _U) + _ABS)
+    hi_off = t if hi_w == 0.0 else t + (hi_w * (1.0 + 4.0 * _U) + _ABS)
+    got = np.empty(2)
+    for i in range(2):
+        off = hi_off if i else lo_off
+        v = s + off  # TwoSum(s, off)
+        bb = v - s
+        rem = (s - (v - bb)) + (off - bb)
+        if rem == 0.0 and off == 0.0 and (open_hi if i else open_lo):
+            rem = -_ABS if i else _ABS  # just inside the interval
+        got[i] = _round_dd(v, rem, p, emin, top, has_inf)
+    return _same(got[0], got[1]), got[0]
+
+
+@_cached_njit(parallel=True)
+def _logsumexp_rows(x, out, decided, p, emin, top, has_inf):
+    for i in numba.prange(x.shape[0]):
+        d = np.empty(x.shape[1])
+        derr = np.empty(x.shape[1])
+        taken, m, ell, delta = _log_parts(x[i], d, derr)
+        if not taken:
+            decided[i] = False
+            continue
+        s = m + ell  # TwoSum
+        bb = s - m
+        e = (m - (s - bb)) + (ell - bb)
+        # l_hat = 0: l in [0, delta], and l > 0 unless delta = 0 (every other entry masked)
+        zero = ell == 0.0
+        decided[i], out[i] = _decided_dd(s, e, 0.0 if zero else delta, delta, zero and delta > 0.0,
+                                         False, p, emin, top, has_inf)
+
+
+@_cached_njit(parallel=True)
+def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
+    for i in numba.prange(x.shape[0]):
+        d = np.empty(x.shape[1])
+        derr = np.empty(x.shape[1])
+        taken, m, ell, delta = _log_parts(x[i], d, derr)
+        ok = taken
+        for j in range(x.shape[1]):
+            if not ok:
+                break
+            if d[j] == -np.inf:
+                out[i, j] = -np.inf
+                continue
+            s = d[j] - ell  # TwoSum(d_j, -l)
+            bb = s - d[j]
+            e = (d[j] - (s - bb)) + (-ell - bb)
+            zero = ell == 0.0  # as in _logsumexp_rows; the output is minus l
+            ok, out[i, j] = _decided_dd(s, e + derr[j], delta, 0.0 if zero else delta, False,
+                                        zero and delta > 0.0, p, emin, top, has_inf)
+        decided[i] = ok
+
+
+def log_parts(row: np.ndarray):
+    """``(taken, m, l̂, delta, d̂, shift errors)`` of one float64 row (for tests: the exact
+    ``log1p(S')`` lies within ``delta`` of ``l̂``)."""
+    row = np.ascontiguousarray(row, dtype=np.float64)
+    d = np.empty_like(row)
+    derr = np.empty_like(row)
+    return (*_log_parts(row, d, derr), d, derr)
+
+
+def _run(kernel, rows, fmt, reduces):
     if fmt.precision > MAX_TARGET_PRECISION:
         raise ValueError(f"phase 1 decides targets of at most {MAX_TARGET_PRECISION} bits, not {fmt.name}")
     rows = np.ascontiguousarray(rows, dtype=np.float64)
-    out = np.zeros_like(rows)
+    out = np.zeros(rows.shape[0] if reduces else rows.shape)
     decided = np.zeros(rows.shape[0], dtype=np.bool_)
     if rows.size:
-        _softmax_rows(rows, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
+        kernel(rows, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
     return out, decided
+
+
+def logsumexp(rows: np.ndarray, fmt: Format):
+    """``(values, decided_rows)`` as :func:`softmax`, one value per row."""
+    return _run(_logsumexp_rows, rows, fmt, True)
+
+
+def log_softmax(rows: np.ndarray, fmt: Format):
+    """``(values, decided_rows)`` as :func:`softmax`."""
+    return _run(_log_softmax_rows, rows, fmt, False)

@@ -137,3 +137,87 @@ def test_hypothesis_rows_reference_equals_phase_two(dtype, data):
     got = CR.softmax(row).astype(np.float64)
     want = np.array(CR._softmax_row(row.astype(np.float64), FORMATS[dtype]))
     assert np.array_equal(got, want, equal_nan=True)
+
+
+# --- log-sum-exp and log-softmax ------------------------------------------------------------
+LOG_FUNCTIONS = {"logsumexp": (phase1.logsumexp, CR._logsumexp_row),
+                 "log_softmax": (phase1.log_softmax, CR._log_softmax_row)}
+
+
+def _bits(v, fmt):
+    return np.atleast_1d(np.asarray(v, dtype=np.float64)).astype(fmt.dtype).view(f"u{fmt.dtype.itemsize}")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float8_e5m2", "float64"])
+def test_log1p_of_the_others_within_delta(dtype):
+    """log_parts' enclosure: the exact log1p(S') (160 bits) lies within delta of l_hat."""
+    for row in rows_of(dtype, seed=4, count=24):
+        taken, m, ell, delta, _, _ = phase1.log_parts(row)
+        assert taken
+        with mpmath.workprec(160):
+            xs = [mpmath.mpf(v) for v in row if v != -np.inf]
+            k = xs.index(max(xs))
+            rest = mpmath.fsum(mpmath.exp(v - xs[k]) for j, v in enumerate(xs) if j != k)
+            exact = mpmath.log1p(rest)
+            assert abs(exact - mpmath.mpf(ell)) <= mpmath.mpf(delta) * (1 + mpmath.ldexp(1, -100)), row
+
+
+@pytest.mark.parametrize("function", LOG_FUNCTIONS)
+@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("target", [None, "float8_e5m2"])
+def test_log_functions_decided_rows_equal_phase_two(function, dtype, target):
+    fast, slow = LOG_FUNCTIONS[function]
+    fmt = FORMATS[target or dtype]
+    x = np.array(rows_of(dtype, seed=5, count=60))
+    got, decided = fast(x, fmt)
+    for i in np.flatnonzero(decided):
+        assert np.array_equal(_bits(got[i], fmt), _bits(slow(x[i], fmt), fmt)), (x[i], got[i])
+    assert (~decided).sum() <= 0.01 * len(x)
+
+
+def _midpoint_shift_rows(gap_lo, gap_hi, count=30, seed=6):
+    """float32 rows [m, x] whose difference x - m is exactly a float32 rounding midpoint (a
+    difference of two float32 carries up to 48 bits), at a gap where exp(x - m) is tiny (kept) or
+    below 2**-1021 (dropped): log_softmax's exact part sits on a midpoint, the rest is a
+    remainder of known sign far below a float64 ULP."""
+    rng = np.random.default_rng(seed)
+    m = rng.uniform(0.5, 1.0, 200_000).astype(np.float32).astype(np.float64)  # 24 bits below 1
+    x = (m - rng.uniform(gap_lo, gap_hi, m.size)).astype(np.float32).astype(np.float64)
+    d = x - m  # exact in float64
+    q = 2.0 ** (np.floor(np.log2(np.abs(d))) - 23)
+    hits = np.flatnonzero((np.abs(d) / q) % 1.0 == 0.5)[:count]
+    assert hits.size == count
+    return [np.array([m[i], x[i]]) for i in hits]
+
+
+@pytest.mark.parametrize("gap", [(100.0, 600.0), (710.0, 3000.0)], ids=["kept", "dropped"])
+def test_midpoint_plus_tiny_decided_by_the_remainder(gap):
+    """The exact part of log_softmax on a float32 midpoint, the rest e^-gap: phase 1 decides it
+    from the remainder's sign (no fallback) and agrees with phase 2."""
+    fmt = FORMATS["float32"]
+    rows = np.array(_midpoint_shift_rows(*gap))
+    got, decided = phase1.log_softmax(rows, fmt)
+    assert decided.all()
+    for i in range(len(rows)):
+        assert np.array_equal(_bits(got[i], fmt), _bits(CR._log_softmax_row(rows[i], fmt), fmt))
+    assert np.signbit(got[:, 0]).all()  # -l rounds to -0.0, as phase 2 (a tiny negative)
+
+
+def test_masked_others_give_exact_outputs():
+    x = np.array([[3.0, -np.inf, -np.inf], [-2.5, -np.inf, -np.inf]])
+    v, d = phase1.log_softmax(x, FORMATS["float32"])
+    assert d.all() and v[:, 0].tolist() == [0.0, 0.0] and not np.signbit(v[:, 0]).any()
+    v, d = phase1.logsumexp(x, FORMATS["float32"])
+    assert d.all() and v.tolist() == [3.0, -2.5]
+
+
+@pytest.mark.parametrize("function", LOG_FUNCTIONS)
+@pytest.mark.parametrize("dtype", NARROW)
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_log_rows_reference_equals_phase_two(function, dtype, data):
+    fmt = FORMATS[dtype]
+    row = data.draw(strategies.finite_rows(dtype, 1, 24, masked=fmt.has_inf))
+    got = getattr(CR, function)(row)
+    want = LOG_FUNCTIONS[function][1](row.astype(np.float64), fmt)
+    assert np.array_equal(_bits(got.astype(np.float64), fmt), _bits(want, fmt))
