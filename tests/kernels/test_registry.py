@@ -26,6 +26,8 @@ EXPECTED_IDS = {
         ("float16", "float32"),
         ("bfloat16", "bfloat16"),
         ("bfloat16", "float32"),
+        ("float8_e4m3fn", "float32"),
+        ("float8_e5m2", "float32"),
         ("float32", "float32"),
         ("float32", "float64"),
         ("float64", "float64"),
