@@ -641,7 +641,8 @@ def jacobian(x: np.ndarray, dtype=None) -> np.ndarray:
 def vjp(x: np.ndarray, g: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
     """Correctly rounded vector-Jacobian product ``J^T g = y * (g - <g, y>)`` along ``axis``
     (``J`` is symmetric, so this is also ``J g``). ``g`` must have ``x``'s shape; it is taken
-    exactly. A row whose unmasked ``g`` entries are not all finite is NaN."""
+    exactly. A row whose unmasked ``g`` entries are not all finite is NaN. Two phases as
+    :func:`softmax`."""
     x_last, fmt, axis = _check_input(x, dtype, axis)
     if not isinstance(g, np.ndarray) or g.shape != x.shape:
         raise ValueError(
@@ -650,8 +651,12 @@ def vjp(x: np.ndarray, g: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
         )
     _check_input(g, None, axis, name="g")
     g_rows = _rows(np.moveaxis(g, axis, -1))
-    out = np.array(
-        [_vjp_row(row, gr, fmt) for row, gr in zip(_rows(x_last), g_rows)], dtype=np.float64
-    )
+    rows = _rows(x_last)
+    if fmt.precision > phase1.MAX_TARGET_PRECISION:
+        out = np.array([_vjp_row(row, gr, fmt) for row, gr in zip(rows, g_rows)], dtype=np.float64)
+    else:  # two phases, as softmax
+        out, decided = phase1.vjp(rows, g_rows, fmt)
+        for i in np.flatnonzero(~decided):
+            out[i] = _vjp_row(rows[i], g_rows[i], fmt)
     out = out.reshape(x_last.shape).astype(fmt.dtype)
     return np.moveaxis(out, -1, axis)

@@ -61,6 +61,24 @@ one of float32, being a difference of two float32 values) plus a remainder far b
 ULP is decided by the remainder's sign, as phase 2's ``_exact_plus_tiny`` does. When nothing is
 uncertain (``delta = 0`` and no error term: a row whose other entries are all masked) the output
 is ``s`` exactly. Masked entries give ``-inf`` exactly, as phase 2 does.
+
+The VJP (:func:`vjp`): ``z_i = y_i (g_i - c)``, ``c = sum_j g_j y_j``
+------------------------------------------------------------------------
+From 4.: ``|ŷ_j - y_j| <= rho_j = r_j ŷ_j + 2**-1074`` (dropped outputs: ``ŷ_j = 0``, ``rho_j =
+2**-1021``; masked ones are exactly 0 and left out). The difference ``g_i - c`` cancels when one
+term dominates (``c`` is then close to ``g_k``), so it is formed around the first maximum ``k``:
+``g_i - c = (g_i - g_k) + delta_k``, ``delta_k = g_k - c = sum_(j != k) y_j (g_k - g_j)`` (as
+``sum_j y_j = 1``), whose terms are all small when ``y_k`` is close to 1. ``t̂_j = fl(ŷ_j
+fl(g_k - g_j))``, ``deltâ`` = Sum2 of the ``t̂_j``: ``|deltâ - delta_k| <= E = (sum_j |g_k -
+g_j| rho_j (1 + u) + 2u (1 + u) sum_j |t̂_j| + u |deltâ| + gamma_(n-1)^2 sum_j |t̂_j|)(1 +
+2**-20)``. ``D̂_i = fl(fl(g_i - g_k) + deltâ)``: ``g_i - c`` lies in ``[D̂_i -+ w_i]``, ``w_i =
+(E + u |g_i - g_k| (1 + u) + u |D̂_i|)(1 + 4u) + 2**-1073``, and ``y_i`` in the enclosure of
+5.; ``z_i`` lies between the extreme products of the two intervals' ends, each widened by ``2u``
+of itself and ``2**-1074`` (underflow included; an end that is an exact zero, from ``y_i``'s
+lower end 0, stays a signed zero, -0 ordered below +0: ``z_i`` then has the sign of ``g_i - c``, which a tiny output's rounding to ``-0``
+or ``+0`` needs). Masked entries give exactly 0; rows with a non-finite unmasked ``g`` go to
+phase 2 (which makes them NaN), as do exact zeros (``g_i`` equal to the mean of ``g`` over every
+group of equal ``x``: their interval holds 0).
 """
 from __future__ import annotations
 
@@ -74,7 +92,7 @@ from softmax_bench.formats import Format
 from softmax_bench.jit import numba_cache
 
 __all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosure", "softmax", "log_parts",
-           "logsumexp", "log_softmax"]
+           "logsumexp", "log_softmax", "vjp"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
 
@@ -396,3 +414,94 @@ def logsumexp(rows: np.ndarray, fmt: Format):
 def log_softmax(rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` as :func:`softmax`."""
     return _run(_log_softmax_rows, rows, fmt, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the VJP (module docstring, last section)
+# ---------------------------------------------------------------------------------------------
+@_cached_njit
+def _product_ends(y, d):
+    """``(lo, hi)`` around the exact product of ``y >= 0`` and ``d``: the float64 product moved
+    outward by ``2u`` of itself and ``2**-1074`` (its rounding, underflow included), except when
+    ``y`` is 0: an exact signed zero (the sign of ``d``)."""
+    v = y * d
+    if y == 0.0:
+        return v, v
+    w = 2.0 * _U * abs(v) + 2.0**-1074
+    return v - w, v + w
+
+
+@_cached_njit
+def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
+    """Phase 1's VJP of one row into ``out``; False when the row is not taken or undecided."""
+    n = x.size
+    if not _row(x, y, r):
+        return False
+    k = -1
+    for j in range(n):
+        if x[j] != -np.inf:
+            if not np.isfinite(g[j]):
+                return False
+            if k < 0 or x[j] > x[k]:
+                k = j
+    gk = g[k]
+    s = 0.0
+    cc = 0.0
+    abs_t = 0.0
+    err = 0.0
+    for j in range(n):
+        if j == k or x[j] == -np.inf:
+            continue
+        h = gk - g[j]
+        if r[j] < 0.0:  # dropped: y_j in [0, 2**-1021]
+            err += abs(h) * 2.0**-1021 * (1.0 + _U)
+            continue
+        err += abs(h) * (r[j] * y[j] + 2.0**-1074) * (1.0 + _U)
+        t = y[j] * h
+        abs_t += abs(t)
+        hi = s + t  # TwoSum(s, t)
+        bb = hi - s
+        cc += (s - (hi - bb)) + (t - bb)
+        s = hi
+    delta = s + cc
+    gam = (n - 1) * _U / (1.0 - (n - 1) * _U)
+    e_delta = (err + 2.0 * _U * (1.0 + _U) * abs_t + _U * abs(delta) + gam * gam * abs_t) * _SAFETY
+    for i in range(n):
+        if x[i] == -np.inf:
+            out[i] = 0.0
+            continue
+        h = g[i] - gk
+        d = h + delta
+        w = (e_delta + _U * abs(h) * (1.0 + _U) + _U * abs(d)) * (1.0 + 4.0 * _U) + _ABS
+        d_lo, d_hi = d - w, d + w
+        y_lo, y_hi = enclosure(y[i], r[i])
+        lo, hi = _product_ends(y_lo, d_lo)
+        for yy, dd in ((y_lo, d_hi), (y_hi, d_lo), (y_hi, d_hi)):
+            a, b = _product_ends(yy, dd)
+            lo = a if (a < lo or (a == lo and math.copysign(1.0, a) < 0.0)) else lo  # -0 below +0
+            hi = b if (b > hi or (b == hi and math.copysign(1.0, b) > 0.0)) else hi
+        ok, out[i] = _decided(lo, hi, p, emin, top, has_inf)
+        if not ok:
+            return False
+    return True
+
+
+@_cached_njit(parallel=True)
+def _vjp_rows(x, g, out, decided, p, emin, top, has_inf):
+    for i in numba.prange(x.shape[0]):
+        y = np.empty(x.shape[1])
+        r = np.empty(x.shape[1])
+        decided[i] = _vjp_row(x[i], g[i], y, r, out[i], p, emin, top, has_inf)
+
+
+def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format):
+    """``(values, decided_rows)`` as :func:`softmax`, for the VJP with cotangent rows ``g_rows``."""
+    if fmt.precision > MAX_TARGET_PRECISION:
+        raise ValueError(f"phase 1 decides targets of at most {MAX_TARGET_PRECISION} bits, not {fmt.name}")
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    g_rows = np.ascontiguousarray(g_rows, dtype=np.float64)
+    out = np.zeros_like(rows)
+    decided = np.zeros(rows.shape[0], dtype=np.bool_)
+    if rows.size:
+        _vjp_rows(rows, g_rows, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
+    return out, decided

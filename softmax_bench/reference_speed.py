@@ -6,8 +6,8 @@ given to the reference ``repeat`` times; reported are the median, minimum and ma
 second, the ratio of the median to the median of the **baseline** (a plain mpmath softmax at 120
 bits: ``exp(x_j - m)`` per element, ``fsum``, a division, ``float``; no correct rounding, what one
 would write by hand) timed in the same run, and, for the functions with a phase 1 into formats of at most 24 bits, the
-fraction of rows phase 1 left to phase 2. The check: on the first ``check_rows`` rows, phase 2
-alone (the mpmath Ziv loop) must give the same bits (softmax, log_softmax, logsumexp); for float64 (phase 2 only) the rows
+fraction of rows phase 1 left to phase 2 (every function has a phase 1 into those formats). The check: on the first ``check_rows`` rows, phase 2
+alone (the mpmath Ziv loop) must give the same bits; for float64 (phase 2 only) the rows
 are recomputed with 64 more guard bits instead. Rows are long for phase 1 (10^4 elements) and
 short for the functions still computed in mpmath only, so that each measurement takes about a
 second.
@@ -62,7 +62,7 @@ def run(dtypes, *, repeat: int = 5, check_rows: int = 4, seed: int = 0, progress
         fmt = FORMATS[name]
         fast = fmt.precision <= phase1.MAX_TARGET_PRECISION
         for function in FUNCTIONS:
-            long_rows = function in ("softmax", "log_softmax", "logsumexp") and fast
+            long_rows = fast  # every function has a phase 1 into these formats
             rows, n = (100, 10_000) if long_rows else (2, 500)
             x = (rng.standard_normal((rows, n)) * 10).astype(fmt.dtype)
             args = (x, rng.standard_normal(x.shape).astype(fmt.dtype)) if function == "softmax_vjp" else (x,)
@@ -72,11 +72,13 @@ def run(dtypes, *, repeat: int = 5, check_rows: int = 4, seed: int = 0, progress
                    "ratio_to_baseline": rate["median"] / baseline["median"],
                    "phase": "1 then 2" if long_rows else "2 (mpmath)"}
             if long_rows:
-                _, decided = getattr(phase1, function)(x.astype(np.float64), fmt)
+                name1 = "vjp" if function == "softmax_vjp" else function
+                wide = [a.astype(np.float64) for a in args]
+                _, decided = getattr(phase1, name1)(*wide, fmt)
                 rec["phase2_rows"] = int((~decided).sum())
-                y = fn(x[:check_rows]).astype(np.float64)
-                slow = getattr(CR, f"_{function}_row")
-                want = np.array([slow(r, fmt) for r in x[:check_rows].astype(np.float64)])
+                y = fn(*(a[:check_rows] for a in args)).astype(np.float64)
+                slow = getattr(CR, f"_{name1}_row")
+                want = np.array([slow(*(a[i] for a in wide), fmt) for i in range(check_rows)])
                 rec["check"] = "phase 2 identical" if np.array_equal(y, want, equal_nan=True) else "DIFFERENT"
             elif function == "softmax":
                 y = fn(x[:check_rows])
