@@ -105,6 +105,23 @@ _ABS = 2.0**-1073
 
 
 @_cached_njit
+def _two_sum(a, b):
+    """``(s, e)``: ``s = fl(a + b)`` and its exact error ``e`` (Knuth's TwoSum)."""
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+@_cached_njit
+def _term(d, err):
+    """``(ê, A)``: libm's ``exp(d̂)`` and the bound on its relative error (module docstring, 2.;
+    ``err`` the shift's exact error, 0 when it was exact)."""
+    t = 0.0 if err == 0.0 else abs(d) * _U * (1.0 + 2.0 * _U)
+    tt = t * (1.0 + t)
+    return np.exp(d), tt + 2.0 * _U * (1.0 + tt)
+
+
+@_cached_njit
 def _row(x, y, r):
     """Phase 1 on one row (module docstring): fills ``y`` (ŷ) and ``r`` (relative bound; -1 for
     a dropped output, whose value is in [0, 2**-1021]). Returns False for a row phase 1 does not
@@ -127,19 +144,12 @@ def _row(x, y, r):
             y[j] = 0.0
             r[j] = -1.0
             continue
-        bp = d - x[j]  # TwoSum(x_j, -m): err is the subtraction's exact error
-        err = (x[j] - (d - bp)) + (-m - bp)
-        t = 0.0 if err == 0.0 else abs(d) * _U * (1.0 + 2.0 * _U)
-        tt = t * (1.0 + t)
-        a = tt + 2.0 * _U * (1.0 + tt)
-        e = np.exp(d)
+        e, a = _term(d, _two_sum(x[j], -m)[1])
         y[j] = e
         r[j] = a
         weighted += e * a
-        hi = s + e  # TwoSum(s, e)
-        bb = hi - s
-        c += (s - (hi - bb)) + (e - bb)
-        s = hi
+        s, ds = _two_sum(s, e)  # Sum2
+        c += ds
     total = s + c
     g = (n - 1) * _U / (1.0 - (n - 1) * _U)
     sigma = _U + g * g
@@ -293,23 +303,16 @@ def _log_parts(x, d, derr):
         derr[j] = 0.0
         if x[j] == -np.inf:
             continue
-        bp = dj - x[j]
-        err = (x[j] - (dj - bp)) + (-m - bp)
-        derr[j] = err
+        derr[j] = _two_sum(x[j], -m)[1]
         if j == k:
             continue
         if dj < _DROP:
             dropped += 1
             continue
-        t = 0.0 if err == 0.0 else abs(dj) * _U * (1.0 + 2.0 * _U)
-        tt = t * (1.0 + t)
-        a = tt + 2.0 * _U * (1.0 + tt)
-        e = np.exp(dj)
+        e, a = _term(dj, derr[j])
         weighted += e * a
-        hi = s + e
-        bb = hi - s
-        c += (s - (hi - bb)) + (e - bb)
-        s = hi
+        s, ds = _two_sum(s, e)  # Sum2
+        c += ds
     total = s + c
     if total == 0.0:  # l in [0, D] (D = 0: every other entry masked), l > 0 when D > 0
         return True, m, 0.0, dropped * 2.0**-1021
@@ -355,9 +358,7 @@ def _logsumexp_rows(x, out, decided, p, emin, top, has_inf):
         if not taken:
             decided[i] = False
             continue
-        s = m + ell  # TwoSum
-        bb = s - m
-        e = (m - (s - bb)) + (ell - bb)
+        s, e = _two_sum(m, ell)
         # l_hat = 0: l in [0, delta], and l > 0 unless delta = 0 (every other entry masked)
         zero = ell == 0.0
         decided[i], out[i] = _decided_dd(s, e, 0.0 if zero else delta, delta, zero and delta > 0.0,
@@ -377,9 +378,7 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
             if d[j] == -np.inf:
                 out[i, j] = -np.inf
                 continue
-            s = d[j] - ell  # TwoSum(d_j, -l)
-            bb = s - d[j]
-            e = (d[j] - (s - bb)) + (-ell - bb)
+            s, e = _two_sum(d[j], -ell)
             zero = ell == 0.0  # as in _logsumexp_rows; the output is minus l
             ok, out[i, j] = _decided_dd(s, e + derr[j], delta, 0.0 if zero else delta, False,
                                         zero and delta > 0.0, p, emin, top, has_inf)
@@ -459,10 +458,8 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
         err += abs(h) * (r[j] * y[j] + 2.0**-1074) * (1.0 + _U)
         t = y[j] * h
         abs_t += abs(t)
-        hi = s + t  # TwoSum(s, t)
-        bb = hi - s
-        cc += (s - (hi - bb)) + (t - bb)
-        s = hi
+        s, ds = _two_sum(s, t)  # Sum2
+        cc += ds
     delta = s + cc
     gam = (n - 1) * _U / (1.0 - (n - 1) * _U)
     e_delta = (err + 2.0 * _U * (1.0 + _U) * abs_t + _U * abs(delta) + gam * gam * abs_t) * _SAFETY
