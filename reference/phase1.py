@@ -340,9 +340,7 @@ def _decided_dd(s, t, below, above, open_lo, open_hi, p, emin, top, has_inf):
     got = np.empty(2)
     for i in range(2):
         off = hi_off if i else lo_off
-        v = s + off  # TwoSum(s, off)
-        bb = v - s
-        rem = (s - (v - bb)) + (off - bb)
+        v, rem = _two_sum(s, off)
         if rem == 0.0 and off == 0.0 and (open_hi if i else open_lo):
             rem = -_ABS if i else _ABS  # just inside the interval
         got[i] = _round_dd(v, rem, p, emin, top, has_inf)
