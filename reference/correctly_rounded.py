@@ -130,14 +130,15 @@ def _round_mpf(v, fmt: Format) -> float:
 
 def _decide(enclosure: Enclosure, fmt: Format):
     """The rounded value if both ends of the enclosure round alike (sign of zero included; two
-    NaN ends are alike: both overflow a format without infinity, e4m3fn)."""
+    NaN ends are alike when both overflow a format without infinity, e4m3fn, on the same side:
+    an enclosure from -1e284 to 1e284 rounds to NaN at both ends but holds finite values)."""
     lo, hi = enclosure
     a = _round_mpf(lo, fmt)
     if lo == hi:
         return a
     b = _round_mpf(hi, fmt)
     if math.isnan(a) and math.isnan(b):
-        return a
+        return a if lo[0] == hi[0] else None  # mpf sign bits: both ends on one side
     if a == b and math.copysign(1.0, a) == math.copysign(1.0, b):
         return a
     return None

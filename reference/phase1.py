@@ -29,7 +29,8 @@ Derivation (``u = 2**-53``; a row of float64 values ``x_j`` taken exactly, with 
    ``Ŝ = (sum ê_j)(1 + sigma)``, ``|sigma| <= u + gamma_(n-1)^2``. And ``sum ê_j = S (1 + ebar)``,
    ``|ebar| <= W = (sum_j ê_j A_j / sum_j ê_j)(1 + 2**-40)`` (the weights ``e_j / S`` and
    ``ê_j / sum ê`` differ by a factor within ``1 +- 2**-42``, as every ``A_j < 2**-43``), plus
-   the dropped terms' ``n 2**-1021``.
+   the dropped terms' ``n 2**-1021``; the float64 evaluation of ``W`` (a plain sum: relative
+   ``gamma_n``) is covered by the ``1 + 2**-20`` of 4. for rows of fewer than ``2**30``.
 4. ``ŷ_i = fl(ê_i / Ŝ) = (ê_i / Ŝ)(1 + delta)``, ``|delta| <= u``, or an absolute ``2**-1075``
    when the quotient is subnormal. So ``ŷ_i / y_i = (1 + eps_i)(1 + delta) / ((1 + ebar)(1 +
    sigma))`` and ``|ŷ_i - y_i| <= r_i ŷ_i + 2**-1074`` with
@@ -71,7 +72,8 @@ term dominates (``c`` is then close to ``g_k``), so it is formed around the firs
 ``sum_j y_j = 1``), whose terms are all small when ``y_k`` is close to 1. ``t̂_j = fl(ŷ_j
 fl(g_k - g_j))``, ``deltâ`` = Sum2 of the ``t̂_j``: ``|deltâ - delta_k| <= E = (sum_j |g_k -
 g_j| rho_j (1 + u) + 2u (1 + u) sum_j |t̂_j| + u |deltâ| + gamma_(n-1)^2 sum_j |t̂_j|)(1 +
-2**-20)``. ``D̂_i = fl(fl(g_i - g_k) + deltâ)``: ``g_i - c`` lies in ``[D̂_i -+ w_i]``, ``w_i =
+2**-20)``, plus ``2**-1074`` per term (a product that underflows; rows whose differences
+overflow float64 go to phase 2). ``D̂_i = fl(fl(g_i - g_k) + deltâ)``: ``g_i - c`` lies in ``[D̂_i -+ w_i]``, ``w_i =
 (E + u |g_i - g_k| (1 + u) + u |D̂_i|)(1 + 4u) + 2**-1073``, and ``y_i`` in the enclosure of
 5.; ``z_i`` lies between the extreme products of the two intervals' ends, each widened by ``2u``
 of itself and ``2**-1074`` (underflow included; an end that is an exact zero, from ``y_i``'s
@@ -204,10 +206,12 @@ def _round_dd(hi, rem, p, emin, top, has_inf):
 
 
 @_cached_njit
-def _same(a, b):
-    """The same number, the sign of a zero included, or both NaN."""
+def _same(a, b, lo, hi):
+    """Whether ends ``lo``, ``hi`` rounded to ``a``, ``b`` decide: the same number, the sign of a
+    zero included, or both NaN with ``lo`` and ``hi`` on one side of 0 (an overflow of e4m3fn,
+    which has no infinity; an interval across 0 whose ends both overflow holds finite values)."""
     if a != a:
-        return b != b
+        return b != b and (lo > 0.0) == (hi > 0.0)
     return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
@@ -216,7 +220,7 @@ def _decided(lo, hi, p, emin, top, has_inf):
     """``(decided, value)``: both ends rounded; decided when they are the same number, sign of a
     zero included (a tiny negative result rounds to -0), or both NaN (e4m3fn's overflow)."""
     a = _round(lo, p, emin, top, has_inf)
-    return _same(a, _round(hi, p, emin, top, has_inf)), a
+    return _same(a, _round(hi, p, emin, top, has_inf), lo, hi), a
 
 
 @_cached_njit
@@ -338,13 +342,15 @@ def _decided_dd(s, t, below, above, open_lo, open_hi, p, emin, top, has_inf):
     lo_off = t if lo_w == 0.0 else t - (lo_w * (1.0 + 4.0 * _U) + _ABS)
     hi_off = t if hi_w == 0.0 else t + (hi_w * (1.0 + 4.0 * _U) + _ABS)
     got = np.empty(2)
+    ends = np.empty(2)
     for i in range(2):
         off = hi_off if i else lo_off
         v, rem = _two_sum(s, off)
         if rem == 0.0 and off == 0.0 and (open_hi if i else open_lo):
             rem = -_ABS if i else _ABS  # just inside the interval
         got[i] = _round_dd(v, rem, p, emin, top, has_inf)
-    return _same(got[0], got[1]), got[0]
+        ends[i] = v
+    return _same(got[0], got[1], ends[0], ends[1]), got[0]
 
 
 @_cached_njit(parallel=True)
@@ -373,9 +379,12 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
         for j in range(x.shape[1]):
             if not ok:
                 break
-            if d[j] == -np.inf:
+            if x[i, j] == -np.inf:  # masked
                 out[i, j] = -np.inf
                 continue
+            if d[j] == -np.inf:  # x_j - m overflowed: a finite output past float64, phase 2's
+                ok = False
+                break
             s, e = _two_sum(d[j], -ell)
             zero = ell == 0.0  # as in _logsumexp_rows; the output is minus l
             ok, out[i, j] = _decided_dd(s, e + derr[j], delta, 0.0 if zero else delta, False,
@@ -453,7 +462,7 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
         if r[j] < 0.0:  # dropped: y_j in [0, 2**-1021]
             err += abs(h) * 2.0**-1021 * (1.0 + _U)
             continue
-        err += abs(h) * (r[j] * y[j] + 2.0**-1074) * (1.0 + _U)
+        err += abs(h) * (r[j] * y[j] + 2.0**-1074) * (1.0 + _U) + 2.0**-1074  # t's underflow
         t = y[j] * h
         abs_t += abs(t)
         s, ds = _two_sum(s, t)  # Sum2
@@ -461,6 +470,8 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
     delta = s + cc
     gam = (n - 1) * _U / (1.0 - (n - 1) * _U)
     e_delta = (err + 2.0 * _U * (1.0 + _U) * abs_t + _U * abs(delta) + gam * gam * abs_t) * _SAFETY
+    if not np.isfinite(e_delta):  # g_k - g_j overflowed (g near the largest float64): phase 2
+        return False
     for i in range(n):
         if x[i] == -np.inf:
             out[i] = 0.0
@@ -468,6 +479,8 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
         h = g[i] - gk
         d = h + delta
         w = (e_delta + _U * abs(h) * (1.0 + _U) + _U * abs(d)) * (1.0 + 4.0 * _U) + _ABS
+        if not np.isfinite(w):
+            return False
         d_lo, d_hi = d - w, d + w
         y_lo, y_hi = enclosure(y[i], r[i])
         lo, hi = _product_ends(y_lo, d_lo)

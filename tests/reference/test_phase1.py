@@ -254,3 +254,62 @@ def test_hypothesis_vjp_reference_equals_phase_two(dtype, data):
     got = CR.vjp(row, g)
     want = CR._vjp_row(row.astype(np.float64), g.astype(np.float64), fmt)
     assert np.array_equal(_bits(got.astype(np.float64), fmt), _bits(want, fmt))
+
+
+# --- rows a review found (session 5): each once decided wrongly ------------------------------
+E4M3, F32 = FORMATS["float8_e4m3fn"], FORMATS["float32"]
+
+
+def test_vjp_enclosure_across_zero_is_not_a_decided_nan():
+    """Both ends overflow e4m3fn (NaN) but on opposite sides: finite values lie between. Phase 1
+    must not decide it, and phase 2 must not call it NaN either."""
+    x = np.array([0.0, -1.0, -1.0, -1.0])
+    g = np.array([0.0, 1e300, -1e300, 1.0])
+    _, decided = phase1.vjp(x[None], g[None], E4M3)
+    assert not decided[0]
+    z = CR.vjp(x, g, dtype=E4M3.dtype).astype(np.float64)
+    assert np.isfinite(z[[0, 3]]).all() and np.isnan(z[[1, 2]]).all()
+    z = CR.vjp(np.array([-1.0, -709.0]), np.array([1e308, -1.0]), dtype=E4M3.dtype)
+    assert z.astype(np.float64).tolist() == [3.25, -3.25]
+
+
+def test_vjp_with_overflowing_cotangent_differences_goes_to_phase_two():
+    for x, g, want in (([0.0, 0.0], [1e308, -1e308], [np.inf, -np.inf]),
+                       ([0.0, -1.0, -2.0], [1.5e308, -1e308, 3.0], [np.inf, -np.inf, -np.inf])):
+        x, g = np.array([x]), np.array([g])
+        assert not phase1.vjp(x, g, F32)[1][0]
+        assert CR.vjp(x, g, dtype=np.float32)[0].tolist() == want
+
+
+def test_vjp_products_that_underflow_keep_the_sign_of_a_zero():
+    """Subnormal cotangents whose products y_j g_j round down by ~0.45 ULP each: the sum's sign
+    hangs on those roundings, so the zero output's sign must come from phase 2 or be right."""
+    import math
+    from fractions import Fraction
+
+    n, tiny = 12, 2.0**-1074
+    x = np.array([[0.0] + [-20.0] * (n + 1)])
+    yj = phase1.softmax_bounds(x)[0][0, 1]
+
+    def pick(frac, q):
+        """h with y_j h = q + (just below frac), exactly: y_j h rounds down or up by ~0.45 ULP."""
+        h = math.floor((q + frac) / Fraction(yj))
+        assert abs(Fraction(yj) * h - q - frac) < Fraction(1, 100)
+        return h
+
+    h, p = pick(Fraction(45, 100), 4), pick(Fraction(55, 100), 4 * n + 3)
+    g = np.array([[0.0] + [-h * tiny] * n + [p * tiny]])
+    got, decided = phase1.vjp(x, g, F32)
+    want = np.array(CR._vjp_row(x[0], g[0], F32))
+    if decided[0]:
+        assert np.array_equal(np.signbit(got[0]), np.signbit(want))
+    assert np.array_equal(np.signbit(CR.vjp(x, g, dtype=np.float32)[0]), np.signbit(want))
+
+
+def test_log_softmax_shift_overflow_is_not_a_mask():
+    """x_j - m overflows float64 for a finite x_j: the output is finite (-2e308), NaN in e4m3fn,
+    -inf only in a format with infinities; never treated as a masked entry."""
+    x = np.array([[1e308, -1e308]])
+    assert not phase1.log_softmax(x, E4M3)[1][0]
+    y = CR.log_softmax(x, dtype=E4M3.dtype).astype(np.float64)[0]
+    assert y[0] == 0 and np.signbit(y[0]) and np.isnan(y[1])
