@@ -581,18 +581,19 @@ def _rows(x_last: np.ndarray):
     return x_last.reshape(-1, x_last.shape[-1]).astype(np.float64)
 
 
-def _two_phases(x, dtype, axis, fast, row_fn, reduces=False):
-    """Rows of ``x`` through phase 1 (``fast``, :mod:`.phase1`) when the target has at most 24
-    bits, and through the Ziv loop (``row_fn``) where phase 1 leaves them undecided or for float64
-    targets; the result in the target format, the reduced axis in place (or removed)."""
+def _two_phases(x, dtype, axis, fast, row_fn, reduces=False, extra=()):
+    """Rows of ``x`` (and of the ``extra`` operands of its shape, the VJP's ``g``) through phase 1
+    (``fast``, :mod:`.phase1`) when the target has at most 24 bits, and through the Ziv loop
+    (``row_fn``) where phase 1 leaves them undecided or for float64 targets; the result in the
+    target format, the reduced axis in place (or removed)."""
     x_last, fmt, axis = _check_input(x, dtype, axis)
-    rows = _rows(x_last)
+    operands = [_rows(x_last)] + [_rows(np.moveaxis(a, axis, -1)) for a in extra]
     if fmt.precision > phase1.MAX_TARGET_PRECISION:
-        out = np.array([row_fn(row, fmt) for row in rows], dtype=np.float64)
+        out = np.array([row_fn(*rows, fmt) for rows in zip(*operands)], dtype=np.float64)
     else:
-        out, decided = fast(rows, fmt)
+        out, decided = fast(*operands, fmt)
         for i in np.flatnonzero(~decided):
-            out[i] = row_fn(rows[i], fmt)
+            out[i] = row_fn(*(a[i] for a in operands), fmt)
     if reduces:
         return out.reshape(x_last.shape[:-1]).astype(fmt.dtype)
     out = out.reshape(x_last.shape).astype(fmt.dtype)  # exact: every value is of fmt
@@ -644,20 +645,11 @@ def vjp(x: np.ndarray, g: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
     (``J`` is symmetric, so this is also ``J g``). ``g`` must have ``x``'s shape; it is taken
     exactly. A row whose unmasked ``g`` entries are not all finite is NaN. Two phases as
     :func:`softmax`."""
-    x_last, fmt, axis = _check_input(x, dtype, axis)
+    axis = _check_input(x, dtype, axis)[2]
     if not isinstance(g, np.ndarray) or g.shape != x.shape:
         raise ValueError(
             f"g must be a numpy array of x's shape {x.shape}, got "
             f"{getattr(g, 'shape', type(g).__name__)}"
         )
     _check_input(g, None, axis, name="g")
-    g_rows = _rows(np.moveaxis(g, axis, -1))
-    rows = _rows(x_last)
-    if fmt.precision > phase1.MAX_TARGET_PRECISION:
-        out = np.array([_vjp_row(row, gr, fmt) for row, gr in zip(rows, g_rows)], dtype=np.float64)
-    else:  # two phases, as softmax
-        out, decided = phase1.vjp(rows, g_rows, fmt)
-        for i in np.flatnonzero(~decided):
-            out[i] = _vjp_row(rows[i], g_rows[i], fmt)
-    out = out.reshape(x_last.shape).astype(fmt.dtype)
-    return np.moveaxis(out, -1, axis)
+    return _two_phases(x, dtype, axis, phase1.vjp, _vjp_row, extra=(g,))

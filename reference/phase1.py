@@ -124,29 +124,39 @@ def _term(d, err):
 
 
 @_cached_njit
-def _row(x, y, r):
-    """Phase 1 on one row (module docstring): fills ``y`` (ŷ) and ``r`` (relative bound; -1 for
-    a dropped output, whose value is in [0, 2**-1021]). Returns False for a row phase 1 does not
-    take (NaN, +inf, or no finite entry)."""
-    n = x.size
-    m = -np.inf
-    for j in range(n):
+def _first_max(x):
+    """The index of the row's first maximum, or -1 for a row phase 1 does not take (a NaN, a
+    +inf, or no finite entry)."""
+    k = -1
+    for j in range(x.size):
         v = x[j]
         if v != v or v == np.inf:
-            return False
-        m = max(m, v)
-    if m == -np.inf:
-        return False
+            return -1
+        if v > -np.inf and (k < 0 or v > x[k]):
+            k = j
+    return k
+
+
+@_cached_njit
+def _row(x, y, r):
+    """Phase 1 on one row (module docstring): fills ``y`` (ŷ) and ``r`` (relative bound; -1 for
+    a dropped output, whose value is in [0, 2**-1021]). Returns the index of the row's first
+    maximum, or -1 for a row phase 1 does not take (:func:`_first_max`)."""
+    n = x.size
+    k = _first_max(x)
+    if k < 0:
+        return k
+    m = x[k]
     s = 0.0  # Sum2: s + c is the sum
     c = 0.0
     weighted = 0.0  # sum ê_j A_j
     for j in range(n):
-        d = x[j] - m
+        d, err = _two_sum(x[j], -m)  # d = fl(x_j - m), err its exact error
         if d < _DROP:
             y[j] = 0.0
             r[j] = -1.0
             continue
-        e, a = _term(d, _two_sum(x[j], -m)[1])
+        e, a = _term(d, err)
         y[j] = e
         r[j] = a
         weighted += e * a
@@ -161,7 +171,22 @@ def _row(x, y, r):
         if r[j] >= 0.0:
             y[j] = y[j] / total
             r[j] = (r[j] + common) * _SAFETY
-    return True
+    return k
+
+
+@_cached_njit
+def _quantum(a, p, emin):
+    """The format's spacing at ``a > 0`` (exponent ``max(floor(log2 a), emin)``)."""
+    return math.ldexp(1.0, max(math.frexp(a)[1] - 1, emin) - p + 1)
+
+
+@_cached_njit
+def _signed(r, v, top, has_inf):
+    """The rounded magnitude ``r`` with ``v``'s sign, past ``top`` an overflow: inf, or +NaN in a
+    format without infinity (as phase 2's)."""
+    if r > top:
+        return math.copysign(np.inf, v) if has_inf else np.nan
+    return math.copysign(r, v)
 
 
 @_cached_njit
@@ -173,14 +198,9 @@ def _round(v, p, emin, top, has_inf):
     if a == 0.0 or a != a:
         return v
     if a == np.inf:
-        r = np.inf if has_inf else np.nan
-    else:
-        e = max(math.frexp(a)[1] - 1, emin)
-        q = math.ldexp(1.0, e - p + 1)
-        r = np.rint(a / q) * q
-        if r > top:
-            r = np.inf if has_inf else np.nan
-    return r if r != r else math.copysign(r, v)  # an overflow NaN is +NaN, as phase 2's
+        return _signed(a, v, top, has_inf)
+    q = _quantum(a, p, emin)
+    return _signed(np.rint(a / q) * q, v, top, has_inf)
 
 
 @_cached_njit
@@ -193,16 +213,12 @@ def _round_dd(hi, rem, p, emin, top, has_inf):
         return _round(rem, p, emin, top, has_inf)
     if rem == 0.0 or a == np.inf or a != a:
         return _round(hi, p, emin, top, has_inf)
-    e = max(math.frexp(a)[1] - 1, emin)
-    q = math.ldexp(1.0, e - p + 1)
+    q = _quantum(a, p, emin)
     k = math.floor(a / q)
     if a / q - k != 0.5:
         return _round(hi, p, emin, top, has_inf)
     outward = (rem > 0.0) == (hi > 0.0)  # the remainder moves |hi| up
-    r = (k + 1.0) * q if outward else k * q
-    if r > top:
-        r = np.inf if has_inf else np.nan
-    return r if r != r else math.copysign(r, hi)
+    return _signed((k + 1.0) * q if outward else k * q, hi, top, has_inf)
 
 
 @_cached_njit
@@ -248,7 +264,7 @@ def _decide_row(y, r, out, p, emin, top, has_inf):
 @_cached_njit(parallel=True)
 def _bounds_rows(x, y, r, taken):
     for i in numba.prange(x.shape[0]):
-        taken[i] = _row(x[i], y[i], r[i])
+        taken[i] = _row(x[i], y[i], r[i]) >= 0
 
 
 @_cached_njit(parallel=True)
@@ -256,7 +272,7 @@ def _softmax_rows(x, out, decided, p, emin, top, has_inf):
     for i in numba.prange(x.shape[0]):
         y = np.empty(x.shape[1])
         r = np.empty(x.shape[1])
-        decided[i] = _row(x[i], y, r) and _decide_row(y, r, out[i], p, emin, top, has_inf)
+        decided[i] = _row(x[i], y, r) >= 0 and _decide_row(y, r, out[i], p, emin, top, has_inf)
 
 
 def softmax_bounds(rows: np.ndarray):
@@ -275,7 +291,7 @@ def softmax(rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` of phase 1 for float64 ``rows`` (2-D) into ``fmt`` (precision at
     most :data:`MAX_TARGET_PRECISION`): ``values`` holds the correctly rounded outputs of every
     row where ``decided_rows`` is True; the other rows are left to phase 2."""
-    return _run(_softmax_rows, rows, fmt, False)
+    return _run(_softmax_rows, fmt, False, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,28 +302,20 @@ def _log_parts(x, d, derr):
     """``(taken, m, l̂, delta)`` of a row; fills ``d`` (``d̂_j``, -inf where masked) and ``derr``
     (the shift's exact error)."""
     n = x.size
-    m = -np.inf
-    k = -1
-    for j in range(n):
-        v = x[j]
-        if v != v or v == np.inf:
-            return False, 0.0, 0.0, 0.0
-        if v > m:
-            m = v
-            k = j
+    k = _first_max(x)
     if k < 0:
         return False, 0.0, 0.0, 0.0
+    m = x[k]
     s = 0.0
     c = 0.0
     weighted = 0.0
     dropped = 0
     for j in range(n):
-        dj = x[j] - m
-        d[j] = dj
-        derr[j] = 0.0
         if x[j] == -np.inf:
+            d[j], derr[j] = -np.inf, 0.0
             continue
-        derr[j] = _two_sum(x[j], -m)[1]
+        dj, derr[j] = _two_sum(x[j], -m)
+        d[j] = dj
         if j == k:
             continue
         if dj < _DROP:
@@ -401,25 +409,28 @@ def log_parts(row: np.ndarray):
     return (*_log_parts(row, d, derr), d, derr)
 
 
-def _run(kernel, rows, fmt, reduces):
+def _run(kernel, fmt, reduces, *operands):
+    """``(values, decided_rows)`` from a rows ``kernel`` on float64 ``operands`` (2-D: the rows,
+    and the VJP's cotangent rows) into ``fmt``."""
     if fmt.precision > MAX_TARGET_PRECISION:
         raise ValueError(f"phase 1 decides targets of at most {MAX_TARGET_PRECISION} bits, not {fmt.name}")
-    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    operands = [np.ascontiguousarray(a, dtype=np.float64) for a in operands]
+    rows = operands[0]
     out = np.zeros(rows.shape[0] if reduces else rows.shape)
     decided = np.zeros(rows.shape[0], dtype=np.bool_)
     if rows.size:
-        kernel(rows, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
+        kernel(*operands, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
     return out, decided
 
 
 def logsumexp(rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` as :func:`softmax`, one value per row."""
-    return _run(_logsumexp_rows, rows, fmt, True)
+    return _run(_logsumexp_rows, fmt, True, rows)
 
 
 def log_softmax(rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` as :func:`softmax`."""
-    return _run(_log_softmax_rows, rows, fmt, False)
+    return _run(_log_softmax_rows, fmt, False, rows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,15 +452,12 @@ def _product_ends(y, d):
 def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
     """Phase 1's VJP of one row into ``out``; False when the row is not taken or undecided."""
     n = x.size
-    if not _row(x, y, r):
+    k = _row(x, y, r)
+    if k < 0:
         return False
-    k = -1
     for j in range(n):
-        if x[j] != -np.inf:
-            if not np.isfinite(g[j]):
-                return False
-            if k < 0 or x[j] > x[k]:
-                k = j
+        if x[j] != -np.inf and not np.isfinite(g[j]):
+            return False
     gk = g[k]
     s = 0.0
     cc = 0.0
@@ -504,12 +512,4 @@ def _vjp_rows(x, g, out, decided, p, emin, top, has_inf):
 
 def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` as :func:`softmax`, for the VJP with cotangent rows ``g_rows``."""
-    if fmt.precision > MAX_TARGET_PRECISION:
-        raise ValueError(f"phase 1 decides targets of at most {MAX_TARGET_PRECISION} bits, not {fmt.name}")
-    rows = np.ascontiguousarray(rows, dtype=np.float64)
-    g_rows = np.ascontiguousarray(g_rows, dtype=np.float64)
-    out = np.zeros_like(rows)
-    decided = np.zeros(rows.shape[0], dtype=np.bool_)
-    if rows.size:
-        _vjp_rows(rows, g_rows, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
-    return out, decided
+    return _run(_vjp_rows, fmt, False, rows, g_rows)
