@@ -1,9 +1,10 @@
 """The mpmath ground truth: correctly rounded softmax, log-softmax, log-sum-exp, Jacobian, VJP,
-and the condition number of softmax. Knows nothing of the kernels or the harness."""
+their exact values as double-doubles, and the condition number of softmax. Knows nothing of the kernels or the harness."""
 from .conditioning import condition_number
 from .correctly_rounded import (
     MAX_PRECISION,
     ReferencePrecisionError,
+    exact,
     jacobian,
     log_softmax,
     logsumexp,
@@ -21,6 +22,7 @@ __all__ = [
     "jacobian",
     "vjp",
     "softmax_vjp",
+    "exact",
     "condition_number",
     "ReferencePrecisionError",
     "MAX_PRECISION",

@@ -88,6 +88,7 @@ __all__ = [
     "logsumexp",
     "jacobian",
     "vjp",
+    "exact",
     "ReferencePrecisionError",
     "MAX_PRECISION",
 ]
@@ -583,21 +584,53 @@ def _rows(x_last: np.ndarray):
 
 def _two_phases(x, dtype, axis, fast, row_fn, reduces=False, extra=()):
     """Rows of ``x`` (and of the ``extra`` operands of its shape, the VJP's ``g``) through phase 1
-    (``fast``, :mod:`.phase1`) when the target has at most 24 bits, and through the Ziv loop
-    (``row_fn``) where phase 1 leaves them undecided or for float64 targets; the result in the
-    target format, the reduced axis in place (or removed)."""
+    (``fast``, :mod:`.phase1`), and through the Ziv loop (``row_fn``) where phase 1 leaves them
+    undecided; the result in the target format, the reduced axis in place (or removed)."""
     x_last, fmt, axis = _check_input(x, dtype, axis)
     operands = [_rows(x_last)] + [_rows(np.moveaxis(a, axis, -1)) for a in extra]
-    if fmt.precision > phase1.MAX_TARGET_PRECISION:
-        out = np.array([row_fn(*rows, fmt) for rows in zip(*operands)], dtype=np.float64)
-    else:
-        out, decided = fast(*operands, fmt)
-        for i in np.flatnonzero(~decided):
-            out[i] = row_fn(*(a[i] for a in operands), fmt)
+    out, decided = fast(*operands, fmt)
+    for i in np.flatnonzero(~decided):
+        out[i] = row_fn(*(a[i] for a in operands), fmt)
+    return _shaped(out, x_last.shape, axis, reduces).astype(fmt.dtype)  # exact: values of fmt
+
+
+def _shaped(out, shape_last, axis, reduces):
+    """Rows of results back in the input's layout (the reduced axis removed when ``reduces``)."""
     if reduces:
-        return out.reshape(x_last.shape[:-1]).astype(fmt.dtype)
-    out = out.reshape(x_last.shape).astype(fmt.dtype)  # exact: every value is of fmt
-    return np.moveaxis(out, -1, axis)
+        return out.reshape(shape_last[:-1])
+    return np.moveaxis(out.reshape(shape_last), -1, axis)
+
+
+_ROW_FUNCTIONS = {"softmax": "_softmax_row", "log_softmax": "_log_softmax_row",
+                  "logsumexp": "_logsumexp_row", "vjp": "_vjp_row", "softmax_vjp": "_vjp_row"}
+
+
+def exact(function: str, x: np.ndarray, g: np.ndarray | None = None, axis: int = -1):
+    """``(hi, lo)``: float64 arrays, of the shape the function's result has, whose sums ``hi + lo``
+    are its exact values (not rounded to any format) within about ``2**-96`` relative: phase 1's
+    double-doubles (:func:`.phase1.exact`, bounds in its module docstring). ``function``:
+    'softmax', 'log_softmax', 'logsumexp', 'vjp' (or 'softmax_vjp', with ``g``). Rows phase 1
+    does not take are the correctly rounded float64 values (``lo = 0``): exactly the value for
+    NaN, +inf and all-masked rows; within half a float64 ULP in the rest (non-finite
+    cotangents give NaN; only inputs near float64's overflow threshold get there)."""
+    if function not in _ROW_FUNCTIONS:
+        raise ValueError(f"no exact values for {function!r}: one of {', '.join(_ROW_FUNCTIONS)}")
+    x_last, _, axis = _check_input(x, None, axis)
+    operands = [_rows(x_last)]
+    if function in ("vjp", "softmax_vjp"):
+        if not isinstance(g, np.ndarray) or g.shape != x.shape:
+            raise ValueError(f"g must be a numpy array of x's shape {x.shape}")
+        _check_input(g, None, axis, name="g")
+        operands.append(_rows(np.moveaxis(g, axis, -1)))
+    name = "vjp" if function == "softmax_vjp" else function
+    hi, lo, taken = phase1.exact(name, *operands)
+    row_fn = globals()[_ROW_FUNCTIONS[function]]
+    for i in np.flatnonzero(~taken):
+        hi[i] = row_fn(*(a[i] for a in operands), FORMATS["float64"])
+        lo[i] = 0.0
+    reduces = function == "logsumexp"
+    return (_shaped(hi.reshape(-1) if reduces else hi, x_last.shape, axis, reduces),
+            _shaped(lo.reshape(-1) if reduces else lo, x_last.shape, axis, reduces))
 
 
 def softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
@@ -606,9 +639,9 @@ def softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
     ``x``: numpy array of any format here, values taken exactly. ``dtype``: the format of the
     result (default ``x.dtype``); every element is the round-to-nearest-even value of the exact
     softmax. Special values as in the module docstring: NaN or +inf in a row -> NaN row, -inf
-    masked -> 0, all -inf -> NaN row. Targets of at most 24 bits go through phase 1
-    (:mod:`.phase1`, compiled float64 with a rigorous enclosure) first; the rows it leaves
-    undecided, and float64 targets, through the Ziv loop here.
+    masked -> 0, all -inf -> NaN row. Every row goes through phase 1 (:mod:`.phase1`, compiled
+    float64, or double-doubles for float64 targets, with a rigorous enclosure) first; the rows it
+    leaves undecided through the Ziv loop here.
     """
     return _two_phases(x, dtype, axis, phase1.softmax, _softmax_row)
 

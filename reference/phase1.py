@@ -93,12 +93,15 @@ import numpy as np
 from softmax_bench.formats import Format
 from softmax_bench.jit import numba_cache
 
+from . import double_double as dd
+
 __all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosure", "softmax", "log_parts",
-           "logsumexp", "log_softmax", "vjp"]
+           "logsumexp", "log_softmax", "vjp", "exact"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
 
-#: Phase 1 decides targets of at most this many significand bits (float32 and narrower).
+#: Phase 1 decides targets of at most this many significand bits in float64 (float32 and
+#: narrower); wider targets (float64) through double-doubles (module docstring, last section).
 MAX_TARGET_PRECISION = 24
 _U = 2.0**-53
 _DROP = -708.0  # exp of anything below is < 2**-1021 (subnormal territory): dropped
@@ -205,9 +208,12 @@ def _round(v, p, emin, top, has_inf):
 
 @_cached_njit
 def _round_dd(hi, rem, p, emin, top, has_inf):
-    """The double-double ``hi + rem`` (``|rem| <= u |hi|``) rounded to nearest-even in the format:
-    ``hi``'s rounding, unless ``hi`` is exactly a midpoint of the format, where ``rem``'s sign
-    decides (a target of at most 24 bits has no other boundary within ``u |hi|`` of ``hi``)."""
+    """The double-double ``hi + rem`` (``hi = RN(hi + rem)``, as TwoSum makes it) rounded to
+    nearest-even in the format: ``hi``'s rounding, unless ``hi`` is exactly a midpoint of the
+    format, where ``rem``'s sign decides. No other boundary lies between ``hi`` and ``hi + rem``:
+    the format's boundaries are multiples of half its spacing, which is at least ``ulp(hi)``
+    where ``hi`` can be a midpoint, and ``|rem| <= ulp(hi) / 2``; where the format has float64's
+    full 53 bits (float64 normal range), ``hi = RN(hi + rem)`` is the rounding itself."""
     a = abs(hi)
     if a == 0.0:  # the value is rem itself
         return _round(rem, p, emin, top, has_inf)
@@ -265,14 +271,6 @@ def _decide_row(y, r, out, p, emin, top, has_inf):
 def _bounds_rows(x, y, r, taken):
     for i in numba.prange(x.shape[0]):
         taken[i] = _row(x[i], y[i], r[i]) >= 0
-
-
-@_cached_njit(parallel=True)
-def _softmax_rows(x, out, decided, p, emin, top, has_inf):
-    for i in numba.prange(x.shape[0]):
-        y = np.empty(x.shape[1])
-        r = np.empty(x.shape[1])
-        decided[i] = _row(x[i], y, r) >= 0 and _decide_row(y, r, out[i], p, emin, top, has_inf)
 
 
 def softmax_bounds(rows: np.ndarray):
@@ -361,19 +359,37 @@ def _decided_dd(s, t, below, above, open_lo, open_hi, p, emin, top, has_inf):
     return _same(got[0], got[1], ends[0], ends[1]), got[0]
 
 
+@_cached_njit
+def _ulp64(v):
+    """float64's spacing at ``v != 0`` (normal range)."""
+    return math.ldexp(1.0, math.frexp(v)[1] - 53)
+
+
+@_cached_njit
+def _log_row_parts(x, d, derr, p):
+    """``(taken, m, l̂, l̂_lo, delta)``: :func:`_log_parts` for targets of at most 24 bits
+    (``l̂_lo = 0``), the double-double :func:`_log_parts_dd` for wider ones."""
+    if p > MAX_TARGET_PRECISION:
+        return _log_parts_dd(x, d, derr)
+    taken, m, ell, delta = _log_parts(x, d, derr)
+    return taken, m, ell, 0.0, delta
+
+
 @_cached_njit(parallel=True)
 def _logsumexp_rows(x, out, decided, p, emin, top, has_inf):
     for i in numba.prange(x.shape[0]):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
-        taken, m, ell, delta = _log_parts(x[i], d, derr)
-        if not taken:
+        taken, m, ell, ell_lo, delta = _log_row_parts(x[i], d, derr, p)
+        s, e = _two_sum(m, ell)
+        if not taken or not np.isfinite(s):  # m + l past float64: phase 2's
             decided[i] = False
             continue
-        s, e = _two_sum(m, ell)
+        t = e + ell_lo
         # l_hat = 0: l in [0, delta], and l > 0 unless delta = 0 (every other entry masked)
         zero = ell == 0.0
-        decided[i], out[i] = _decided_dd(s, e, 0.0 if zero else delta, delta, zero and delta > 0.0,
+        w = delta + _U * abs(t) * (ell_lo != 0.0)
+        decided[i], out[i] = _decided_dd(s, t, 0.0 if zero else w, w, zero and delta > 0.0,
                                          False, p, emin, top, has_inf)
 
 
@@ -382,7 +398,7 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
     for i in numba.prange(x.shape[0]):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
-        taken, m, ell, delta = _log_parts(x[i], d, derr)
+        taken, m, ell, ell_lo, delta = _log_row_parts(x[i], d, derr, p)
         ok = taken
         for j in range(x.shape[1]):
             if not ok:
@@ -393,9 +409,19 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
             if d[j] == -np.inf:  # x_j - m overflowed: a finite output past float64, phase 2's
                 ok = False
                 break
+            if ell_lo != 0.0 and derr[j] != 0.0 and ell + 2.0 * delta < _ulp64(derr[j]) / 4.0:
+                # float64 target, 0 < l far below the shift's second word: no boundary lies
+                # between d_j and d_j - l but d_j itself (a float64 midpoint when the shift
+                # needs 54 bits), so d_j - l rounds as d_j just below does
+                v, rem = _two_sum(d[j], np.nextafter(derr[j], -np.inf))
+                out[i, j] = _round_dd(v, rem, p, emin, top, has_inf)
+                continue
             s, e = _two_sum(d[j], -ell)
+            t1 = e + derr[j]
+            t = t1 - ell_lo
+            w = delta + _U * abs(t1) * (ell_lo != 0.0)  # the second rounding of t
             zero = ell == 0.0  # as in _logsumexp_rows; the output is minus l
-            ok, out[i, j] = _decided_dd(s, e + derr[j], delta, 0.0 if zero else delta, False,
+            ok, out[i, j] = _decided_dd(s, t, w, 0.0 if zero else w, False,
                                         zero and delta > 0.0, p, emin, top, has_inf)
         decided[i] = ok
 
@@ -412,8 +438,6 @@ def log_parts(row: np.ndarray):
 def _run(kernel, fmt, reduces, *operands):
     """``(values, decided_rows)`` from a rows ``kernel`` on float64 ``operands`` (2-D: the rows,
     and the VJP's cotangent rows) into ``fmt``."""
-    if fmt.precision > MAX_TARGET_PRECISION:
-        raise ValueError(f"phase 1 decides targets of at most {MAX_TARGET_PRECISION} bits, not {fmt.name}")
     operands = [np.ascontiguousarray(a, dtype=np.float64) for a in operands]
     rows = operands[0]
     out = np.zeros(rows.shape[0] if reduces else rows.shape)
@@ -505,6 +529,11 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
 @_cached_njit(parallel=True)
 def _vjp_rows(x, g, out, decided, p, emin, top, has_inf):
     for i in numba.prange(x.shape[0]):
+        if p > MAX_TARGET_PRECISION:
+            hi = np.empty(x.shape[1])
+            lo = np.empty(x.shape[1])
+            decided[i] = _vjp_row_dd(x[i], g[i], out[i], hi, lo, p, emin, top, has_inf)[1]
+            continue
         y = np.empty(x.shape[1])
         r = np.empty(x.shape[1])
         decided[i] = _vjp_row(x[i], g[i], y, r, out[i], p, emin, top, has_inf)
@@ -513,3 +542,293 @@ def _vjp_rows(x, g, out, decided, p, emin, top, has_inf):
 def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format):
     """``(values, decided_rows)`` as :func:`softmax`, for the VJP with cotangent rows ``g_rows``."""
     return _run(_vjp_rows, fmt, False, rows, g_rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# float64 targets and exact values: double-doubles (module docstring, last section)
+# ---------------------------------------------------------------------------------------------
+_DD_ZERO = -1100.0  # terms below: 0 as far as every format sees (e^-1100 < 2**-1586)
+_DD_TINY = 2.0**-1074  # a bound on each of them that float64 can hold
+_DD_SPAN = 250  # terms more than 2**250 below a row's largest are left out of its sum
+
+
+@_cached_njit
+def _terms_dd(x, m, dh, dl, kk, eh, el):
+    """``d_j = x_j - m`` exactly as ``dh + dl`` and ``e^(d_j) = 2**kk (eh + el)`` (:func:`dd.exp`);
+    ``eh = 0`` for masked entries and ``d_j < -1100``."""
+    for j in range(x.size):
+        if x[j] == -np.inf:
+            dh[j], dl[j] = -np.inf, 0.0
+            kk[j], eh[j], el[j] = 0, 0.0, 0.0
+            continue
+        a, b = _two_sum(x[j], -m)
+        dh[j], dl[j] = a, b
+        if a < _DD_ZERO:  # -inf too: x_j - m overflowed
+            kk[j], eh[j], el[j] = 0, 0.0, 0.0
+        else:
+            kk[j], eh[j], el[j] = dd.exp(a, b)
+
+
+@_cached_njit
+def _sum_dd(x, kk, eh, el, skip):
+    """``(Sh, Sl, err)``: the terms but ``skip`` summed into the double-double ``Sh + Sl``, with
+    ``|Sh + Sl - sum of the computed terms| <= err`` (the terms' own error, ``EXP_REL`` of the
+    sum, apart). The sum runs scaled by ``2**-K`` (``2**K`` the largest term's scale: exact, no
+    underflow): three TwoSum chains (the terms' high parts; their errors and the low parts; a
+    plain sum of the last errors, whose rounding is below ``gamma_2n`` times their magnitudes'
+    sum), terms below ``2**(K - 250)`` left out (each below ``2**-249`` of the largest, those
+    below e^-1100 below ``2**-1074``); the result scaled back (``2**-1074`` per end where that
+    underflows)."""
+    top = np.int64(-(1 << 40))
+    for j in range(x.size):
+        if j != skip and eh[j] != 0.0:
+            top = max(top, kk[j])
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    f_abs = 0.0
+    kept = 0
+    dropped = 0.0  # bound on the terms left out, in units of 2**top
+    tiny = 0  # terms below e^-1100
+    for j in range(x.size):
+        if j == skip or x[j] == -np.inf:
+            continue
+        if eh[j] == 0.0:
+            tiny += 1
+            continue
+        if kk[j] < top - _DD_SPAN:
+            dropped += 2.0**-249
+            continue
+        s1, e = _two_sum(s1, math.ldexp(eh[j], kk[j] - top))
+        s2, f = _two_sum(s2, e)
+        s3 += f
+        f_abs += abs(f)
+        s2, f = _two_sum(s2, math.ldexp(el[j], kk[j] - top))
+        s3 += f
+        f_abs += abs(f)
+        kept += 1
+    if kept == 0:  # nothing but terms below e^-1100 (or none)
+        return 0.0, 0.0, tiny * _DD_TINY
+    a, b = _two_sum(s1, s2)
+    c = b + s3
+    sh, sl = dd.fast_two_sum(a, c)
+    g = 2 * kept * _U / (1.0 - 2 * kept * _U)
+    err = (g * f_abs + _U * abs(c)) * _SAFETY + dropped + math.ldexp(tiny * _DD_TINY, -top)
+    return (math.ldexp(sh, top), math.ldexp(sl, top),
+            math.ldexp(err, top) * _SAFETY + 2.0**-1073)
+
+
+@_cached_njit
+def _softmax_parts_dd(x, qh, ql, kk):
+    """Softmax of one row through double-doubles: ``y_j = 2**kk (qh + ql)`` within a relative
+    ``rho`` (returned; module docstring, last section), ``qh = 0`` where ``y_j`` is exactly 0
+    (masked) or below ``2**-1586`` (``d_j < -1100``). Returns -1 for a row not taken."""
+    n = x.size
+    k = _first_max(x)
+    if k < 0:
+        return -1.0
+    dh = np.empty(n)
+    dl = np.empty(n)
+    eh = np.empty(n)
+    el = np.empty(n)
+    _terms_dd(x, x[k], dh, dl, kk, eh, el)
+    sh, sl, err = _sum_dd(x, kk, eh, el, -1)
+    for j in range(n):
+        if eh[j] == 0.0:
+            qh[j] = ql[j] = 0.0
+        else:
+            qh[j], ql[j] = dd.div(eh[j], el[j], sh, sl)
+    return (2.0 * dd.EXP_REL + err / sh + dd.DIV_REL) * _SAFETY
+
+
+@_cached_njit
+def _softmax_row_dd(x, out, hi, lo, p, emin, top, has_inf):
+    """Softmax of one row through double-doubles into ``out`` (rounded) and ``hi + lo`` (the
+    exact values within ``rho``, ``2**-1074`` where they underflow). Returns ``(taken,
+    decided)``."""
+    n = x.size
+    qh = np.empty(n)
+    ql = np.empty(n)
+    kk = np.empty(n, dtype=np.int64)
+    rho = _softmax_parts_dd(x, qh, ql, kk)
+    if rho < 0.0:
+        return False, False
+    ok = True
+    for j in range(n):
+        scale = kk[j]
+        hi[j] = math.ldexp(qh[j], scale)
+        lo[j] = math.ldexp(ql[j], scale)
+        if ok:  # y_j = 0 or below 2**-1586: [0, 2**-1074] rounds to +0 in every format
+            w = rho * qh[j] if qh[j] != 0.0 else 0.0
+            ok, v = _decided_dd(qh[j], ql[j], w, w, False, False, p, emin - scale,
+                                math.ldexp(top, -scale), has_inf)
+            out[j] = math.ldexp(v, scale)
+    return True, ok
+
+
+@_cached_njit
+def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
+    """The VJP of one row through double-doubles (module docstring, last section), into ``out``
+    and ``hi + lo`` as :func:`_softmax_row_dd`. Returns ``(taken, decided)``."""
+    n = x.size
+    qh = np.empty(n)
+    ql = np.empty(n)
+    kk = np.empty(n, dtype=np.int64)
+    rho = _softmax_parts_dd(x, qh, ql, kk)
+    if rho < 0.0:
+        return False, False
+    k = _first_max(x)
+    yh = np.empty(n)
+    yl = np.empty(n)
+    for j in range(n):
+        if x[j] != -np.inf and not np.isfinite(g[j]):
+            return False, False
+        yh[j] = math.ldexp(qh[j], kk[j])
+        yl[j] = math.ldexp(ql[j], kk[j])
+    # delta = sum_(j != k) y_j (g_k - g_j), and a bound e_delta on its error
+    s_h = 0.0
+    s_l = 0.0
+    e_delta = 0.0
+    for j in range(n):
+        if j == k or x[j] == -np.inf:
+            continue
+        hh, hl = _two_sum(g[k], -g[j])
+        if not np.isfinite(hh):
+            return False, False
+        th, tl = dd.mul(yh[j], yl[j], hh, hl)
+        s_h, s_l = dd.add(s_h, s_l, th, tl)
+        e_delta += (abs(hh) * (rho * abs(yh[j]) + 2.0**-1072) + dd.MUL_REL * abs(th)
+                    + dd.ADD_REL * abs(s_h) + 2.0**-1072)
+    e_delta *= _SAFETY
+    decided = True
+    for i in range(n):
+        if x[i] == -np.inf:
+            out[i] = hi[i] = lo[i] = 0.0
+            continue
+        ah, al = _two_sum(g[i], -g[k])
+        d_h, d_l = dd.add(ah, al, s_h, s_l)  # g_i - c, within w
+        w = e_delta + dd.ADD_REL * abs(d_h)
+        q = abs(qh[i])
+        if q == 0.0:  # y_i < 2**-1586: |z_i| < 2**-1000, a zero with the sign of g_i - c
+            out[i] = hi[i] = math.copysign(0.0, d_h)
+            lo[i] = 0.0
+            decided = decided and w < abs(d_h) < 2.0**500
+            continue
+        # z_i = 2**kk_i q_i (g_i - c): the product and its bound scaled by 2**-kk_i, rounded
+        # with the format's exponent range moved as in _softmax_row_dd
+        zh, zl = dd.mul(qh[i], ql[i], d_h, d_l)
+        scale = kk[i]
+        hi[i] = math.ldexp(zh, scale)
+        lo[i] = math.ldexp(zl, scale)
+        err = (rho * q * (abs(d_h) + w) + q * (1.0 + rho) * w + dd.MUL_REL * abs(zh)) * _SAFETY
+        if decided:
+            ok, v = _decided_dd(zh, zl, err, err, False, False, p, emin - scale,
+                                math.ldexp(top, -scale), has_inf)
+            out[i] = math.ldexp(v, scale)
+            decided = ok and np.isfinite(err)
+    return True, decided
+
+
+@_cached_njit
+def _log_parts_dd(x, d, derr):
+    """``(taken, m, l̂, l̂_lo, delta)`` as :func:`_log_parts`, ``l = log1p(S')`` within ``delta``
+    of the double-double ``l̂ + l̂_lo``: libm's ``log1p(S'h)`` refined by one Newton step on
+    ``expm1`` (module docstring, last section)."""
+    n = x.size
+    k = _first_max(x)
+    if k < 0:
+        return False, 0.0, 0.0, 0.0, 0.0
+    kk = np.empty(n, dtype=np.int64)
+    eh = np.empty(n)
+    el = np.empty(n)
+    _terms_dd(x, x[k], d, derr, kk, eh, el)
+    sh, sl, err = _sum_dd(x, kk, eh, el, k)
+    if sh == 0.0:  # no term seen: l in [0, err], l > 0 when err > 0 (as _log_parts)
+        return True, x[k], 0.0, 0.0, err
+    eps_s = dd.EXP_REL + err / sh  # relative error of S' (of sh + sl)
+    if sh < 2.0**-60:  # l = S' - S'^2/2 + r, 0 < r < S'^3/3
+        lh, ll = dd.add_fp(sh, sl, -0.5 * sh * sh)
+        delta = (eps_s * sh * (1.0 + 2.0 * sh) + dd.ADD_FP_REL * lh + _U * sh * sh
+                 + sh * abs(sl) + sh ** 3 + 2.0**-1073) * _SAFETY
+        return True, x[k], lh, ll, delta
+    l0 = math.log1p(sh)
+    big_e, big_e_lo = dd.expm1(l0, 0.0)
+    nh, _ = dd.add(sh, sl, -big_e, -big_e_lo)  # S' - expm1(l0)
+    den = 1.0 + big_e
+    c = nh / den  # l = l0 + log1p(c) exactly, for the exact c
+    if not abs(c) < 2.0**-40:  # libm's log1p far off (never seen): phase 2's
+        return False, 0.0, 0.0, 0.0, 0.0
+    step = c - 0.5 * c * c
+    lh, ll = dd.fast_two_sum(l0, step)
+    delta = ((eps_s * sh + dd.EXPM1_REL * big_e + dd.ADD_REL * abs(nh)) / den
+             + 4.0 * _U * abs(c) + _U * abs(step) + _U * c * c + abs(c) ** 3) * _SAFETY
+    return True, x[k], lh, ll, delta
+
+
+@_cached_njit(parallel=True)
+def _softmax_rows(x, out, decided, p, emin, top, has_inf):
+    for i in numba.prange(x.shape[0]):
+        if p > MAX_TARGET_PRECISION:
+            hi = np.empty(x.shape[1])
+            lo = np.empty(x.shape[1])
+            decided[i] = _softmax_row_dd(x[i], out[i], hi, lo, p, emin, top, has_inf)[1]
+            continue
+        y = np.empty(x.shape[1])
+        r = np.empty(x.shape[1])
+        decided[i] = _row(x[i], y, r) >= 0 and _decide_row(y, r, out[i], p, emin, top, has_inf)
+
+
+@_cached_njit(parallel=True)
+def _exact_rows(x, g, kind, hi, lo, taken):
+    """Exact values of every row as double-doubles (module docstring, last section); ``kind``
+    0 softmax, 1 log_softmax, 2 logsumexp (one value per row, in column 0), 3 the VJP."""
+    for i in numba.prange(x.shape[0]):
+        n = x.shape[1]
+        out = np.empty(n)
+        if kind == 0:
+            taken[i] = _softmax_row_dd(x[i], out, hi[i], lo[i], 53, -1022, 1.0, True)[0]
+        elif kind == 3:
+            taken[i] = _vjp_row_dd(x[i], g[i], out, hi[i], lo[i], 53, -1022, 1.0, True)[0]
+        else:
+            d = np.empty(n)
+            derr = np.empty(n)
+            ok, m, ell, ell_lo, _ = _log_parts_dd(x[i], d, derr)
+            taken[i] = ok
+            if not ok:
+                continue
+            if kind == 2:
+                s, e = _two_sum(m, ell)
+                taken[i] = np.isfinite(s)
+                hi[i, 0], lo[i, 0] = dd.fast_two_sum(s, e + ell_lo)
+                continue
+            for j in range(n):
+                if x[i, j] == -np.inf:
+                    hi[i, j], lo[i, j] = -np.inf, 0.0
+                    continue
+                if d[j] == -np.inf:
+                    taken[i] = False
+                    break
+                s, e = _two_sum(d[j], -ell)
+                hi[i, j], lo[i, j] = dd.fast_two_sum(s, (e + derr[j]) - ell_lo)
+
+
+_EXACT_KINDS = {"softmax": 0, "log_softmax": 1, "logsumexp": 2, "vjp": 3}
+
+
+def exact(function: str, rows: np.ndarray, g_rows: np.ndarray | None = None):
+    """``(hi, lo, taken)``: the exact values of ``function`` ('softmax', 'log_softmax',
+    'logsumexp', 'vjp') on float64 ``rows`` (2-D; the VJP's cotangent rows ``g_rows``) as
+    double-doubles ``hi + lo``, for the rows where ``taken``, within the bounds of the module
+    docstring's last section: about ``2**-96`` relative (``2**-1070`` absolute where a value
+    underflows; for log-sum-exp ``m + l`` and the VJP ``y_i (g_i - c)``, relative to the terms
+    before they cancel); logsumexp gives one column. Rows not taken (NaN, +inf, all masked, non-finite cotangents, values past float64)
+    are left to the caller."""
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    g = rows if g_rows is None else np.ascontiguousarray(g_rows, dtype=np.float64)
+    width = 1 if function == "logsumexp" else rows.shape[1]
+    hi = np.zeros((rows.shape[0], rows.shape[1]))
+    lo = np.zeros_like(hi)
+    taken = np.zeros(rows.shape[0], dtype=np.bool_)
+    if rows.size:
+        _exact_rows(rows, g, _EXACT_KINDS[function], hi, lo, taken)
+    return hi[:, :width], lo[:, :width], taken

@@ -239,10 +239,11 @@ def status_record(base: dict, status: str, reason: str, rows: int) -> dict:
 
 
 def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budget: float,
-          spec=None, extra: tuple = ()) -> dict:
+          spec=None, extra: tuple = (), values=None) -> dict:
     """An implementation's record for a case from what :func:`guarded_call` (or the isolation
     layer: crashed, timeout) said: status, reason and, when it returned an array, the metrics
-    (:func:`softmax_bench.metrics.summarise`) and, for a kernel ``spec``, the bound fields."""
+    (:func:`softmax_bench.metrics.summarise`, ``values`` the exact values) and, for a kernel
+    ``spec``, the bound fields."""
     record = dict(base)
     record.update(
         status=outcome["status"], reason=outcome.get("reason"),
@@ -262,7 +263,7 @@ def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budge
         problems.insert(0, ("modified_input", "changed its input array in place"))
     record["status"] = problems[0][0] if problems else "ok"
     record["reason"] = "; ".join(p[1] for p in problems) or None
-    record.update(metrics.summarise(y, exact, ulp_budget, record["function"]))
+    record.update(metrics.summarise(y, exact, ulp_budget, record["function"], values))
     if spec is not None:
         from softmax_bench import bounds
 
@@ -278,8 +279,8 @@ def operands(function: str, x: np.ndarray, g: np.ndarray | None) -> tuple:
 
 
 def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
-    """Inputs, reference and kernel records of one case: ``{"x", "g", "exact", "no_reference",
-    "records"}`` (``g``: the backward pass's cotangent, :func:`softmax_bench.inputs.cotangent`;
+    """Inputs, reference and kernel records of one case: ``{"x", "g", "exact", "values",
+    "no_reference", "records"}`` (``values``: the exact values, ``reference.exact``; ``g``: the backward pass's cotangent, :func:`softmax_bench.inputs.cotangent`;
     ``no_reference``: function -> why its reference could not be made, its implementations get
     ``no_reference`` records), or ``{"failed": reason}`` when the inputs cannot be made."""
     from softmax_bench import reference
@@ -289,10 +290,11 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
         g = inputs.cotangent(x, config.seed) if GRADIENTS & set(config.functions) else None
     except Exception as exc:  # noqa: BLE001 - becomes a no_reference record per implementation
         return {"failed": describe(exc)}
-    exact, missing = {}, {}
+    exact, values, missing = {}, {}, {}
     for f in config.functions:
         try:
             exact[f] = getattr(reference, f)(x, *operands(f, x, g))
+            values[f] = reference.exact(f, x, *operands(f, x, g))
         except Exception as exc:  # noqa: BLE001 - this function's records say so
             missing[f] = describe(exc)
     records = []
@@ -305,8 +307,9 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
             continue
         extra = operands(f, x, g)
         outcome = guarded_call(spec.fn, x, output_shape(f, x.shape), extra)
-        records.append(judge(base, outcome, x, exact[f], config.ulp_budget, spec, extra))
-    return {"x": x, "g": g, "exact": exact, "no_reference": missing, "records": records}
+        records.append(judge(base, outcome, x, exact[f], config.ulp_budget, spec, extra, values[f]))
+    return {"x": x, "g": g, "exact": exact, "values": values, "no_reference": missing,
+            "records": records}
 
 
 def _case_setup():
@@ -630,6 +633,7 @@ class _Run:
             w.restart()
             payload = {"failed": f"the case worker {payload}"}
         self.open[case] = {"x": payload.get("x"), "g": payload.get("g"), "exact": payload.get("exact"),
+                           "values": payload.get("values"),
                            "records": {}}
         if "failed" in payload:
             for function, impl in self.config.implementations(case[1]):
@@ -706,7 +710,8 @@ class _Run:
         family, dtype, n = case
         base = _base_record(function, p.name, "peer", p.name, "native", family, dtype, n)
         self._add(case, judge(base, outcome, state["x"], state["exact"][function], self.config.ulp_budget,
-                              extra=operands(function, state["x"], state["g"])))
+                              extra=operands(function, state["x"], state["g"]),
+                              values=state["values"][function]))
         self._maybe_complete(case)
 
     # records

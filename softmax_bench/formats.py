@@ -42,6 +42,7 @@ __all__ = [
     "round_float64",
     "ulp",
     "ulp_error",
+    "exact_ulp_error",
 ]
 
 
@@ -273,3 +274,35 @@ def ulp_error(computed, exact, dtype=None) -> np.ndarray:
     same_inf = np.isinf(c) & np.isinf(x) & (c == x)
     err = np.where(one_nan | (np.isinf(c) | np.isinf(x)), np.inf, err)
     return np.where(both_nan | same_inf, 0.0, err)
+
+
+def exact_ulp_error(computed, exact_hi, exact_lo, rounded, dtype=None) -> np.ndarray:
+    """Error of ``computed`` in ULPs of the *exact* value ``v = exact_hi + exact_lo`` (a
+    double-double, ``reference.exact``), fractional: below 0.5 exactly where ``computed`` is the
+    correctly rounded value, below 1 where it is faithful (one of the two format numbers around
+    ``v``).
+
+    ULP as libm audits take it (Zimmermann's "Accuracy of mathematical functions", CORE-MATH):
+    ``ulp(v) = 2**(max(E, emin) - t + 1)`` with ``2**E <= |v| < 2**(E+1)``, the binade of the
+    exact value (so just below a power of two the unit is the smaller spacing there); at
+    ``v = 0`` and in the subnormal range the smallest subnormal. Non-finite ``computed`` or a
+    non-finite ``v`` (NaN rows, masked log outputs, an overflow): 0 where ``computed`` equals
+    ``rounded`` (the correctly rounded reference: the same NaN, infinity or largest value), inf
+    otherwise. ``dtype``: the format of the unit (default ``computed``'s)."""
+    computed = np.asarray(computed)
+    fmt = format_of(computed.dtype if dtype is None else dtype)
+    c = computed.astype(np.float64)
+    hi = np.asarray(exact_hi, dtype=np.float64)
+    lo = np.asarray(exact_lo, dtype=np.float64)
+    r = np.asarray(rounded).astype(np.float64)
+    finite = np.isfinite(c) & np.isfinite(hi) & np.isfinite(r)
+    a = np.where(finite, np.abs(hi), 1.0)
+    mant, e2 = np.frexp(a)  # a = mant * 2**e2, mant in [0.5, 1)
+    below = (mant == 0.5) & (np.where(finite, hi, 0.0) * np.where(finite, lo, 0.0) < 0)
+    # (v just below a power of two: the binade under it)
+    exponent = np.where(a > 0, e2 - 1 - below, fmt.emin)
+    unit = np.ldexp(1.0, np.maximum(exponent, fmt.emin) - fmt.precision + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        err = np.abs((c - hi) - lo) / unit
+    same = (c == r) | (np.isnan(c) & np.isnan(r))
+    return np.where(finite, err, np.where(same, 0.0, np.inf))

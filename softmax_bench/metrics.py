@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from softmax_bench.formats import format_of, ulp_error
+from softmax_bench.formats import exact_ulp_error, format_of, ulp_error
 
 __all__ = ["ROW_CLASSES", "ROW_CLASS_MEANING", "relative_error", "row_classes", "sum_defect", "summarise"]
 
@@ -93,16 +93,21 @@ def sum_defect(computed: np.ndarray) -> np.ndarray:
 
 
 def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
-              function: str = "softmax") -> dict:
+              function: str = "softmax", values=None) -> dict:
     """The audit record's measured fields for one case (plain Python numbers, JSON-ready).
 
     ULP and relative errors are taken over elements where the reference is a number and the
     computed value is finite; non-finite outputs, and numbers where the reference is NaN, are
     counted in the row classes instead (``max_ulp`` alone never tells a row is right).
     ``function``: logsumexp outputs (one per row) are taken as rows of one element; the
-    sum-to-one defect is measured for softmax only (None otherwise)."""
+    sum-to-one defect is measured for softmax only (None otherwise). ``values``: the exact
+    values ``(hi, lo)`` (``reference.exact``); with them ``max_ulp_exact`` is the largest error
+    in ULPs of the exact value (``formats.exact_ulp_error``: < 0.5 correctly rounded, < 1
+    faithful), over every element (a NaN or infinity where the reference has a number counts
+    as inf), else None."""
     computed = np.asarray(computed)
     exact = np.asarray(exact)
+    exact_err = None if values is None else exact_ulp_error(computed, *values, exact)
     if function == "logsumexp":
         computed, exact = computed.reshape(-1, 1), exact.reshape(-1, 1)
     err = ulp_error(computed, exact)
@@ -118,6 +123,7 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
     return {
         "rows": int(classes.size),
         "max_ulp": float(finite_err.max()) if finite_err.size else 0.0,
+        "max_ulp_exact": None if exact_err is None else float(np.max(exact_err, initial=0.0)),
         # where max_ulp is: row index in the case's batch and element in that row (a reproducer)
         "worst_row": None if worst[0] is None else int(worst[0]),
         "worst_element": None if worst[1] is None else int(worst[1]),

@@ -157,6 +157,29 @@ def verdict_table(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rounding_table(records: list[dict]) -> str:
+    """Per implementation and dtype: the largest error in ULPs of the exact value (fractional;
+    ``formats.exact_ulp_error``) and what it makes the implementation on these inputs:
+    correctly rounded (every output below 0.5), faithful (below 1), or neither."""
+    recs_with = [r for r in _measured(records) if r.get("max_ulp_exact") is not None]
+    if not recs_with:
+        return "No exact-value errors in these records (written before they were measured).\n"
+    lines = ["Errors in ULPs of the exact value (not of its rounding): below 0.5 on every output "
+             "means correctly rounded, below 1 faithful (each output one of the two format "
+             "numbers around the exact value). The unit is the spacing of the binade the exact "
+             "value lies in, the smallest subnormal at 0; a NaN or infinity where the exact "
+             "value is a number counts as infinite.", "",
+             "| implementation | dtype | max error (ULP of the exact value) | on these inputs | where |",
+             "|---|---|---|---|---|"]
+    for (impl, dtype), recs in _group(recs_with, "implementation", "dtype").items():
+        worst = max(recs, key=lambda r: r["max_ulp_exact"])
+        err = worst["max_ulp_exact"]
+        kind = ("**correctly rounded**" if err < 0.5 else "faithful" if err < 1.0 else "neither")
+        lines.append(f"| `{impl}` | {dtype} | {err:.3g} | {kind} | "
+                     f"{worst['family']} n={worst['n']} |")
+    return "\n".join(lines) + "\n"
+
+
 def completeness_warnings(audits: list[dict], paths) -> list[str]:
     """A warning per audit JSON with cases missing (an interrupted run), and a note when the
     records come from several runs or files (their provenance may differ)."""
@@ -470,6 +493,9 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
             "### Verdict",
             "",
             verdict_table(recs),
+            "### Correctly rounded, faithful or neither",
+            "",
+            rounding_table(recs),
             "### Max error per input family",
             "",
             "Each cell: the largest error in ULPs of the output format against the correctly "

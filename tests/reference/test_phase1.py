@@ -1,6 +1,7 @@
 """reference/phase1.py: its enclosures hold the exact softmax (mpmath at 160 bits), its rounding
 is formats.round_float64's, and every row it decides equals phase 2's (the mpmath Ziv loop) on
-random, adversarial and hypothesis rows of every narrow format, with the fallbacks counted."""
+random, adversarial and hypothesis rows of every format (float64 targets through double-doubles),
+with the fallbacks counted; its exact values agree with mpmath."""
 from __future__ import annotations
 
 import mpmath
@@ -15,6 +16,7 @@ from softmax_bench.reference import correctly_rounded as CR
 from softmax_bench.reference import phase1
 
 NARROW = [f for f in FORMATS if FORMATS[f].precision <= phase1.MAX_TARGET_PRECISION]
+ALL = list(FORMATS)
 
 
 def rows_of(dtype, seed, count=40, n=30):
@@ -84,7 +86,7 @@ def test_rounding_is_formats_round_float64(dtype):
     assert np.array_equal(got, want, equal_nan=True)
 
 
-@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("target", [None, "float16", "float8_e5m2"])
 def test_decided_rows_equal_phase_two(dtype, target):
     """Inputs of every narrow format into their own format and narrower ones: every row phase 1
@@ -123,11 +125,11 @@ def test_rows_phase_one_does_not_take():
     x = np.array([[0.0, np.nan], [np.inf, 0.0], [-np.inf, -np.inf], [0.0, 1.0]])
     _, _, taken = phase1.softmax_bounds(x)
     assert taken.tolist() == [False, False, False, True]
-    with pytest.raises(ValueError, match="24 bits"):
-        phase1.softmax(x, FORMATS["float64"])
+    for fmt in (FORMATS["float64"], FORMATS["float32"]):
+        assert phase1.softmax(x, fmt)[1].tolist() == [False, False, False, True]
 
 
-@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("dtype", ALL)
 @settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_hypothesis_rows_reference_equals_phase_two(dtype, data):
@@ -163,7 +165,7 @@ def test_log1p_of_the_others_within_delta(dtype):
 
 
 @pytest.mark.parametrize("function", LOG_FUNCTIONS)
-@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("target", [None, "float8_e5m2"])
 def test_log_functions_decided_rows_equal_phase_two(function, dtype, target):
     fast, slow = LOG_FUNCTIONS[function]
@@ -172,7 +174,17 @@ def test_log_functions_decided_rows_equal_phase_two(function, dtype, target):
     got, decided = fast(x, fmt)
     for i in np.flatnonzero(decided):
         assert np.array_equal(_bits(got[i], fmt), _bits(slow(x[i], fmt), fmt)), (x[i], got[i])
+    if fmt.precision == 53 and function == "log_softmax":
+        # float64 log_softmax of the maximum is -l, l = log1p(S') below 2**-1000 when every other
+        # entry is 700 below it: within phase 1's absolute slack (2**-1073) of a subnormal
+        # boundary, so phase 2's by design. The other rows count.
+        decided = decided | [_others_far_below(row, 700.0) for row in x]
     assert (~decided).sum() <= 0.01 * len(x)
+
+
+def _others_far_below(row, gap):
+    rest = np.sort(row[row > -np.inf])[:-1]
+    return rest.size > 0 and rest[-1] < row.max() - gap
 
 
 def _midpoint_shift_rows(gap_lo, gap_hi, count=30, seed=6):
@@ -212,7 +224,7 @@ def test_masked_others_give_exact_outputs():
 
 
 @pytest.mark.parametrize("function", LOG_FUNCTIONS)
-@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("dtype", ALL)
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_hypothesis_log_rows_reference_equals_phase_two(function, dtype, data):
@@ -224,7 +236,7 @@ def test_hypothesis_log_rows_reference_equals_phase_two(function, dtype, data):
 
 
 # --- the VJP ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("dtype", ALL)
 @pytest.mark.parametrize("target", [None, "float8_e5m2"])
 def test_vjp_decided_rows_equal_phase_two(dtype, target):
     """Random, masked, tied and dominant rows with normal cotangents, and rows whose cotangent is
@@ -243,7 +255,7 @@ def test_vjp_decided_rows_equal_phase_two(dtype, target):
     assert decided[plain].mean() >= 0.75  # the rest: huge gaps, whose outputs are signed zeros
 
 
-@pytest.mark.parametrize("dtype", NARROW)
+@pytest.mark.parametrize("dtype", ALL)
 @settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_hypothesis_vjp_reference_equals_phase_two(dtype, data):

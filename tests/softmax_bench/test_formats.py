@@ -227,3 +227,30 @@ def test_ml_dtypes_rounds_float64_twice_we_round_once():
     just_above = np.nextafter(tie, 2.0)
     assert float(np.array(just_above).astype(bf.dtype)) == 1.0  # twice rounded: wrong
     assert round_fraction(Fraction(float(just_above)), bf) == 1.0 + 2.0**-7  # once: right
+
+
+def test_exact_ulp_error_definitions():
+    """Fractional errors against an exact double-double: the correctly rounded value is below
+    0.5, its neighbours in [0.5, 1) when the exact value lies between, the unit is the binade of
+    the exact value (smaller just below a power of two), the smallest subnormal at 0, and
+    non-finite results count 0 only where the correctly rounded reference is the same."""
+    from softmax_bench.formats import exact_ulp_error
+
+    f32 = np.float32
+    third = (1 / 3, 1 / 3 - float(np.float64(1 / 3)))  # not exact, fine for the arithmetic
+    cr = f32(1 / 3)
+    other = np.nextafter(cr, f32(0) if float(cr) > 1 / 3 else f32(1))  # the other side of 1/3
+    beyond = np.nextafter(cr, f32(1) if float(cr) > 1 / 3 else f32(0))
+    err = exact_ulp_error(np.array([cr, other, beyond], f32), *third, np.array([cr] * 3, f32))
+    assert err[0] < 0.5 <= err[1] < 1.0 <= err[2] < 2.0
+    # just below 1: unit 2**-24, not 2**-23
+    below_one = exact_ulp_error(np.array([1.0, 1.0 - 2.0**-24], f32), 1.0, -(2.0**-60), np.ones(2, f32))
+    assert below_one[0] == pytest.approx(2.0**-36)
+    assert below_one[1] == pytest.approx(1.0 - 2.0**-36)
+    # at 0: in smallest subnormals
+    tiny = float(np.finfo(f32).smallest_subnormal)
+    assert exact_ulp_error(np.array([tiny], f32), 0.0, 0.0, np.zeros(1, f32))[0] == 1.0
+    # non-finite: equal to the reference -> 0; a number where it is NaN, or inf where it is not -> inf
+    got = exact_ulp_error(np.array([np.nan, 1.0, np.inf], f32), np.array([np.nan, np.nan, 1.0]),
+                          np.zeros(3), np.array([np.nan, np.nan, 1.0], f32))
+    assert got.tolist() == [0.0, np.inf, np.inf]
