@@ -665,12 +665,15 @@ def jacobian(x: np.ndarray, dtype=None) -> np.ndarray:
     """Correctly rounded Jacobian ``J = diag(y) - y y^T`` of softmax along the last axis.
 
     ``x`` of shape ``(..., n)`` gives ``(..., n, n)``; ``J[..., i, j] = dy_i/dx_j``. Masked (-inf)
-    entries have zero rows and columns; NaN/+inf rows give NaN matrices."""
+    entries have zero rows and columns; NaN/+inf rows give NaN matrices. Two phases as
+    :func:`softmax` (phase 1 through double-doubles for every format)."""
     x_last, fmt, _ = _check_input(x, dtype, -1)
-    rows = [_jacobian_row(row, fmt) for row in _rows(x_last)]
+    rows = _rows(x_last)
+    out, decided = phase1.jacobian(rows, fmt)
+    for i in np.flatnonzero(~decided):
+        out[i] = _jacobian_row(rows[i], fmt)
     n = x_last.shape[-1]
-    out = np.array(rows, dtype=np.float64).reshape(x_last.shape[:-1] + (n, n))
-    return out.astype(fmt.dtype)
+    return out.reshape(x_last.shape[:-1] + (n, n)).astype(fmt.dtype)
 
 
 def vjp(x: np.ndarray, g: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:

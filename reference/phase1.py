@@ -5,10 +5,11 @@ every output of a row in float64 together with an enclosure ``[lo, hi]`` of the 
 both ends round to the same number of the target format, that number is the correctly rounded
 result (rounding is monotone). Outputs whose enclosure holds a rounding boundary (rare: about
 ``2 r / 2**-t`` of them, ``r`` the relative width below, ``t`` the target's precision) send their
-row to phase 2, the mpmath Ziv loop of :mod:`.correctly_rounded`. Phase 1 serves targets of at
-most 24 bits (float32, float16, bfloat16, float8): its enclosures are a few float64 ULPs wide,
-too wide to round into float64 except by luck. It shares no code with ``kernels/``: libm's exp
-(through numba), its own summation.
+row to phase 2, the mpmath Ziv loop of :mod:`.correctly_rounded`. In float64 it serves targets
+of at most 24 bits (float32, float16, bfloat16, float8): its enclosures are a few float64 ULPs
+wide, too wide to round into float64 except by luck; float64 targets go through double-doubles
+(last section). It shares no code with ``kernels/``: libm's exp and log1p (through numba), its
+own double-double exp, its own summation.
 
 Derivation (``u = 2**-53``; a row of float64 values ``x_j`` taken exactly, with no NaN and no
 ``+inf`` and at least one finite entry: other rows go to phase 2, which answers them at once)
@@ -81,6 +82,59 @@ lower end 0, stays a signed zero, -0 ordered below +0: ``z_i`` then has the sign
 or ``+0`` needs). Masked entries give exactly 0; rows with a non-finite unmasked ``g`` go to
 phase 2 (which makes them NaN), as do exact zeros (``g_i`` equal to the mean of ``g`` over every
 group of equal ``x``: their interval holds 0).
+
+float64 targets and exact values: double-doubles
+------------------------------------------------
+A float64 output needs an enclosure far narrower than float64's own ULP, so the same steps run
+in double-double arithmetic (:mod:`.double_double`: Joldes, Muller & Popescu's operations, each
+with its proven relative bound, ``U2 = u^2``), the scale of every term kept apart.
+
+1. ``d_j = x_j - m`` is exact as the double-double ``(dh, dl)`` of TwoSum; ``e^(d_j) = 2**k_j
+   (eh + el)`` within ``EXP_REL = 2**-98`` relative (:func:`.double_double.exp`, its bound
+   derived there) for ``dh >= -1100``; below, the term is under ``2**-1586`` and counted as at
+   most ``2**-1074``.
+2. Sums (:func:`_sum_dd`), scaled by ``2**-K`` (``2**K`` the largest term's scale; exact, and no
+   term's low word underflows): TwoSum along the high words, TwoSum along their errors and the
+   low words, a plain sum of those errors (its rounding below ``gamma_2n`` times their
+   magnitudes' sum, measured while summing), the three joined by TwoSum plus one rounding
+   (``u`` of it). Terms below ``2**(K - 250)`` are left out (each below ``2**-249.5`` of
+   ``2**K``). Scaled back: ``2**-1073`` where that underflows. So ``|Ŝ - S| <= (EXP_REL + err /
+   Sh) Ŝ`` with ``err`` the run-time bound.
+3. Softmax: ``y_j = 2**k_j div(E_j, Ŝ)`` within ``rho = (2 EXP_REL + err/Sh + DIV_REL)(1 +
+   2**-20)`` relative (every relative term is below ``2**-90``: their products are covered by the
+   ``2**-20``). The ends ``q (1 -+ rho)`` are formed exactly as double-doubles and rounded as
+   such (:func:`_decided_dd`) into the format with its exponent range moved by ``-k_j``:
+   rounding ``2**k v`` is ``2**k`` times rounding ``v`` there, so outputs down to ``2**-1074``
+   keep their 106 bits.
+4. ``l = log1p(S')`` (``S'`` by 2. without the maximum's term). For ``S' < 2**-60``: ``l = S' -
+   S'^2/2 + r``, ``0 < r < S'^3/3``, formed by ``add_fp``; ``delta`` adds ``S'``'s error, the
+   operation's, the rounding of ``S'^2/2``, ``r`` and ``2**-1073`` for underflow. Otherwise
+   ``l0 = log1p(Sh)`` (libm) and one Newton step on ``expm1``: with ``E = expm1(l0)``
+   (:func:`.double_double.expm1`, ``EXPM1_REL = 2**-97``) the exact ``c = (S' - E) / (1 + E)``
+   gives ``l = l0 + log1p(c)``; ``c`` is computed in float64 from the double-double difference
+   (``4u`` relative: its high word, the rounding of ``1 + E``, the division) and ``l = l0 + (c -
+   c^2/2)`` with ``|log1p(c) - c + c^2/2| <= |c|^3`` for ``|c| < 2**-40`` (checked; otherwise
+   phase 2). ``delta = ((eps_S S' + EXPM1_REL E + ADD_REL |S' - E|) / (1 + E) + 4u |c| + u |c -
+   c^2/2| + u c^2 + |c|^3)(1 + 2**-20)``. libm's accuracy enters only through ``|c|``, which is
+   measured, not assumed. The outputs are formed as in the previous section with the
+   double-double ``l`` (its low word joins ``t``, that rounding, ``u |t|``, joins the width).
+   A shift that needs 54 bits is a float64 midpoint: when ``l`` (up to ``2 delta`` above ``l̂``)
+   is below a quarter ULP of the shift's low word, no rounding boundary lies between ``d_j`` and
+   ``d_j - l`` but ``d_j`` itself, so the output rounds as ``d_j`` just below it does.
+5. The VJP: ``y_j`` as double-doubles (``2**-1072`` each where they underflow), ``h_j = g_k -
+   g_j`` exact by TwoSum (an overflow goes to phase 2), ``t_j = mul(y_j, h_j)``, ``delta_k =
+   sum t_j`` by ``add`` with the run-time bound ``e = sum_j (|h_j| (rho |y_j| + 2**-1072) +
+   MUL_REL |t̂_j| + ADD_REL |partial sum_j| + 2**-1072) (1 + 2**-20)``; ``D_i = add(g_i - g_k,
+   delta_k)`` within ``w_i = e + ADD_REL |D̂_i|``; ``z_i = 2**k_i mul(q_i, D̂_i)`` within ``(rho q
+   (|D̂| + w) + q (1 + rho) w + MUL_REL |ẑ|)(1 + 2**-20)`` in the scaled units, rounded as
+   softmax's. An output whose ``y_i`` is below ``2**-1586`` is a zero with the sign of ``D_i``
+   when ``D_i``'s interval excludes 0. Exact zeros leave an interval around 0: phase 2's.
+6. :func:`exact` returns these double-doubles, format-free: the exact values the audit measures
+   errors against (``formats.exact_ulp_error``).
+
+The enclosures are rigorous but not tight (the bounds of 1. to 5. are about ``2**-96`` relative);
+an output whose enclosure holds a float64 rounding boundary, about one in ``2**43``, goes to
+phase 2, as do outputs within ``2**-1070`` of a subnormal boundary (the absolute slacks).
 """
 from __future__ import annotations
 
@@ -516,8 +570,8 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
         d_lo, d_hi = d - w, d + w
         y_lo, y_hi = enclosure(y[i], r[i])
         lo, hi = _product_ends(y_lo, d_lo)
-        for yy, dd in ((y_lo, d_hi), (y_hi, d_lo), (y_hi, d_hi)):
-            a, b = _product_ends(yy, dd)
+        for yy, dv in ((y_lo, d_hi), (y_hi, d_lo), (y_hi, d_hi)):
+            a, b = _product_ends(yy, dv)
             lo = a if (a < lo or (a == lo and math.copysign(1.0, a) < 0.0)) else lo  # -0 below +0
             hi = b if (b > hi or (b == hi and math.copysign(1.0, b) > 0.0)) else hi
         ok, out[i] = _decided(lo, hi, p, emin, top, has_inf)
@@ -548,7 +602,7 @@ def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format):
 # float64 targets and exact values: double-doubles (module docstring, last section)
 # ---------------------------------------------------------------------------------------------
 _DD_ZERO = -1100.0  # terms below: 0 as far as every format sees (e^-1100 < 2**-1586)
-_DD_TINY = 2.0**-1074  # a bound on each of them that float64 can hold
+_DD_TINY = 2.0**-1074  # a bound on each of them that float64 can hold unscaled
 _DD_SPAN = 250  # terms more than 2**250 below a row's largest are left out of its sum
 
 
@@ -571,14 +625,13 @@ def _terms_dd(x, m, dh, dl, kk, eh, el):
 
 @_cached_njit
 def _sum_dd(x, kk, eh, el, skip):
-    """``(Sh, Sl, err)``: the terms but ``skip`` summed into the double-double ``Sh + Sl``, with
-    ``|Sh + Sl - sum of the computed terms| <= err`` (the terms' own error, ``EXP_REL`` of the
-    sum, apart). The sum runs scaled by ``2**-K`` (``2**K`` the largest term's scale: exact, no
-    underflow): three TwoSum chains (the terms' high parts; their errors and the low parts; a
+    """``(Sh, Sl, err, K)``: the terms but ``skip`` summed into ``2**K (Sh + Sl)``, with ``|2**K (Sh
+    + Sl) - sum of the computed terms| <= 2**K err`` (the terms' own error, ``EXP_REL`` of the
+    sum, apart; :func:`_unscaled` gives it at its own scale). ``2**K`` is the largest term's
+    scale, so the scaled sum is exact to form and no low word underflows: three TwoSum chains (the terms' high parts; their errors and the low parts; a
     plain sum of the last errors, whose rounding is below ``gamma_2n`` times their magnitudes'
     sum), terms below ``2**(K - 250)`` left out (each below ``2**-249`` of the largest, those
-    below e^-1100 below ``2**-1074``); the result scaled back (``2**-1074`` per end where that
-    underflows)."""
+    below e^-1100 below ``2**-1586``, or ``2**-1074`` when they are all there is)."""
     top = np.int64(-(1 << 40))
     for j in range(x.size):
         if j != skip and eh[j] != 0.0:
@@ -608,14 +661,34 @@ def _sum_dd(x, kk, eh, el, skip):
         f_abs += abs(f)
         kept += 1
     if kept == 0:  # nothing but terms below e^-1100 (or none)
-        return 0.0, 0.0, tiny * _DD_TINY
+        return 0.0, 0.0, tiny * _DD_TINY, 0
     a, b = _two_sum(s1, s2)
     c = b + s3
     sh, sl = dd.fast_two_sum(a, c)
     g = 2 * kept * _U / (1.0 - 2 * kept * _U)
-    err = (g * f_abs + _U * abs(c)) * _SAFETY + dropped + math.ldexp(tiny * _DD_TINY, -top)
+    err = (g * f_abs + _U * abs(c)) * _SAFETY + dropped + tiny * math.ldexp(1.0, -1586 - top)
+    return sh, sl, err, top
+
+
+@_cached_njit
+def _unscaled(sh, sl, err, top):
+    """A scaled sum of :func:`_sum_dd` back at its own scale (``2**-1073`` where it underflows)."""
     return (math.ldexp(sh, top), math.ldexp(sl, top),
-            math.ldexp(err, top) * _SAFETY + 2.0**-1073)
+            math.ldexp(err, top) * _SAFETY + (2.0**-1073 if top < -960 else 0.0))
+
+
+@_cached_njit
+def _decided_scaled(vh, vl, w, scale, p, emin, top, has_inf):
+    """``(decided, value)`` for an exact value within ``w`` of ``2**scale (vh + vl)``: rounding
+    ``2**scale v`` is ``2**scale`` times rounding ``v`` into the format with its exponent range
+    moved by ``-scale``; where ``2**scale (|vh| + w)`` is below half the format's smallest
+    subnormal (``2**(emin - p)``; compared by exponents, as it may not be a float64) the value
+    is a zero of ``vh``'s sign."""
+    if math.frexp(abs(vh) * (1.0 + 2.0**-40) + w)[1] + scale <= emin - p:
+        return w < abs(vh), math.copysign(0.0, vh)
+    ok, v = _decided_dd(vh, vl, w, w, False, False, p, emin - scale, math.ldexp(top, -scale),
+                        has_inf)
+    return ok, math.ldexp(v, scale)
 
 
 @_cached_njit
@@ -632,7 +705,7 @@ def _softmax_parts_dd(x, qh, ql, kk):
     eh = np.empty(n)
     el = np.empty(n)
     _terms_dd(x, x[k], dh, dl, kk, eh, el)
-    sh, sl, err = _sum_dd(x, kk, eh, el, -1)
+    sh, sl, err, _ = _sum_dd(x, kk, eh, el, -1)  # K = 0: the maximum's term is 1
     for j in range(n):
         if eh[j] == 0.0:
             qh[j] = ql[j] = 0.0
@@ -660,9 +733,7 @@ def _softmax_row_dd(x, out, hi, lo, p, emin, top, has_inf):
         lo[j] = math.ldexp(ql[j], scale)
         if ok:  # y_j = 0 or below 2**-1586: [0, 2**-1074] rounds to +0 in every format
             w = rho * qh[j] if qh[j] != 0.0 else 0.0
-            ok, v = _decided_dd(qh[j], ql[j], w, w, False, False, p, emin - scale,
-                                math.ldexp(top, -scale), has_inf)
-            out[j] = math.ldexp(v, scale)
+            ok, out[j] = _decided_scaled(qh[j], ql[j], w, scale, p, emin, top, has_inf)
     return True, ok
 
 
@@ -722,9 +793,7 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
         lo[i] = math.ldexp(zl, scale)
         err = (rho * q * (abs(d_h) + w) + q * (1.0 + rho) * w + dd.MUL_REL * abs(zh)) * _SAFETY
         if decided:
-            ok, v = _decided_dd(zh, zl, err, err, False, False, p, emin - scale,
-                                math.ldexp(top, -scale), has_inf)
-            out[i] = math.ldexp(v, scale)
+            ok, out[i] = _decided_scaled(zh, zl, err, scale, p, emin, top, has_inf)
             decided = ok and np.isfinite(err)
     return True, decided
 
@@ -742,7 +811,7 @@ def _log_parts_dd(x, d, derr):
     eh = np.empty(n)
     el = np.empty(n)
     _terms_dd(x, x[k], d, derr, kk, eh, el)
-    sh, sl, err = _sum_dd(x, kk, eh, el, k)
+    sh, sl, err = _unscaled(*_sum_dd(x, kk, eh, el, k))
     if sh == 0.0:  # no term seen: l in [0, err], l > 0 when err > 0 (as _log_parts)
         return True, x[k], 0.0, 0.0, err
     eps_s = dd.EXP_REL + err / sh  # relative error of S' (of sh + sl)
@@ -832,3 +901,85 @@ def exact(function: str, rows: np.ndarray, g_rows: np.ndarray | None = None):
     if rows.size:
         _exact_rows(rows, g, _EXACT_KINDS[function], hi, lo, taken)
     return hi[:, :width], lo[:, :width], taken
+
+
+# ---------------------------------------------------------------------------------------------
+# the Jacobian, through double-doubles for every format
+# ---------------------------------------------------------------------------------------------
+@_cached_njit
+def _jacobian_row(x, out, p, emin, top, has_inf):
+    """``J = diag(y) - y y^T`` of one row into ``out`` (n x n): ``-y_i y_j`` as a product of
+    double-doubles (relative ``rho_i + rho_j + MUL_REL``), ``y_i (1 - y_i)`` with ``1 - y_i`` by
+    ``add_fp`` where ``y_i <= 1/2`` (every ``i`` but the first maximum ``k``: the cancellation
+    at most doubles ``rho``) and as ``S' / S`` (2., without the maximum's term) for ``k``.
+    Returns ``(taken, decided)``."""
+    n = x.size
+    k = _first_max(x)
+    if k < 0:
+        return False, False
+    dh = np.empty(n)
+    dl = np.empty(n)
+    kk = np.empty(n, dtype=np.int64)
+    eh = np.empty(n)
+    el = np.empty(n)
+    _terms_dd(x, x[k], dh, dl, kk, eh, el)
+    sh, sl, err, _ = _sum_dd(x, kk, eh, el, -1)
+    rh, rl, rerr, rscale = _sum_dd(x, kk, eh, el, k)  # S' = 2**rscale (rh + rl)
+    rho = (2.0 * dd.EXP_REL + err / sh + dd.DIV_REL) * _SAFETY
+    qh = np.empty(n)
+    ql = np.empty(n)
+    for j in range(n):
+        if eh[j] == 0.0:
+            qh[j] = ql[j] = 0.0
+        else:
+            qh[j], ql[j] = dd.div(eh[j], el[j], sh, sl)
+    for i in range(n):
+        for j in range(n):
+            if x[i] == -np.inf or x[j] == -np.inf:  # masked: exactly 0
+                out[i, j] = 0.0
+                continue
+            if qh[i] == 0.0 or qh[j] == 0.0:  # below 2**-1586 in magnitude
+                out[i, j] = 0.0 if i == j else -0.0
+                continue
+            if i != j:
+                vh, vl = dd.mul(qh[i], ql[i], qh[j], ql[j])
+                vh, vl = -vh, -vl
+                rel = 2.0 * rho + dd.MUL_REL
+            elif i != k:
+                yh, yl = math.ldexp(qh[i], kk[i]), math.ldexp(ql[i], kk[i])
+                ch, cl = dd.add_fp(-yh, -yl, 1.0)  # 1 - y_i >= 1/2
+                vh, vl = dd.mul(qh[i], ql[i], ch, cl)
+                rel = 2.0 * rho + dd.ADD_FP_REL + dd.MUL_REL + 2.0**-1070
+            else:
+                if rh == 0.0:  # S' = 0, or only terms below 2**-1586 each: J_kk rounds to +0
+                    out[i, j] = 0.0
+                    continue
+                ch, cl = dd.div(rh, rl, sh, sl)  # 1 - y_k = S'/S, scaled by 2**-rscale
+                vh, vl = dd.mul(qh[i], ql[i], ch, cl)
+                rel = (rho + dd.EXP_REL + rerr / rh + dd.EXP_REL + err / sh + dd.DIV_REL
+                       + dd.MUL_REL)
+            if i != j:
+                scale = kk[i] + kk[j]
+            else:  # one scaled factor on the diagonal; S' has its own scale
+                scale = kk[i] if i != k else rscale
+            ok, out[i, j] = _decided_scaled(vh, vl, rel * _SAFETY * abs(vh), scale, p, emin,
+                                            top, has_inf)
+            if not ok:
+                return True, False
+    return True, True
+
+
+@_cached_njit(parallel=True)
+def _jacobian_rows(x, out, decided, p, emin, top, has_inf):
+    for i in numba.prange(x.shape[0]):
+        decided[i] = _jacobian_row(x[i], out[i], p, emin, top, has_inf)[1]
+
+
+def jacobian(rows: np.ndarray, fmt: Format):
+    """``(values, decided_rows)`` as :func:`softmax`, ``values`` of shape ``(rows, n, n)``."""
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    out = np.zeros(rows.shape + (rows.shape[1],))
+    decided = np.zeros(rows.shape[0], dtype=np.bool_)
+    if rows.size:
+        _jacobian_rows(rows, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
+    return out, decided

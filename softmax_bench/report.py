@@ -244,7 +244,7 @@ def size_table(records: list[dict], family: str = "normal1") -> str:
         return ""
     sizes = sorted({r["n"] for r in recs})
     lines = [
-        f"| implementation | dtype | " + " | ".join(f"n={n}" for n in sizes) + " |",
+        "| implementation | dtype | " + " | ".join(f"n={n}" for n in sizes) + " |",
         "|---" * (len(sizes) + 2) + "|",
     ]
     for (impl, dtype), group in _group(recs, "implementation", "dtype").items():

@@ -325,3 +325,103 @@ def test_log_softmax_shift_overflow_is_not_a_mask():
     assert not phase1.log_softmax(x, E4M3)[1][0]
     y = CR.log_softmax(x, dtype=E4M3.dtype).astype(np.float64)[0]
     assert y[0] == 0 and np.signbit(y[0]) and np.isnan(y[1])
+
+
+# --- the Jacobian (double-doubles for every format) -----------------------------------------
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("target", [None, "float8_e5m2"])
+def test_jacobian_decided_rows_equal_phase_two(dtype, target):
+    """Every decided row's n x n Jacobian equals phase 2's, signs of zeros included, on random,
+    masked, tied and dominant rows and uniform rows (whose outputs are dyadic or midpoints)."""
+    fmt = FORMATS[target or dtype]
+    x = np.array(rows_of(dtype, seed=12, count=40, n=6))
+    x[::5] = x[::5, :1]
+    got, decided = phase1.jacobian(x, fmt)
+    for i in np.flatnonzero(decided):
+        want = np.array(CR._jacobian_row(x[i], fmt))
+        assert np.array_equal(_bits(got[i], fmt), _bits(want, fmt)), (x[i], got[i], want)
+    assert decided[np.arange(len(x)) % 5 != 0].mean() >= 0.95
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_hypothesis_jacobian_reference_equals_phase_two(dtype, data):
+    """Any finite rows up to the format's largest finite: the public Jacobian (phase 1, then
+    phase 2 for what it leaves) never gives up and equals phase 2 alone."""
+    fmt = FORMATS[dtype]
+    row = data.draw(strategies.finite_rows(dtype, 1, 8, masked=fmt.has_inf))
+    got = CR.jacobian(row).astype(np.float64)
+    want = np.array(CR._jacobian_row(row.astype(np.float64), fmt))
+    assert np.array_equal(_bits(got, fmt), _bits(want, fmt))
+
+
+# --- exact values ------------------------------------------------------------------------------
+def _exact_mp(function, row, g):
+    """The exact outputs at 300 bits and the magnitude their error is relative to (module
+    docstring, last section: the terms before they cancel for logsumexp and the VJP)."""
+    with mpmath.workprec(300):
+        xs = [mpmath.mpf(v) if v != -np.inf else None for v in row]
+        m = max(v for v in xs if v is not None)
+        e = [mpmath.exp(v - m) if v is not None else mpmath.mpf(0) for v in xs]
+        s = mpmath.fsum(e)
+        y = [v / s for v in e]
+        if function == "softmax":
+            return y, [abs(v) for v in y]
+        k = xs.index(m)
+        log_s = mpmath.log1p(mpmath.fsum(e[:k] + e[k + 1:]))  # accurate when S is near 1
+        if function == "log_softmax":
+            out = [v - m - log_s if v is not None else -mpmath.inf for v in xs]
+            return out, [abs(v) for v in out]
+        if function == "logsumexp":
+            return [m + log_s], [abs(m) + log_s]
+        gs = [mpmath.mpf(v) for v in g]
+        # g_i - c = (g_i - g_k) + sum_j y_j (g_k - g_j): no cancellation against g_k at 300 bits
+        shift = mpmath.fsum(yj * (gs[k] - gj) for yj, gj in zip(y, gs))
+        spread = mpmath.fsum(yj * abs(gs[k] - gj) for yj, gj in zip(y, gs))
+        return ([yi * ((gi - gs[k]) + shift) for yi, gi in zip(y, gs)],
+                [yi * (abs(gi - gs[k]) + spread) for yi, gi in zip(y, gs)])
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp", "vjp"])
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "float8_e4m3fn"])
+def test_exact_values_within_their_bound(function, dtype):
+    """phase1.exact against mpmath at 300 bits: within 2**-95 of the magnitude each bound is
+    relative to (module docstring, last section; its bounds are about 2**-96), or 2**-1069
+    absolute where values underflow."""
+    x = np.array(rows_of(dtype, seed=13, count=24, n=8))
+    g = np.random.default_rng(14).standard_normal(x.shape)
+    hi, lo, taken = phase1.exact(function, x, g)
+    assert taken.all()
+    worst = 0.0
+    for i in range(len(x)):
+        want, scale = _exact_mp(function, x[i], g[i])
+        for j, (v, sc) in enumerate(zip(want, scale)):
+            if v == -mpmath.inf:
+                assert hi[i, j] == -np.inf
+                continue
+            with mpmath.workprec(300):
+                err = abs(mpmath.mpf(hi[i, j]) + mpmath.mpf(lo[i, j]) - v)
+            assert err <= mpmath.ldexp(sc, -95) + mpmath.ldexp(1, -1069), (x[i], j)
+            if sc > 2.0**-900:
+                worst = max(worst, float(err / sc))
+    assert worst < 2.0**-95
+
+
+def test_public_exact_values_shapes_and_fallbacks():
+    """reference.exact: the result's shape and axis; rows phase 1 does not take (NaN, +inf, all
+    masked) hold the correctly rounded float64 values, which are exact there."""
+    from softmax_bench import reference as R
+
+    x = np.array([[1.0, 2.0, np.nan], [0.0, -np.inf, 3.0], [-np.inf] * 3, [np.inf, 0.0, 1.0]],
+                 dtype=np.float32)
+    for f in ("softmax", "log_softmax", "logsumexp"):
+        hi, lo = R.exact(f, x)
+        want = getattr(R, f)(x, dtype=np.float64)
+        assert hi.shape == want.shape
+        special = np.array([0, 2, 3])
+        assert np.array_equal(hi[special], want[special], equal_nan=True)
+    hi, lo = R.exact("softmax", x.T, axis=0)
+    assert np.array_equal(hi, R.exact("softmax", x)[0].T, equal_nan=True)
+    with pytest.raises(ValueError, match="no exact values"):
+        R.exact("jacobian", x)

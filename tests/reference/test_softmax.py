@@ -12,6 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from softmax_bench import reference as R
 from softmax_bench.reference import correctly_rounded as reference_module
+from softmax_bench.formats import FORMATS
 
 DTYPES = [np.float16, np.float32, np.float64]
 
@@ -244,9 +245,10 @@ def test_escalation_gives_identical_results(monkeypatch):
 
 
 def test_precision_cap_raises(monkeypatch):
+    """Phase 2 past its cap raises (the public call decides this row in phase 1 now)."""
     monkeypatch.setattr(reference_module, "MAX_PRECISION", 40)
     with pytest.raises(R.ReferencePrecisionError, match="undecided"):
-        R.softmax(np.array([0.1, 0.2, 0.3]))
+        reference_module._softmax_row(np.array([0.1, 0.2, 0.3]), FORMATS["float64"])
 
 
 def test_jacobian_and_vjp_correctly_rounded(oracle):
