@@ -98,8 +98,9 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    low words, a plain sum of those errors (its rounding below ``gamma_2n`` times their
    magnitudes' sum, measured while summing), the three joined by TwoSum plus one rounding
    (``u`` of it). Terms below ``2**(K - 250)`` are left out (each below ``2**-249.5`` of
-   ``2**K``). Scaled back: ``2**-1073`` where that underflows. So ``|Ŝ - S| <= (EXP_REL + err /
-   Sh) Ŝ`` with ``err`` the run-time bound.
+   ``2**K``), and so are terms below e^-1100 (``2**-1586`` each; ``K = -1086`` when nothing
+   else is there). So ``|Ŝ - S| <= (EXP_REL + err / Sh) Ŝ`` with ``err`` the run-time bound,
+   in the sum's scale; scaled back, ``2**-1073`` more where that underflows.
 3. Softmax: ``y_j = 2**k_j div(E_j, Ŝ)`` within ``rho = (2 EXP_REL + err/Sh + DIV_REL)(1 +
    2**-20)`` relative (every relative term is below ``2**-90``: their products are covered by the
    ``2**-20``). The ends ``q (1 -+ rho)`` are formed exactly as double-doubles and rounded as
@@ -107,8 +108,12 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    rounding ``2**k v`` is ``2**k`` times rounding ``v`` there, so outputs down to ``2**-1074``
    keep their 106 bits.
 4. ``l = log1p(S')`` (``S'`` by 2. without the maximum's term). For ``S' < 2**-60``: ``l = S' -
-   S'^2/2 + r``, ``0 < r < S'^3/3``, formed by ``add_fp``; ``delta`` adds ``S'``'s error, the
-   operation's, the rounding of ``S'^2/2``, ``r`` and ``2**-1073`` for underflow. Otherwise
+   S'^2/2 + r``, ``0 < r < S'^3/3``, formed by ``add_fp`` in the sum's scale ``2**K`` (so ``l``
+   keeps its bits far below ``2**-1074``); ``delta`` adds ``S'``'s error, the operation's, the
+   rounding of ``S'^2/2`` and ``r``. The maximum's log-softmax ``-l`` and a log-sum-exp ``m +
+   l`` with ``m = 0`` are rounded in that scale (a ``-l`` below half the smallest subnormal is
+   ``-0``: ``l > 0`` whenever another entry is unmasked); the other outputs take ``l`` scaled
+   back (``2**-1073`` more where it underflows). Otherwise
    ``l0 = log1p(Sh)`` (libm) and one Newton step on ``expm1``: with ``E = expm1(l0)``
    (:func:`.double_double.expm1`, ``EXPM1_REL = 2**-97``) the exact ``c = (S' - E) / (1 + E)``
    gives ``l = l0 + log1p(c)``; ``c`` is computed in float64 from the double-double difference
@@ -118,9 +123,10 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    c^2/2| + u c^2 + |c|^3)(1 + 2**-20)``. libm's accuracy enters only through ``|c|``, which is
    measured, not assumed. The outputs are formed as in the previous section with the
    double-double ``l`` (its low word joins ``t``, that rounding, ``u |t|``, joins the width).
-   A shift that needs 54 bits is a float64 midpoint: when ``l`` (up to ``2 delta`` above ``l̂``)
-   is below a quarter ULP of the shift's low word, no rounding boundary lies between ``d_j`` and
-   ``d_j - l`` but ``d_j`` itself, so the output rounds as ``d_j`` just below it does.
+   A shift that needs 54 bits is a float64 midpoint: when ``0 < l`` (up to ``2 delta`` above
+   ``l̂``) is below a quarter ULP of the shift's low word, no rounding boundary lies between
+   ``d_j`` and ``d_j - l`` but ``d_j`` itself, so the output rounds as ``d_j`` just below it
+   does (``d_j`` with its low word moved one float64 step down, then TwoSum).
 5. The VJP: ``y_j`` as double-doubles (``2**-1072`` each where they underflow), ``h_j = g_k -
    g_j`` exact by TwoSum (an overflow goes to phase 2), ``t_j = mul(y_j, h_j)``, ``delta_k =
    sum t_j`` by ``add`` with the run-time bound ``e = sum_j (|h_j| (rho |y_j| + 2**-1072) +
@@ -421,12 +427,31 @@ def _ulp64(v):
 
 @_cached_njit
 def _log_row_parts(x, d, derr, p):
-    """``(taken, m, l̂, l̂_lo, delta)``: :func:`_log_parts` for targets of at most 24 bits
-    (``l̂_lo = 0``), the double-double :func:`_log_parts_dd` for wider ones."""
+    """``(taken, m, l̂, l̂_lo, delta, scale)``: :func:`_log_parts` for targets of at most 24 bits
+    (``l̂_lo = 0``, ``scale = 0``), the double-double :func:`_log_parts_dd` for wider ones."""
     if p > MAX_TARGET_PRECISION:
         return _log_parts_dd(x, d, derr)
     taken, m, ell, delta = _log_parts(x, d, derr)
-    return taken, m, ell, 0.0, delta
+    return taken, m, ell, 0.0, delta, 0
+
+
+@_cached_njit
+def _decided_log_scaled(ell, ell_lo, delta, scale, p, emin, top, has_inf):
+    """``(decided, value)`` for ``l`` within ``2**scale delta`` of ``2**scale (l̂ + l̂_lo)``;
+    ``l̂ = 0`` means ``l`` in ``(0, 2**scale delta]`` (other terms exist, all tiny): +0 when that
+    is below half the format's smallest subnormal."""
+    if ell == 0.0:
+        return math.frexp(delta)[1] + scale <= emin - p, 0.0
+    return _decided_scaled(ell, ell_lo, delta, scale, p, emin, top, has_inf)
+
+
+@_cached_njit
+def _at_own_scale(ell, ell_lo, delta, scale):
+    """``l`` of :func:`_log_row_parts` at its own scale (``2**-1073`` where it underflows)."""
+    if scale == 0:
+        return ell, ell_lo, delta
+    return (math.ldexp(ell, scale), math.ldexp(ell_lo, scale),
+            math.ldexp(delta, scale) * _SAFETY + 2.0**-1073)
 
 
 @_cached_njit(parallel=True)
@@ -434,7 +459,12 @@ def _logsumexp_rows(x, out, decided, p, emin, top, has_inf):
     for i in numba.prange(x.shape[0]):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
-        taken, m, ell, ell_lo, delta = _log_row_parts(x[i], d, derr, p)
+        taken, m, ell, ell_lo, delta, scale = _log_row_parts(x[i], d, derr, p)
+        if taken and m == 0.0 and scale != 0:  # the value is l alone, at its own scale
+            decided[i], out[i] = _decided_log_scaled(ell, ell_lo, delta, scale, p, emin, top,
+                                                     has_inf)
+            continue
+        ell, ell_lo, delta = _at_own_scale(ell, ell_lo, delta, scale)
         s, e = _two_sum(m, ell)
         if not taken or not np.isfinite(s):  # m + l past float64: phase 2's
             decided[i] = False
@@ -452,7 +482,8 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
     for i in numba.prange(x.shape[0]):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
-        taken, m, ell, ell_lo, delta = _log_row_parts(x[i], d, derr, p)
+        taken, m, ell_s, ell_lo_s, delta_s, scale = _log_row_parts(x[i], d, derr, p)
+        ell, ell_lo, delta = _at_own_scale(ell_s, ell_lo_s, delta_s, scale)
         ok = taken
         for j in range(x.shape[1]):
             if not ok:
@@ -463,7 +494,13 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
             if d[j] == -np.inf:  # x_j - m overflowed: a finite output past float64, phase 2's
                 ok = False
                 break
-            if ell_lo != 0.0 and derr[j] != 0.0 and ell + 2.0 * delta < _ulp64(derr[j]) / 4.0:
+            if scale != 0 and d[j] == 0.0:  # a maximum: -l, at l's own scale
+                ok, v = _decided_log_scaled(ell_s, ell_lo_s, delta_s, scale, p, emin, top,
+                                            has_inf)
+                out[i, j] = -v
+                continue
+            if (p > MAX_TARGET_PRECISION and derr[j] != 0.0 and (ell > 0.0 or delta > 0.0)
+                    and ell + 2.0 * delta < _ulp64(derr[j]) / 4.0):
                 # float64 target, 0 < l far below the shift's second word: no boundary lies
                 # between d_j and d_j - l but d_j itself (a float64 midpoint when the shift
                 # needs 54 bits), so d_j - l rounds as d_j just below does
@@ -602,7 +639,6 @@ def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format):
 # float64 targets and exact values: double-doubles (module docstring, last section)
 # ---------------------------------------------------------------------------------------------
 _DD_ZERO = -1100.0  # terms below: 0 as far as every format sees (e^-1100 < 2**-1586)
-_DD_TINY = 2.0**-1074  # a bound on each of them that float64 can hold unscaled
 _DD_SPAN = 250  # terms more than 2**250 below a row's largest are left out of its sum
 
 
@@ -631,7 +667,7 @@ def _sum_dd(x, kk, eh, el, skip):
     scale, so the scaled sum is exact to form and no low word underflows: three TwoSum chains (the terms' high parts; their errors and the low parts; a
     plain sum of the last errors, whose rounding is below ``gamma_2n`` times their magnitudes'
     sum), terms below ``2**(K - 250)`` left out (each below ``2**-249`` of the largest, those
-    below e^-1100 below ``2**-1586``, or ``2**-1074`` when they are all there is)."""
+    below e^-1100 below ``2**-1586``: ``K = -1086`` when they are all there is)."""
     top = np.int64(-(1 << 40))
     for j in range(x.size):
         if j != skip and eh[j] != 0.0:
@@ -660,8 +696,8 @@ def _sum_dd(x, kk, eh, el, skip):
         s3 += f
         f_abs += abs(f)
         kept += 1
-    if kept == 0:  # nothing but terms below e^-1100 (or none)
-        return 0.0, 0.0, tiny * _DD_TINY, 0
+    if kept == 0:  # nothing but terms below e^-1100 (2**-1586 = 2**-500 2**-1086 each), or none
+        return 0.0, 0.0, tiny * 2.0**-500, -1086 if tiny else 0
     a, b = _two_sum(s1, s2)
     c = b + s3
     sh, sl = dd.fast_two_sum(a, c)
@@ -800,38 +836,41 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
 
 @_cached_njit
 def _log_parts_dd(x, d, derr):
-    """``(taken, m, l̂, l̂_lo, delta)`` as :func:`_log_parts`, ``l = log1p(S')`` within ``delta``
-    of the double-double ``l̂ + l̂_lo``: libm's ``log1p(S'h)`` refined by one Newton step on
-    ``expm1`` (module docstring, last section)."""
+    """``(taken, m, l̂, l̂_lo, delta, scale)`` as :func:`_log_parts`: ``l = log1p(S')`` within
+    ``2**scale delta`` of ``2**scale (l̂ + l̂_lo)``; ``scale`` is 0 but for ``S' < 2**-60``, where
+    the sum's own scale keeps every bit of ``l`` (which may be far below 2**-1074). libm's
+    ``log1p(S'h)`` refined by one Newton step on ``expm1`` (module docstring, last section)."""
     n = x.size
     k = _first_max(x)
     if k < 0:
-        return False, 0.0, 0.0, 0.0, 0.0
+        return False, 0.0, 0.0, 0.0, 0.0, 0
     kk = np.empty(n, dtype=np.int64)
     eh = np.empty(n)
     el = np.empty(n)
     _terms_dd(x, x[k], d, derr, kk, eh, el)
-    sh, sl, err = _unscaled(*_sum_dd(x, kk, eh, el, k))
-    if sh == 0.0:  # no term seen: l in [0, err], l > 0 when err > 0 (as _log_parts)
-        return True, x[k], 0.0, 0.0, err
+    sh, sl, err, scale = _sum_dd(x, kk, eh, el, k)
+    if sh == 0.0:  # no term seen: l in [0, 2**scale err], l > 0 when err > 0 (as _log_parts)
+        return True, x[k], 0.0, 0.0, err, scale
     eps_s = dd.EXP_REL + err / sh  # relative error of S' (of sh + sl)
-    if sh < 2.0**-60:  # l = S' - S'^2/2 + r, 0 < r < S'^3/3
-        lh, ll = dd.add_fp(sh, sl, -0.5 * sh * sh)
-        delta = (eps_s * sh * (1.0 + 2.0 * sh) + dd.ADD_FP_REL * lh + _U * sh * sh
-                 + sh * abs(sl) + sh ** 3 + 2.0**-1073) * _SAFETY
-        return True, x[k], lh, ll, delta
+    s_real = math.ldexp(sh, scale)
+    if s_real < 2.0**-60:  # l = S' - S'^2/2 + r, 0 < r < S'^3/3, in units of 2**scale
+        lh, ll = dd.add_fp(sh, sl, -0.5 * sh * s_real)
+        delta = (eps_s * sh * (1.0 + 2.0 * s_real) + dd.ADD_FP_REL * lh + _U * sh * s_real
+                 + 2.0 * abs(sl) * s_real + sh * s_real * s_real) * _SAFETY
+        return True, x[k], lh, ll, delta, scale
+    sh, sl, err = _unscaled(sh, sl, err, scale)
     l0 = math.log1p(sh)
     big_e, big_e_lo = dd.expm1(l0, 0.0)
     nh, _ = dd.add(sh, sl, -big_e, -big_e_lo)  # S' - expm1(l0)
     den = 1.0 + big_e
     c = nh / den  # l = l0 + log1p(c) exactly, for the exact c
     if not abs(c) < 2.0**-40:  # libm's log1p far off (never seen): phase 2's
-        return False, 0.0, 0.0, 0.0, 0.0
+        return False, 0.0, 0.0, 0.0, 0.0, 0
     step = c - 0.5 * c * c
     lh, ll = dd.fast_two_sum(l0, step)
     delta = ((eps_s * sh + dd.EXPM1_REL * big_e + dd.ADD_REL * abs(nh)) / den
              + 4.0 * _U * abs(c) + _U * abs(step) + _U * c * c + abs(c) ** 3) * _SAFETY
-    return True, x[k], lh, ll, delta
+    return True, x[k], lh, ll, delta, 0
 
 
 @_cached_njit(parallel=True)
@@ -861,10 +900,11 @@ def _exact_rows(x, g, kind, hi, lo, taken):
         else:
             d = np.empty(n)
             derr = np.empty(n)
-            ok, m, ell, ell_lo, _ = _log_parts_dd(x[i], d, derr)
+            ok, m, ell, ell_lo, delta, scale = _log_parts_dd(x[i], d, derr)
             taken[i] = ok
             if not ok:
                 continue
+            ell, ell_lo, _ = _at_own_scale(ell, ell_lo, delta, scale)
             if kind == 2:
                 s, e = _two_sum(m, ell)
                 taken[i] = np.isfinite(s)

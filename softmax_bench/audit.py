@@ -53,11 +53,12 @@ __all__ = [
 DEFAULT_SIZES = (1, 2, 10, 100, 1000, 10_000)
 #: The default audit's formats; float8 (kernels and peers) is audited with --dtypes.
 DEFAULT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-#: Elements per case: rows = min(config.rows, ELEMENT_BUDGET // n), at least 1. It bounds the
-#: reference's cost per case where it still runs in mpmath (float64 outputs, the backward pass:
-#: about 0.4 s at ~60,000 elements/s; phase 1 takes 20,000 in about a millisecond).
-ELEMENT_BUDGET = 20_000
-#: Seconds one peer call may take. Peers take milliseconds on the audit's cases (20,000 elements);
+#: Elements per case: rows = min(config.rows, ELEMENT_BUDGET // n), at least 1: 16 rows of 10^4
+#: (the default --rows) and five 32,000-wide vocabulary rows. Every function's reference has a
+#: compiled phase 1 into every format (2e6 to 1e8 elements/s; it was 20,000 when float64 outputs
+#: and the backward pass ran in mpmath at ~60,000 elements/s).
+ELEMENT_BUDGET = 160_000
+#: Seconds one peer call may take. Peers take milliseconds on the audit's cases (160,000 elements);
 #: a minute leaves room for a slow pure-Python implementation and still ends a hung one.
 DEFAULT_TIMEOUT_S = 60.0
 #: Finished cases are written at most this often (and at the end of a run, interrupted or not): the

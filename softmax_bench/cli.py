@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--sizes", type=_ints, default=[1, 2, 10, 100, 1000, 10_000],
                      help="row lengths n (default: 1,2,10,100,1000,10000)")
     aud.add_argument("--rows", type=_positive(int), default=16,
-                     help="rows per case, capped at 20000 elements (default: 16)")
+                     help="rows per case, capped at 160000 elements (default: 16)")
     aud.add_argument("--seed", type=int, default=0, help="default: 0")
     aud.add_argument("--peers", type=_csv(tuple(BUILTIN_PEERS)), default=None,
                      help=f"built-in peers among {','.join(BUILTIN_PEERS)} (default: every one "

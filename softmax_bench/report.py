@@ -175,7 +175,7 @@ def rounding_table(records: list[dict]) -> str:
         worst = max(recs, key=lambda r: r["max_ulp_exact"])
         err = worst["max_ulp_exact"]
         kind = ("**correctly rounded**" if err < 0.5 else "faithful" if err < 1.0 else "neither")
-        lines.append(f"| `{impl}` | {dtype} | {err:.3g} | {kind} | "
+        lines.append(f"| `{impl}` | {dtype} | {err:.6g} | {kind} | "
                      f"{worst['family']} n={worst['n']} |")
     return "\n".join(lines) + "\n"
 

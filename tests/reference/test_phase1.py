@@ -425,3 +425,21 @@ def test_public_exact_values_shapes_and_fallbacks():
     assert np.array_equal(hi, R.exact("softmax", x)[0].T, equal_nan=True)
     with pytest.raises(ValueError, match="no exact values"):
         R.exact("jacobian", x)
+
+
+@pytest.mark.parametrize("gap", [800.0, 1500.0, 1e281], ids=["below-2**-1074", "below-e^-1100", "1e281"])
+def test_float64_log_functions_with_every_other_term_tiny(gap):
+    """Rows whose other entries are all far below the maximum (the audit's float64 temperature
+    rows have gaps of 1e281): l = log1p(S') lies far below 2**-1074, so the maximum's
+    log-softmax -l and a log-sum-exp with m = 0 are rounded at l's own scale (-0.0, or
+    -2**-1074...), the other outputs from their exact shifts; all decided, all phase 2's."""
+    f64 = FORMATS["float64"]
+    rng = np.random.default_rng(15)
+    x = -gap * (1.0 + rng.random((20, 6)))
+    x[:, 0] = 0.0
+    x[::2, 0] = 2.5  # m != 0: a log-sum-exp of m plus a tiny l
+    for fast, slow in LOG_FUNCTIONS.values():
+        got, decided = fast(x, f64)
+        assert decided.all()
+        for i in range(len(x)):
+            assert np.array_equal(_bits(got[i], f64), _bits(slow(x[i], f64), f64)), x[i]
