@@ -12,11 +12,13 @@ function           JMP algorithm                       relative error (JMP)
 ``add_fp``         DWPlusFP (Alg. 4)                   ``2u^2`` (Thm 2.2)
 ``add``            AccurateDWPlusDW (Alg. 6)           ``3u^2 + 13u^3`` (Thm 3.1)
 ``mul_fp``         DWTimesFP3 (Alg. 9, FMA)            ``2u^2`` (Thm 4.3)
+``_mul_fp1``       DWTimesFP1 (Alg. 7)                 ``1.5u^2 + 4u^3`` (Thm 4.1)
 ``mul``            DWTimesDW3 (Alg. 12, FMA)           ``5u^2`` (Thm 5.3)
-``div``            DWDivDW2 (Alg. 18)                  ``15u^2 + 56u^3`` (Thm 7.3)
+``div``            DWDivDW2 (Alg. 18, on DWTimesFP1)   ``15u^2 + 56u^3`` (Thm 7.3)
 =================  ==================================  ============================
 
-(barring underflow: every operand here is far above ``2**-960`` or exactly 0). The bounds used
+(barring underflow, which phase 1 bounds where it can occur: an absolute ``2**-1074`` per
+word of a result below ``2**-1022``). The bounds used
 below round these up (``2.01u^2``, ``3.01u^2``, ``5.01u^2``, ``15.01u^2``); the tests check every
 operation against mpmath on random operands, and :func:`exp` on a million arguments.
 
@@ -25,33 +27,34 @@ operation against mpmath on random operands, and :func:`exp` on a million argume
 1. ``k = rint(dh / ln 2)``, ``r = d - k ln 2`` with ``ln 2 = L1 + L2 + L3`` (L1 of 42 bits, so
    ``k L1`` is exact for ``|k| < 2**11``; ``k L2`` by an exact FMA product; ``k L3`` rounded,
    ``|k L3| < 2**-90``, error ``< 2**-143``; ``|ln 2 - L1 - L2 - L3| < 2**-156``). ``TwoSum(dh,
-   -k L1)`` is exact and the five small remainders (each ``< 2**-40``) are added by ``add_fp``:
-   ``|r| <= ln(2)/2 + 2**-40 < 0.34658`` and the absolute error ``delta_r <= 5 * 2.01u^2 * 0.3466
-   + 2**-142 < 3.5u^2``; 0 when ``k = 0`` (then ``r = d`` exactly).
+   -k L1)`` is exact and the four small remainders (``dl``, the two words of ``k L2``, ``k L3``;
+   each ``< 2**-33``) are added by ``add_fp``: ``|r| <= ln(2)/2 + 2**-32 < 0.34658`` and the
+   absolute error ``delta_r <= 4 * 2.01u^2 * 0.3466 + 2**-142 < 2.8u^2``; 0 when ``k = 0``
+   (then ``r = d`` exactly).
 2. ``s = r / 2**10`` (exact), ``|s| < 3.385e-4 < 2**-11.5``; ``T0 = expm1(s)`` by the Taylor
    polynomial of degree 8, Horner: ``1/120 + s(1/720 + s(1/5040 + s/40320))`` in float64 from
    ``sh`` (relative error below ``6u``; it enters ``T0`` multiplied by ``|s|^4/120 < 2**-52.9``),
    then four double-double steps with the coefficients ``1/24``, ``1/6`` (double-doubles within
    ``u^2/2`` relative), ``1/2`` and ``1``. Truncation: ``|s|^8 / 9! < 2**-110``. Each step's error
    enters ``T0`` attenuated by ``|s|`` per level, so ``|T0 / expm1(s) - 1| <= eps0 = 2.01u^2 (the
-   last add) + 5.01u^2 (the last product) + 0.03u^2 (deeper levels, truncation, coefficients)
-   < 7.1u^2``.
+   last add) + 5.01u^2 (the last product) + 5.91u^2 (the float64 tail: 6u times ``|s|^4/120 <
+   0.985u``) + 0.03u^2 (deeper levels, truncation, coefficients) < 13.0u^2``.
 3. Ten squarings in the ``expm1`` form ``T_(i+1) = T_i (2 + T_i)`` (``add_fp`` then ``mul``:
    ``7.02u^2`` each), so ``T10 = expm1(r)``. A relative error ``eps_i`` of ``T_i`` becomes
    ``eps_i (1 + |T_i| / (2 - |T_i|)) + 7.02u^2`` (to first order; second-order terms are below
    ``2**-200``). With ``|T_i| <= expm1(0.3466 / 2**(10 - i))`` the factors multiply to at most
-   ``e^0.198 < 1.22``: ``eps10 <= 1.22 (eps0 + 70.2u^2) < 94.3u^2``.
+   ``e^0.198 < 1.22``: ``eps10 <= 1.22 (eps0 + 70.2u^2) < 101.5u^2``.
 4. ``exp(r) = 1 + T10`` by ``add_fp``: ``|T10| / (1 + T10) <= 0.4143`` for ``|r| <= 0.3466``, so
-   the relative error is below ``0.4143 eps10 + 2.01u^2 < 41.1u^2``, and with ``delta_r``
-   (``|e^delta - 1| <= 1.0001 delta``) below ``44.7u^2``. :data:`EXP_REL` is ``256u^2 = 2**-98``,
-   a factor 5.7 above that.
-5. ``expm1(d)`` (:func:`expm1`) is ``T10`` when ``k = 0`` (relative ``94.3u^2``; ``delta_r = 0``),
-   and ``(2**k - 1) + 2**k (1 + T10) - 2**k``, formed as ``add_fp(2**k T10, 2**k - 1)``, when
-   ``k >= 1``: the absolute error ``2**k (1 + T10) 44.7u^2`` over the result ``>= 0.2929 2**k (1
-   + T10)`` (``k = 1``, ``r = -0.3466``) is ``152.6u^2`` relative, plus ``2.01u^2``.
-   :data:`EXPM1_REL` is ``512u^2 = 2**-97`` (factor 3.3). ``expm1`` serves ``d`` in ``[0, 36]``
-   (``k <= 52``: ``2**k - 1`` exact), all phase 1 needs (``log1p`` of a sum of fewer than
-   ``2**52`` terms of at most 1).
+   the relative error is below ``0.4143 eps10 + 2.01u^2 < 44.1u^2``, and with ``delta_r``
+   (``|e^delta - 1| <= 1.0001 delta``) below ``47u^2``. :data:`EXP_REL` is ``256u^2 = 2**-98``,
+   a factor 5.4 above that.
+5. ``expm1(d)`` (:func:`expm1`) is ``T10`` when ``k = 0`` (relative ``101.5u^2``; ``delta_r =
+   0``), and ``(2**k - 1) + 2**k (1 + T10) - 2**k``, formed as ``add_fp(2**k T10, 2**k - 1)``,
+   when ``k >= 1``: the absolute error ``2**k (1 + T10) 47u^2`` over the result ``>= 0.2929 2**k
+   (1 + T10)`` (``k = 1``, ``r = -0.3466``) is ``160.5u^2`` relative, plus ``2.01u^2``.
+   :data:`EXPM1_REL` is ``512u^2 = 2**-97`` (factor 3.2). ``expm1`` serves ``d = 0`` and ``d`` in
+   ``[2**-1000, 36]`` (``k <= 52``: ``2**k - 1`` exact; below ``2**-1000`` the Taylor steps
+   underflow), all phase 1 needs (``log1p(S')`` for ``2**-60 <= S'`` below ``2**52``).
 
 The result of :func:`exp` is ``(k, eh, el)`` with ``e^d = 2**k (eh + el)``, ``eh + el`` in
 ``[0.7071, 1.4143]``: the scale apart, so ``e^-1000`` keeps its 106 bits where ``2**-1442``
@@ -158,6 +161,15 @@ def mul_fp(xh, xl, y):
 
 
 @_cached_njit
+def _mul_fp1(xh, xl, y):
+    """``x y`` for a double-double ``x`` and a float64 ``y`` (DWTimesFP1: the product inside
+    JMP's proof of DWDivDW2)."""
+    ch, cl1 = two_prod(xh, y)
+    th, tl1 = fast_two_sum(ch, xl * y)
+    return fast_two_sum(th, tl1 + cl1)
+
+
+@_cached_njit
 def mul(xh, xl, yh, yl):
     """``x y`` for double-doubles (DWTimesDW3)."""
     ch, cl1 = two_prod(xh, yh)
@@ -170,7 +182,7 @@ def mul(xh, xl, yh, yl):
 def div(xh, xl, yh, yl):
     """``x / y`` for double-doubles (DWDivDW2)."""
     th = xh / yh
-    rh, rl = mul_fp(yh, yl, th)
+    rh, rl = _mul_fp1(yh, yl, th)
     d = (xh - rh) + (xl - rl)
     return fast_two_sum(th, d / yh)
 
@@ -213,8 +225,8 @@ def exp(dh, dl):
 
 @_cached_njit
 def expm1(dh, dl):
-    """``e^(dh + dl) - 1`` as a double-double within :data:`EXPM1_REL` relative, for ``dh`` in
-    ``[0, 36]``."""
+    """``e^(dh + dl) - 1`` as a double-double within :data:`EXPM1_REL` relative, for ``dh = 0``
+    and ``dh`` in ``[2**-1000, 36]``."""
     k, th, tl = _expm1_reduced(dh, dl)
     if k == 0:
         return th, tl

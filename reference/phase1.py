@@ -127,12 +127,14 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    ``l̂``) is below a quarter ULP of the shift's low word, no rounding boundary lies between
    ``d_j`` and ``d_j - l`` but ``d_j`` itself, so the output rounds as ``d_j`` just below it
    does (``d_j`` with its low word moved one float64 step down, then TwoSum).
-5. The VJP: ``y_j`` as double-doubles (``2**-1072`` each where they underflow), ``h_j = g_k -
-   g_j`` exact by TwoSum (an overflow goes to phase 2), ``t_j = mul(y_j, h_j)``, ``delta_k =
-   sum t_j`` by ``add`` with the run-time bound ``e = sum_j (|h_j| (rho |y_j| + 2**-1072) +
-   MUL_REL |t̂_j| + ADD_REL |partial sum_j| + 2**-1072) (1 + 2**-20)``; ``D_i = add(g_i - g_k,
+5. The VJP: ``h_j = g_k - g_j`` exact by TwoSum (an overflow goes to phase 2), ``t_j = 2**k_j
+   mul(q_j, h_j)`` (the product at ``y_j``'s scale, then scaled back: ``2**-1072`` where that
+   underflows), ``delta_k = sum t_j`` by ``add`` with the run-time bound ``e = sum_j (|h_j|
+   rho |y_j| + MUL_REL |t̂_j| + ADD_REL |partial sum_j| + 2**-1072) (1 + 2**-20)`` (a ``y_j``
+   below ``2**-1586`` adds ``|h_j| 2**-1585 + 2**-1074`` instead); ``D_i = add(g_i - g_k,
    delta_k)`` within ``w_i = e + ADD_REL |D̂_i|``; ``z_i = 2**k_i mul(q_i, D̂_i)`` within ``(rho q
-   (|D̂| + w) + q (1 + rho) w + MUL_REL |ẑ|)(1 + 2**-20)`` in the scaled units, rounded as
+   (|D̂| + w) + q (1 + rho) w + MUL_REL |ẑ| + 2**-1071)(1 + 2**-20)`` in the scaled units (the
+   last term: the product's underflow where ``D_i`` is tiny), rounded as
    softmax's. An output whose ``y_i`` is below ``2**-1586`` is a zero with the sign of ``D_i``
    when ``D_i``'s interval excludes 0. Exact zeros leave an interval around 0: phase 2's.
 6. :func:`exact` returns these double-doubles, format-free: the exact values the audit measures
@@ -500,12 +502,13 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
                 out[i, j] = -v
                 continue
             if (p > MAX_TARGET_PRECISION and derr[j] != 0.0 and (ell > 0.0 or delta > 0.0)
-                    and ell + 2.0 * delta < _ulp64(derr[j]) / 4.0):
-                # float64 target, 0 < l far below the shift's second word: no boundary lies
-                # between d_j and d_j - l but d_j itself (a float64 midpoint when the shift
-                # needs 54 bits), so d_j - l rounds as d_j just below does
-                v, rem = _two_sum(d[j], np.nextafter(derr[j], -np.inf))
-                out[i, j] = _round_dd(v, rem, p, emin, top, has_inf)
+                    and ell + abs(ell_lo) + delta < _ulp64(derr[j]) / 4.0):
+                # float64 target, 0 < l far below the shift's low word: no boundary lies in
+                # [d_j - l, d_j) (d_j itself is one when the shift needs 54 bits: a float64
+                # midpoint), so d_j - l rounds as d_j minus an infinitesimal: to d_j's rounding
+                # d̂_j, or to the float below it when d_j is the midpoint just below d̂_j
+                below = np.nextafter(d[j], -np.inf)
+                out[i, j] = below if derr[j] == (below - d[j]) / 2.0 else d[j]
                 continue
             s, e = _two_sum(d[j], -ell)
             t1 = e + derr[j]
@@ -721,7 +724,7 @@ def _decided_scaled(vh, vl, w, scale, p, emin, top, has_inf):
     subnormal (``2**(emin - p)``; compared by exponents, as it may not be a float64) the value
     is a zero of ``vh``'s sign."""
     if math.frexp(abs(vh) * (1.0 + 2.0**-40) + w)[1] + scale <= emin - p:
-        return w < abs(vh), math.copysign(0.0, vh)
+        return w + abs(vl) < abs(vh), math.copysign(0.0, vh)
     ok, v = _decided_dd(vh, vl, w, w, False, False, p, emin - scale, math.ldexp(top, -scale),
                         has_inf)
     return ok, math.ldexp(v, scale)
@@ -785,14 +788,11 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     if rho < 0.0:
         return False, False
     k = _first_max(x)
-    yh = np.empty(n)
-    yl = np.empty(n)
     for j in range(n):
         if x[j] != -np.inf and not np.isfinite(g[j]):
             return False, False
-        yh[j] = math.ldexp(qh[j], kk[j])
-        yl[j] = math.ldexp(ql[j], kk[j])
-    # delta = sum_(j != k) y_j (g_k - g_j), and a bound e_delta on its error
+    # delta = sum_(j != k) y_j (g_k - g_j), and a bound e_delta on its error; each product
+    # formed at y_j's scale, then scaled back (2**-1073 where that underflows)
     s_h = 0.0
     s_l = 0.0
     e_delta = 0.0
@@ -802,10 +802,15 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
         hh, hl = _two_sum(g[k], -g[j])
         if not np.isfinite(hh):
             return False, False
-        th, tl = dd.mul(yh[j], yl[j], hh, hl)
+        if qh[j] == 0.0:  # y_j < 2**-1586
+            e_delta += math.ldexp(abs(hh), -1585) + 2.0**-1074
+            continue
+        th, tl = dd.mul(qh[j], ql[j], hh, hl)
+        scale = kk[j]
+        e_delta += math.ldexp(abs(hh) * rho * abs(qh[j]) + dd.MUL_REL * abs(th), scale) + 2.0**-1072
+        th, tl = math.ldexp(th, scale), math.ldexp(tl, scale)
         s_h, s_l = dd.add(s_h, s_l, th, tl)
-        e_delta += (abs(hh) * (rho * abs(yh[j]) + 2.0**-1072) + dd.MUL_REL * abs(th)
-                    + dd.ADD_REL * abs(s_h) + 2.0**-1072)
+        e_delta += dd.ADD_REL * abs(s_h)
     e_delta *= _SAFETY
     decided = True
     for i in range(n):
@@ -819,7 +824,7 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
         if q == 0.0:  # y_i < 2**-1586: |z_i| < 2**-1000, a zero with the sign of g_i - c
             out[i] = hi[i] = math.copysign(0.0, d_h)
             lo[i] = 0.0
-            decided = decided and w < abs(d_h) < 2.0**500
+            decided = decided and w + abs(d_l) < abs(d_h) < 2.0**500
             continue
         # z_i = 2**kk_i q_i (g_i - c): the product and its bound scaled by 2**-kk_i, rounded
         # with the format's exponent range moved as in _softmax_row_dd
@@ -827,7 +832,8 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
         scale = kk[i]
         hi[i] = math.ldexp(zh, scale)
         lo[i] = math.ldexp(zl, scale)
-        err = (rho * q * (abs(d_h) + w) + q * (1.0 + rho) * w + dd.MUL_REL * abs(zh)) * _SAFETY
+        err = (rho * q * (abs(d_h) + w) + q * (1.0 + rho) * w + dd.MUL_REL * abs(zh)
+               + 2.0**-1071) * _SAFETY  # the product's underflow where g_i - c is tiny
         if decided:
             ok, out[i] = _decided_scaled(zh, zl, err, scale, p, emin, top, has_inf)
             decided = ok and np.isfinite(err)

@@ -443,3 +443,36 @@ def test_float64_log_functions_with_every_other_term_tiny(gap):
         assert decided.all()
         for i in range(len(x)):
             assert np.array_equal(_bits(got[i], f64), _bits(slow(x[i], f64), f64)), x[i]
+
+
+# --- rows a review found (session 6): each once wrong -------------------------------------------
+def test_float64_log_softmax_shift_just_above_a_midpoint():
+    """x_j - m sits 2**-100 above a float64 midpoint (m just below a power of two) and l is far
+    below: the output rounds down to the float below the midpoint's upper neighbour only if it
+    lies below the midpoint; it was decided one float64 too low (stepping the low word down a
+    whole float64 step landed on the midpoint). Plus 400 rows of that shape against phase 2."""
+    f64 = FORMATS["float64"]
+    row = np.array([float.fromhex("0x1.fffffffffffffp-48"), float.fromhex("-0x1.9000000000001p+6")])
+    got, decided = phase1.log_softmax(row[None], f64)
+    want = CR._log_softmax_row(row, f64)
+    assert not decided[0] or np.array_equal(got[0], want)
+    rng = np.random.default_rng(16)
+    m = np.nextafter(2.0 ** rng.integers(-60, 8, 400).astype(float), 0.0)
+    x = -(rng.uniform(40, 200, 400) + np.ldexp(rng.integers(1, 8, 400).astype(float), -46))
+    rows = np.stack([m, x], axis=1)
+    got, decided = phase1.log_softmax(rows, f64)
+    for i in np.flatnonzero(decided):
+        assert np.array_equal(_bits(got[i], f64), _bits(CR._log_softmax_row(rows[i], f64), f64)), rows[i]
+
+
+@pytest.mark.parametrize("x1, g1", [(-800.0, 2.0**1000), (-730.0, 2.0**40), (-745.0, 2.0**60)])
+def test_exact_vjp_with_an_underflowing_softmax_output(x1, g1):
+    """y_1 below 2**-1022 times a huge cotangent difference: the product is formed at y_1's
+    scale, so the exact value keeps its bits (it was 0, or 75% off)."""
+    x = np.array([[0.0, x1]])
+    g = np.array([[0.0, g1]])
+    hi, lo, _ = phase1.exact("vjp", x, g)
+    want, scale = _exact_mp("vjp", x[0], g[0])
+    with mpmath.workprec(300):
+        err = abs(mpmath.mpf(hi[0, 0]) + mpmath.mpf(lo[0, 0]) - want[0])
+    assert err <= mpmath.ldexp(scale[0], -95) + mpmath.ldexp(1, -1069)
