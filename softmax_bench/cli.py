@@ -41,11 +41,20 @@ def cmd_reference(args) -> int:
     each other (softmax_bench/reference_speed.py); the table is printed and written as JSON and
     Markdown beside ``--out``."""
     from softmax_bench import reference as R
-    from softmax_bench import reference_speed
+    from softmax_bench import reference_fuzz, reference_speed
     from softmax_bench.results_io import write_json_atomic
 
-    data = reference_speed.run(args.dtypes, repeat=args.repeat, seed=args.seed,
-                               progress=lambda m: print(m, file=sys.stderr))
+    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.fuzz:
+        data = reference_fuzz.run(args.dtypes, args.fuzz, seed=args.seed, progress=progress)
+        table = reference_fuzz.format_table(data)
+        print(table)
+        if args.out:
+            write_json_atomic(args.out, data)
+            args.out.with_suffix(".md").write_text(table)
+            print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+        return 1 if any(r["mismatches"] for r in data["records"]) else 0
+    data = reference_speed.run(args.dtypes, repeat=args.repeat, seed=args.seed, progress=progress)
     table = reference_speed.format_table(data)
     print(table)
     if args.out:
@@ -297,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"output formats among {','.join(DTYPE_NAMES)} (default: {','.join(DEFAULT_DTYPES)})")
     ref.add_argument("--repeat", type=_positive(int), default=5, help="timings per measurement (default: 5)")
     ref.add_argument("--seed", type=int, default=0, help="default: 0")
+    ref.add_argument("--fuzz", type=_positive(int), default=None, metavar="ROWS",
+                     help="instead of timing: phase 1 against phase 2 on about ROWS adversarial rows "
+                          "per function and format (softmax_bench/reference_fuzz.py); exit 1 on a mismatch")
     ref.add_argument("--out", type=Path, default=None,
                      help="also write JSON there and the Markdown table beside it (.md)")
     ref.set_defaults(func=cmd_reference)
