@@ -584,11 +584,17 @@ def _rows(x_last: np.ndarray):
 
 def _two_phases(x, dtype, axis, fast, row_fn, reduces=False, extra=()):
     """Rows of ``x`` (and of the ``extra`` operands of its shape, the VJP's ``g``) through phase 1
-    (``fast``, :mod:`.phase1`), and through the Ziv loop (``row_fn``) where phase 1 leaves them
-    undecided; the result in the target format, the reduced axis in place (or removed)."""
+    (``fast``, :mod:`.phase1`: float64 for targets of at most 24 bits, then double-doubles for
+    the rows that leaves undecided; double-doubles for float64), and through the Ziv loop
+    (``row_fn``) where phase 1 leaves them undecided; the result in the target format, the
+    reduced axis in place (or removed)."""
     x_last, fmt, axis = _check_input(x, dtype, axis)
     operands = [_rows(x_last)] + [_rows(np.moveaxis(a, axis, -1)) for a in extra]
     out, decided = fast(*operands, fmt)
+    if fmt.precision <= phase1.MAX_TARGET_PRECISION and not decided.all():
+        # what float64 left undecided gets a second try through double-doubles
+        rows = np.flatnonzero(~decided)
+        out[rows], decided[rows] = fast(*(a[rows] for a in operands), fmt, double_double=True)
     for i in np.flatnonzero(~decided):
         out[i] = row_fn(*(a[i] for a in operands), fmt)
     return _shaped(out, x_last.shape, axis, reduces).astype(fmt.dtype)  # exact: values of fmt

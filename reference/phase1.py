@@ -106,7 +106,8 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    ``2**-20``). The ends ``q (1 -+ rho)`` are formed exactly as double-doubles and rounded as
    such (:func:`_decided_dd`) into the format with its exponent range moved by ``-k_j``:
    rounding ``2**k v`` is ``2**k`` times rounding ``v`` there, so outputs down to ``2**-1074``
-   keep their 106 bits.
+   keep their 106 bits (:func:`_decided_scaled`; values below half the smallest subnormal are
+   signed zeros, the rest is first brought near 1 by a further power of two).
 4. ``l = log1p(S')`` (``S'`` by 2. without the maximum's term). For ``S' < 2**-60``: ``l = S' -
    S'^2/2 + r``, ``0 < r < S'^3/3``, formed by ``add_fp`` in the sum's scale ``2**K`` (so ``l``
    keeps its bits far below ``2**-1074``); ``delta`` adds ``S'``'s error, the operation's, the
@@ -127,18 +128,31 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    ``l̂``) is below a quarter ULP of the shift's low word, no rounding boundary lies between
    ``d_j`` and ``d_j - l`` but ``d_j`` itself, so the output rounds as ``d_j`` just below it
    does (``d_j`` with its low word moved one float64 step down, then TwoSum).
-5. The VJP: ``h_j = g_k - g_j`` exact by TwoSum (an overflow goes to phase 2), ``t_j = 2**k_j
-   mul(q_j, h_j)`` (the product at ``y_j``'s scale, then scaled back: ``2**-1072`` where that
-   underflows), ``delta_k = sum t_j`` by ``add`` with the run-time bound ``e = sum_j (|h_j|
-   rho |y_j| + MUL_REL |t̂_j| + ADD_REL |partial sum_j| + 2**-1072) (1 + 2**-20)`` (a ``y_j``
-   below ``2**-1586`` adds ``|h_j| 2**-1585 + 2**-1074`` instead); ``D_i = add(g_i - g_k,
-   delta_k)`` within ``w_i = e + ADD_REL |D̂_i|``; ``z_i = 2**k_i mul(q_i, D̂_i)`` within ``(rho q
-   (|D̂| + w) + q (1 + rho) w + MUL_REL |ẑ| + 2**-1071)(1 + 2**-20)`` in the scaled units (the
-   last term: the product's underflow where ``D_i`` is tiny), rounded as
+5. The VJP, linear in ``g``: ``g`` is first scaled by the power of two ``2**s`` that brings its
+   largest magnitude into ``[1/2, 1)`` (when that is exact for every entry; the results are
+   scaled back by ``2**-s``), so cotangents near 1e308 or 1e-308 neither overflow nor underflow.
+   ``h_j = g_k - g_j`` exact by TwoSum (an overflow goes to phase 2; exact zeros are skipped),
+   ``t_j = y_j h_j`` formed at ``y_j``'s scale and summed by ``add`` at the scale ``2**K`` of the
+   largest ``y_j`` (``j != k``), so ``delta_k = sum t_j`` keeps its bits when every term is tiny;
+   run-time bound ``e = sum_j (|h_j| rho |y_j| + MUL_REL |t̂_j| + ADD_REL |partial sum_j| +
+   2**-1072) (1 + 2**-20)`` in that scale (a ``y_j`` below ``2**-1586`` adds ``|h_j| 2**-1585
+   + 2**-1074`` instead). An output with ``g_i = g_k`` is ``y_i delta_k``: rounded at scale
+   ``2**(k_i + K)``; when every other ``y_j`` is below ``2**-1586`` it is a zero with the sign of
+   ``sum_j e^(x_j - x_1) h_j`` (``x_1`` the largest of them; double-doubles with their bound,
+   :func:`_tiny_delta_sign`), when that sum's bound excludes 0 and ``|delta|`` is below
+   ``2**-1075``. Otherwise ``D_i = add(g_i - g_k, delta_k)`` within ``w_i = e + ADD_REL |D̂_i|``
+   (``delta_k`` scaled back, ``2**-1072`` more where it underflows); ``z_i = 2**k_i mul(q_i,
+   D̂_i)`` within ``(rho q (|D̂| + w) + q (1 + rho) w + MUL_REL |ẑ| + 2**-1071)(1 + 2**-20)`` in
+   the scaled units (the last term: the product's underflow where ``D_i`` is tiny), rounded as
    softmax's. An output whose ``y_i`` is below ``2**-1586`` is a zero with the sign of ``D_i``
-   when ``D_i``'s interval excludes 0. Exact zeros leave an interval around 0: phase 2's.
+   when ``D_i``'s interval excludes 0 and ``y_i D_i`` is below half the smallest subnormal.
+   ``D_i = 0`` exactly (no term, or every ``h_j`` zero) gives an exact ``+0``; other exact
+   zeros leave an interval around 0: phase 2's.
 6. :func:`exact` returns these double-doubles, format-free: the exact values the audit measures
    errors against (``formats.exact_ulp_error``).
+
+Rows that the float64 phase 1 leaves undecided in a format of at most 24 bits get a second try
+through these double-doubles (``double_double=True``) before phase 2.
 
 The enclosures are rigorous but not tight (the bounds of 1. to 5. are about ``2**-96`` relative);
 an output whose enclosure holds a float64 rounding boundary, about one in ``2**43``, goes to
@@ -347,11 +361,12 @@ def softmax_bounds(rows: np.ndarray):
     return y, r, taken
 
 
-def softmax(rows: np.ndarray, fmt: Format):
-    """``(values, decided_rows)`` of phase 1 for float64 ``rows`` (2-D) into ``fmt`` (precision at
-    most :data:`MAX_TARGET_PRECISION`): ``values`` holds the correctly rounded outputs of every
-    row where ``decided_rows`` is True; the other rows are left to phase 2."""
-    return _run(_softmax_rows, fmt, False, rows)
+def softmax(rows: np.ndarray, fmt: Format, double_double: bool = False):
+    """``(values, decided_rows)`` of phase 1 for float64 ``rows`` (2-D) into ``fmt``: ``values``
+    holds the correctly rounded outputs of every row where ``decided_rows`` is True; the other
+    rows are left to phase 2. Targets of at most :data:`MAX_TARGET_PRECISION` bits run in float64
+    unless ``double_double``; float64 targets always through double-doubles."""
+    return _run(_softmax_rows, fmt, False, rows, double_double=double_double)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -428,10 +443,10 @@ def _ulp64(v):
 
 
 @_cached_njit
-def _log_row_parts(x, d, derr, p):
-    """``(taken, m, l̂, l̂_lo, delta, scale)``: :func:`_log_parts` for targets of at most 24 bits
-    (``l̂_lo = 0``, ``scale = 0``), the double-double :func:`_log_parts_dd` for wider ones."""
-    if p > MAX_TARGET_PRECISION:
+def _log_row_parts(x, d, derr, wide):
+    """``(taken, m, l̂, l̂_lo, delta, scale)``: :func:`_log_parts` (``l̂_lo = 0``, ``scale = 0``),
+    or the double-double :func:`_log_parts_dd` when ``wide``."""
+    if wide:
         return _log_parts_dd(x, d, derr)
     taken, m, ell, delta = _log_parts(x, d, derr)
     return taken, m, ell, 0.0, delta, 0
@@ -457,11 +472,11 @@ def _at_own_scale(ell, ell_lo, delta, scale):
 
 
 @_cached_njit(parallel=True)
-def _logsumexp_rows(x, out, decided, p, emin, top, has_inf):
+def _logsumexp_rows(x, out, decided, p, emin, top, has_inf, wide):
     for i in numba.prange(x.shape[0]):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
-        taken, m, ell, ell_lo, delta, scale = _log_row_parts(x[i], d, derr, p)
+        taken, m, ell, ell_lo, delta, scale = _log_row_parts(x[i], d, derr, wide)
         if taken and m == 0.0 and scale != 0:  # the value is l alone, at its own scale
             decided[i], out[i] = _decided_log_scaled(ell, ell_lo, delta, scale, p, emin, top,
                                                      has_inf)
@@ -480,11 +495,11 @@ def _logsumexp_rows(x, out, decided, p, emin, top, has_inf):
 
 
 @_cached_njit(parallel=True)
-def _log_softmax_rows(x, out, decided, p, emin, top, has_inf):
+def _log_softmax_rows(x, out, decided, p, emin, top, has_inf, wide):
     for i in numba.prange(x.shape[0]):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
-        taken, m, ell_s, ell_lo_s, delta_s, scale = _log_row_parts(x[i], d, derr, p)
+        taken, m, ell_s, ell_lo_s, delta_s, scale = _log_row_parts(x[i], d, derr, wide)
         ell, ell_lo, delta = _at_own_scale(ell_s, ell_lo_s, delta_s, scale)
         ok = taken
         for j in range(x.shape[1]):
@@ -529,26 +544,28 @@ def log_parts(row: np.ndarray):
     return (*_log_parts(row, d, derr), d, derr)
 
 
-def _run(kernel, fmt, reduces, *operands):
+def _run(kernel, fmt, reduces, *operands, double_double=False):
     """``(values, decided_rows)`` from a rows ``kernel`` on float64 ``operands`` (2-D: the rows,
-    and the VJP's cotangent rows) into ``fmt``."""
+    and the VJP's cotangent rows) into ``fmt``: through double-doubles for float64 targets, or
+    for any target when ``double_double`` (the second try of a row float64 left undecided)."""
+    wide = double_double or fmt.precision > MAX_TARGET_PRECISION
     operands = [np.ascontiguousarray(a, dtype=np.float64) for a in operands]
     rows = operands[0]
     out = np.zeros(rows.shape[0] if reduces else rows.shape)
     decided = np.zeros(rows.shape[0], dtype=np.bool_)
     if rows.size:
-        kernel(*operands, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf)
+        kernel(*operands, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf, wide)
     return out, decided
 
 
-def logsumexp(rows: np.ndarray, fmt: Format):
+def logsumexp(rows: np.ndarray, fmt: Format, double_double: bool = False):
     """``(values, decided_rows)`` as :func:`softmax`, one value per row."""
-    return _run(_logsumexp_rows, fmt, True, rows)
+    return _run(_logsumexp_rows, fmt, True, rows, double_double=double_double)
 
 
-def log_softmax(rows: np.ndarray, fmt: Format):
+def log_softmax(rows: np.ndarray, fmt: Format, double_double: bool = False):
     """``(values, decided_rows)`` as :func:`softmax`."""
-    return _run(_log_softmax_rows, fmt, False, rows)
+    return _run(_log_softmax_rows, fmt, False, rows, double_double=double_double)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,9 +638,9 @@ def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
 
 
 @_cached_njit(parallel=True)
-def _vjp_rows(x, g, out, decided, p, emin, top, has_inf):
+def _vjp_rows(x, g, out, decided, p, emin, top, has_inf, wide):
     for i in numba.prange(x.shape[0]):
-        if p > MAX_TARGET_PRECISION:
+        if wide:
             hi = np.empty(x.shape[1])
             lo = np.empty(x.shape[1])
             decided[i] = _vjp_row_dd(x[i], g[i], out[i], hi, lo, p, emin, top, has_inf)[1]
@@ -633,9 +650,9 @@ def _vjp_rows(x, g, out, decided, p, emin, top, has_inf):
         decided[i] = _vjp_row(x[i], g[i], y, r, out[i], p, emin, top, has_inf)
 
 
-def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format):
+def vjp(rows: np.ndarray, g_rows: np.ndarray, fmt: Format, double_double: bool = False):
     """``(values, decided_rows)`` as :func:`softmax`, for the VJP with cotangent rows ``g_rows``."""
-    return _run(_vjp_rows, fmt, False, rows, g_rows)
+    return _run(_vjp_rows, fmt, False, rows, g_rows, double_double=double_double)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -722,9 +739,15 @@ def _decided_scaled(vh, vl, w, scale, p, emin, top, has_inf):
     ``2**scale v`` is ``2**scale`` times rounding ``v`` into the format with its exponent range
     moved by ``-scale``; where ``2**scale (|vh| + w)`` is below half the format's smallest
     subnormal (``2**(emin - p)``; compared by exponents, as it may not be a float64) the value
-    is a zero of ``vh``'s sign."""
+    is a zero of ``vh``'s sign. Otherwise ``vh``, ``vl`` and ``w`` are first moved by a power of
+    two so that the larger of ``|vh|`` and ``w`` is near 1 (exact but for a low word far below
+    ``w`` that may underflow), so the rounding never works outside float64's normal range."""
     if math.frexp(abs(vh) * (1.0 + 2.0**-40) + w)[1] + scale <= emin - p:
         return w + abs(vl) < abs(vh), math.copysign(0.0, vh)
+    # the scaled value and its width near 1, so the moved format's spacing there (at least its
+    # smallest subnormal over 2**scale) is a normal float64
+    t = -math.frexp(max(abs(vh), w))[1]
+    vh, vl, w, scale = math.ldexp(vh, t), math.ldexp(vl, t), math.ldexp(w, t), scale - t
     ok, v = _decided_dd(vh, vl, w, w, False, False, p, emin - scale, math.ldexp(top, -scale),
                         has_inf)
     return ok, math.ldexp(v, scale)
@@ -777,6 +800,61 @@ def _softmax_row_dd(x, out, hi, lo, p, emin, top, has_inf):
 
 
 @_cached_njit
+def _cotangent_scale(x, g):
+    """``s`` with ``max |g_j| 2**s`` in ``[1/2, 1)`` over the unmasked ``g``, when that scaling
+    is exact for every one of them (else 0): the VJP is linear in ``g``."""
+    top = 0.0
+    for j in range(x.size):
+        if x[j] != -np.inf:
+            top = max(top, abs(g[j]))
+    if top == 0.0:
+        return 0
+    s = -math.frexp(top)[1]
+    for j in range(x.size):
+        if x[j] != -np.inf and math.ldexp(math.ldexp(g[j], s), -s) != g[j]:
+            return 0
+    return s
+
+
+@_cached_njit
+def _tiny_delta_sign(x, g, k, sg, gk):
+    """The sign (+-1; 0 when undecided) of ``delta = sum_(j != k) y_j (g_k - g_j)`` when every
+    ``y_j`` but the maxima's is below ``2**-1586`` (gaps beyond 1100, where phase 1 has no value
+    of them): ``delta`` has the sign of ``sum_j e^(x_j - x_1) (g_k - g_j)`` (``x_1`` the largest
+    of them), summed as double-doubles with its error bound; and ``|delta|`` is below
+    ``2**-1586 (|sum| + bound) 2**-sg``, which must be below ``2**-1075`` (the caller rounds
+    ``y_i delta``, at most that, to a signed zero in every format)."""
+    x1 = -np.inf
+    for j in range(x.size):
+        if j != k and x[j] != -np.inf and x[j] < x[k]:
+            x1 = max(x1, x[j])
+    r_h = 0.0
+    r_l = 0.0
+    err = 0.0
+    for j in range(x.size):
+        if j == k or x[j] == -np.inf:
+            continue
+        hh, hl = _two_sum(gk, -math.ldexp(g[j], sg))
+        if hh == 0.0:
+            continue
+        a, b = _two_sum(x[j], -x1)
+        if a < _DD_ZERO:
+            err += math.ldexp(abs(hh) * 1.01, -1586) + 2.0**-1074
+            continue
+        kr, eh, el = dd.exp(a, b)
+        th, tl = dd.mul(eh, el, hh, hl)
+        err += math.ldexp(abs(th) * (dd.EXP_REL + dd.MUL_REL) * 1.01, kr) + 2.0**-1072
+        r_h, r_l = dd.add(r_h, r_l, math.ldexp(th, kr), math.ldexp(tl, kr))
+        err += dd.ADD_REL * abs(r_h)
+    err *= _SAFETY
+    if not err + abs(r_l) < abs(r_h):
+        return 0.0
+    if math.frexp(abs(r_h) + err)[1] - 1586 - sg > -1075:
+        return 0.0
+    return math.copysign(1.0, r_h)
+
+
+@_cached_njit
 def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     """The VJP of one row through double-doubles (module docstring, last section), into ``out``
     and ``hi + lo`` as :func:`_softmax_row_dd`. Returns ``(taken, decided)``."""
@@ -791,45 +869,72 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     for j in range(n):
         if x[j] != -np.inf and not np.isfinite(g[j]):
             return False, False
-    # delta = sum_(j != k) y_j (g_k - g_j), and a bound e_delta on its error; each product
-    # formed at y_j's scale, then scaled back (2**-1073 where that underflows)
+    sg = _cotangent_scale(x, g)  # work with g 2**sg, scale the results by 2**-sg
+    gk = math.ldexp(g[k], sg)
+    # delta = sum_(j != k) y_j (g_k - g_j) = 2**big (s_h + s_l) within 2**big e_delta: each
+    # product formed at y_j's scale, summed at the scale of the largest y_j (2**big)
+    big = np.int64(-(1 << 40))
+    tiny = False
+    for j in range(n):
+        if j != k and x[j] != -np.inf:
+            if qh[j] != 0.0:
+                big = max(big, kk[j])
+            else:
+                tiny = True
+    if big < -(1 << 39):
+        big = -1086 if tiny else 0
     s_h = 0.0
     s_l = 0.0
     e_delta = 0.0
     for j in range(n):
         if j == k or x[j] == -np.inf:
             continue
-        hh, hl = _two_sum(g[k], -g[j])
-        if not np.isfinite(hh):
-            return False, False
+        hh, hl = _two_sum(gk, -math.ldexp(g[j], sg))
+        if hh == 0.0:  # an exact zero term
+            continue
         if qh[j] == 0.0:  # y_j < 2**-1586
-            e_delta += math.ldexp(abs(hh), -1585) + 2.0**-1074
+            e_delta += math.ldexp(abs(hh) * 1.01, -1586 - big) + 2.0**-1074
             continue
         th, tl = dd.mul(qh[j], ql[j], hh, hl)
-        scale = kk[j]
-        e_delta += math.ldexp(abs(hh) * rho * abs(qh[j]) + dd.MUL_REL * abs(th), scale) + 2.0**-1072
-        th, tl = math.ldexp(th, scale), math.ldexp(tl, scale)
-        s_h, s_l = dd.add(s_h, s_l, th, tl)
+        shift = kk[j] - big
+        e_delta += (math.ldexp(abs(hh) * rho * abs(qh[j]) + dd.MUL_REL * abs(th), shift)
+                    + 2.0**-1072)  # the scaling's underflow
+        s_h, s_l = dd.add(s_h, s_l, math.ldexp(th, shift), math.ldexp(tl, shift))
         e_delta += dd.ADD_REL * abs(s_h)
     e_delta *= _SAFETY
+    sign = _tiny_delta_sign(x, g, k, sg, gk) if big == -1086 and e_delta > 0.0 else 0.0
+    # delta at its own scale, for the outputs that add it to g_i - g_k != 0
+    u_h, u_l = math.ldexp(s_h, big), math.ldexp(s_l, big)
+    u_e = math.ldexp(e_delta, big) * _SAFETY + (2.0**-1072 if big < -960 else 0.0)
     decided = True
     for i in range(n):
         if x[i] == -np.inf:
             out[i] = hi[i] = lo[i] = 0.0
             continue
-        ah, al = _two_sum(g[i], -g[k])
-        d_h, d_l = dd.add(ah, al, s_h, s_l)  # g_i - c, within w
-        w = e_delta + dd.ADD_REL * abs(d_h)
+        ah, al = _two_sum(math.ldexp(g[i], sg), -gk)
+        if ah == 0.0 and sign != 0.0:  # z_i = y_i delta, a zero of the sign of delta
+            out[i] = hi[i] = math.copysign(0.0, sign)
+            lo[i] = 0.0
+            continue
+        if ah == 0.0:  # g_i - c = delta: keep its scale
+            d_h, d_l, w, scale = s_h, s_l, e_delta, kk[i] + big - sg
+        else:
+            d_h, d_l = dd.add(ah, al, u_h, u_l)  # g_i - c, within w
+            w = u_e + dd.ADD_REL * abs(d_h)
+            scale = kk[i] - sg
         q = abs(qh[i])
-        if q == 0.0:  # y_i < 2**-1586: |z_i| < 2**-1000, a zero with the sign of g_i - c
+        if d_h == 0.0 and w == 0.0:  # g_i - c = 0 exactly: an exact zero
+            out[i] = hi[i] = lo[i] = 0.0
+            continue
+        if q == 0.0:  # y_i < 2**-1586: |z_i| < 2**(-1586 + 1 + scale - kk_i), a zero of g_i - c's sign
             out[i] = hi[i] = math.copysign(0.0, d_h)
             lo[i] = 0.0
-            decided = decided and w + abs(d_l) < abs(d_h) < 2.0**500
+            decided = (decided and w + abs(d_l) < abs(d_h) < 2.0**500
+                       and scale - kk[i] - 1585 < emin - p)
             continue
-        # z_i = 2**kk_i q_i (g_i - c): the product and its bound scaled by 2**-kk_i, rounded
+        # z_i = 2**scale q_i (g_i - c): the product and its bound in the scaled units, rounded
         # with the format's exponent range moved as in _softmax_row_dd
         zh, zl = dd.mul(qh[i], ql[i], d_h, d_l)
-        scale = kk[i]
         hi[i] = math.ldexp(zh, scale)
         lo[i] = math.ldexp(zl, scale)
         err = (rho * q * (abs(d_h) + w) + q * (1.0 + rho) * w + dd.MUL_REL * abs(zh)
@@ -880,9 +985,9 @@ def _log_parts_dd(x, d, derr):
 
 
 @_cached_njit(parallel=True)
-def _softmax_rows(x, out, decided, p, emin, top, has_inf):
+def _softmax_rows(x, out, decided, p, emin, top, has_inf, wide):
     for i in numba.prange(x.shape[0]):
-        if p > MAX_TARGET_PRECISION:
+        if wide:
             hi = np.empty(x.shape[1])
             lo = np.empty(x.shape[1])
             decided[i] = _softmax_row_dd(x[i], out[i], hi, lo, p, emin, top, has_inf)[1]
@@ -1022,7 +1127,8 @@ def _jacobian_rows(x, out, decided, p, emin, top, has_inf):
 
 
 def jacobian(rows: np.ndarray, fmt: Format):
-    """``(values, decided_rows)`` as :func:`softmax`, ``values`` of shape ``(rows, n, n)``."""
+    """``(values, decided_rows)`` as :func:`softmax`, ``values`` of shape ``(rows, n, n)``
+    (always through double-doubles)."""
     rows = np.ascontiguousarray(rows, dtype=np.float64)
     out = np.zeros(rows.shape + (rows.shape[1],))
     decided = np.zeros(rows.shape[0], dtype=np.bool_)

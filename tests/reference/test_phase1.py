@@ -476,3 +476,53 @@ def test_exact_vjp_with_an_underflowing_softmax_output(x1, g1):
     with mpmath.workprec(300):
         err = abs(mpmath.mpf(hi[0, 0]) + mpmath.mpf(lo[0, 0]) - want[0])
     assert err <= mpmath.ldexp(scale[0], -95) + mpmath.ldexp(1, -1069)
+
+
+# --- the double-double second try for narrow formats; the VJP's scalings ------------------------
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp", "vjp"])
+@pytest.mark.parametrize("dtype", NARROW)
+def test_double_double_path_into_narrow_formats_equals_phase_two(function, dtype):
+    """The second try (double-doubles for a target of at most 24 bits): every decided row is
+    phase 2's, on the adversarial row shapes of reference_fuzz and the rows above."""
+    from softmax_bench import reference_fuzz
+
+    fmt = FORMATS[dtype]
+    rng = np.random.default_rng(17)
+    blocks = [np.array(rows_of(dtype, seed=18, count=24, n=6))]
+    blocks += [reference_fuzz.rows(rng, shape, 8, 6, fmt) for shape in reference_fuzz.ROW_SHAPES]
+    x = np.concatenate(blocks)
+    operands = [x]
+    if function == "vjp":
+        operands.append(np.concatenate([reference_fuzz.cotangents(rng, shape, x[:8], fmt)
+                                        for shape in reference_fuzz.COTANGENT_SHAPES] * 12)[:len(x)])
+    got, decided = getattr(phase1, function)(*operands, fmt, double_double=True)
+    slow = getattr(CR, f"_{function}_row")
+    for i in np.flatnonzero(decided):
+        want = slow(*(a[i] for a in operands), fmt)
+        assert np.array_equal(_bits(got[i], fmt), _bits(want, fmt)), [a[i] for a in operands]
+    assert decided.mean() >= 0.8
+
+
+@pytest.mark.parametrize("dtype", ALL)
+@pytest.mark.parametrize("g_scale, gaps", [(1.0, (1100, 1e4)), (2.0**-1040, (1100, 1e4)),
+                                           (2.0**1000, (700, 1000))],
+                         ids=["g~1", "g~2**-1040", "g~2**1000"])
+def test_vjp_with_every_other_term_tiny_and_extreme_cotangents(dtype, g_scale, gaps):
+    """Rows whose other entries are 1100 to 1e4 below the maximum (the audit's temperature rows):
+    the maximum's output is y_k delta, a zero whose sign is that of the dominant tiny term
+    (decided from e^(x_j - x_1)); cotangents near the extremes of float64 are scaled by a power
+    of two first (the VJP is linear in g; with g near 2**1000 and gaps of 700 to 1000 the
+    outputs are normal float64 numbers formed from products far below 2**-1022). Every decided
+    row is phase 2's."""
+    fmt = FORMATS[dtype]
+    if g_scale != 1.0 and fmt.precision != 53:
+        pytest.skip("extreme cotangents exist in float64 only")
+    rng = np.random.default_rng(19)
+    x = -rng.uniform(*gaps, (24, 5))
+    x[:, 0] = rng.uniform(-1, 1, 24)
+    x = np.clip(x, -fmt.max_finite, fmt.max_finite).astype(fmt.dtype).astype(np.float64)
+    g = (rng.standard_normal(x.shape) * g_scale).astype(fmt.dtype).astype(np.float64)
+    got, decided = phase1.vjp(x, g, fmt, double_double=True)
+    for i in np.flatnonzero(decided):
+        assert np.array_equal(_bits(got[i], fmt), _bits(CR._vjp_row(x[i], g[i], fmt), fmt)), (x[i], g[i])
+    assert decided.mean() >= 0.9
