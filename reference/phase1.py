@@ -185,12 +185,7 @@ _SAFETY = 1.0 + 2.0**-20
 _ABS = 2.0**-1073
 
 
-@_cached_njit
-def _two_sum(a, b):
-    """``(s, e)``: ``s = fl(a + b)`` and its exact error ``e`` (Knuth's TwoSum)."""
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
+_two_sum = dd.two_sum  # (s, e): s = fl(a + b) and its exact error e (Knuth's TwoSum)
 
 
 @_cached_njit
@@ -754,14 +749,18 @@ def _decided_scaled(vh, vl, w, scale, p, emin, top, has_inf):
 
 
 @_cached_njit
-def _softmax_parts_dd(x, qh, ql, kk):
-    """Softmax of one row through double-doubles: ``y_j = 2**kk (qh + ql)`` within a relative
-    ``rho`` (returned; module docstring, last section), ``qh = 0`` where ``y_j`` is exactly 0
-    (masked) or below ``2**-1586`` (``d_j < -1100``). Returns -1 for a row not taken."""
+def _softmax_parts_dd(x):
+    """``(qh, ql, kk, rho)``: softmax of one row through double-doubles, ``y_j = 2**kk (qh +
+    ql)`` within a relative ``rho`` (module docstring, last section), ``qh = 0`` where ``y_j`` is
+    exactly 0 (masked) or below ``2**-1586`` (``d_j < -1100``); ``rho = -1`` for a row not
+    taken."""
     n = x.size
+    qh = np.zeros(n)
+    ql = np.zeros(n)
+    kk = np.zeros(n, dtype=np.int64)
     k = _first_max(x)
     if k < 0:
-        return -1.0
+        return qh, ql, kk, -1.0
     dh = np.empty(n)
     dl = np.empty(n)
     eh = np.empty(n)
@@ -773,7 +772,7 @@ def _softmax_parts_dd(x, qh, ql, kk):
             qh[j] = ql[j] = 0.0
         else:
             qh[j], ql[j] = dd.div(eh[j], el[j], sh, sl)
-    return (2.0 * dd.EXP_REL + err / sh + dd.DIV_REL) * _SAFETY
+    return qh, ql, kk, (2.0 * dd.EXP_REL + err / sh + dd.DIV_REL) * _SAFETY
 
 
 @_cached_njit
@@ -782,10 +781,7 @@ def _softmax_row_dd(x, out, hi, lo, p, emin, top, has_inf):
     exact values within ``rho``, ``2**-1074`` where they underflow). Returns ``(taken,
     decided)``."""
     n = x.size
-    qh = np.empty(n)
-    ql = np.empty(n)
-    kk = np.empty(n, dtype=np.int64)
-    rho = _softmax_parts_dd(x, qh, ql, kk)
+    qh, ql, kk, rho = _softmax_parts_dd(x)
     if rho < 0.0:
         return False, False
     ok = True
@@ -859,10 +855,7 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     """The VJP of one row through double-doubles (module docstring, last section), into ``out``
     and ``hi + lo`` as :func:`_softmax_row_dd`. Returns ``(taken, decided)``."""
     n = x.size
-    qh = np.empty(n)
-    ql = np.empty(n)
-    kk = np.empty(n, dtype=np.int64)
-    rho = _softmax_parts_dd(x, qh, ql, kk)
+    qh, ql, kk, rho = _softmax_parts_dd(x)
     if rho < 0.0:
         return False, False
     k = _first_max(x)

@@ -38,29 +38,27 @@ def _csv(choices):
 
 def cmd_reference(args) -> int:
     """The reference's speed against a plain mpmath softmax, and its two phases checked against
-    each other (softmax_bench/reference_speed.py); the table is printed and written as JSON and
-    Markdown beside ``--out``."""
+    each other (softmax_bench/reference_speed.py), or with ``--fuzz`` against each other on
+    adversarial rows (softmax_bench/reference_fuzz.py); the table is printed and written as
+    JSON and Markdown beside ``--out``."""
     from softmax_bench import reference as R
     from softmax_bench import reference_fuzz, reference_speed
     from softmax_bench.results_io import write_json_atomic
 
-    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    if args.fuzz:
-        data = reference_fuzz.run(args.dtypes, args.fuzz, seed=args.seed, progress=progress)
-        table = reference_fuzz.format_table(data)
+    def report(data, table):
         print(table)
         if args.out:
             write_json_atomic(args.out, data)
             args.out.with_suffix(".md").write_text(table)
             print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+
+    progress = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    if args.fuzz:
+        data = reference_fuzz.run(args.dtypes, args.fuzz, seed=args.seed, progress=progress)
+        report(data, reference_fuzz.format_table(data))
         return 1 if any(r["mismatches"] for r in data["records"]) else 0
     data = reference_speed.run(args.dtypes, repeat=args.repeat, seed=args.seed, progress=progress)
-    table = reference_speed.format_table(data)
-    print(table)
-    if args.out:
-        write_json_atomic(args.out, data)
-        args.out.with_suffix(".md").write_text(table)
-        print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
+    report(data, reference_speed.format_table(data))
     example = np.array([1.0, 2.0, 3.0], dtype=np.float32)
     print(f"softmax({example.tolist()}) in float32, correctly rounded: {R.softmax(example).tolist()}")
     return 1 if any(r.get("check", "").startswith("DIFFERENT") for r in data["records"]) else 0
