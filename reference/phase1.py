@@ -301,10 +301,12 @@ def _round_dd(hi, rem, p, emin, top, has_inf):
 @_cached_njit
 def _same(a, b, lo, hi):
     """Whether ends ``lo``, ``hi`` rounded to ``a``, ``b`` decide: the same number, the sign of a
-    zero included, or both NaN with ``lo`` and ``hi`` on one side of 0 (an overflow of e4m3fn,
-    which has no infinity; an interval across 0 whose ends both overflow holds finite values)."""
+    zero included, or both NaN with ``lo`` and ``hi`` numbers on one side of 0 (an overflow of
+    e4m3fn, which has no infinity; an interval across 0 whose ends both overflow holds finite
+    values). A NaN end (an intermediate overflow, TwoSum's near float64's largest) never
+    decides."""
     if a != a:
-        return b != b and (lo > 0.0) == (hi > 0.0)
+        return b != b and lo == lo and hi == hi and (lo > 0.0) == (hi > 0.0)
     return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
@@ -1034,8 +1036,8 @@ def exact(function: str, rows: np.ndarray, g_rows: np.ndarray | None = None):
     double-doubles ``hi + lo``, for the rows where ``taken``, within the bounds of the module
     docstring's last section: about ``2**-96`` relative (``2**-1070`` absolute where a value
     underflows; for log-sum-exp ``m + l`` and the VJP ``y_i (g_i - c)``, relative to the terms
-    before they cancel); logsumexp gives one column. Rows not taken (NaN, +inf, all masked, non-finite cotangents, values past float64)
-    are left to the caller."""
+    before they cancel); logsumexp gives one column. Rows not taken (NaN, +inf, all masked, non-finite cotangents, values past float64,
+    intermediate overflows near float64's largest) are left to the caller."""
     rows = np.ascontiguousarray(rows, dtype=np.float64)
     g = rows if g_rows is None else np.ascontiguousarray(g_rows, dtype=np.float64)
     width = 1 if function == "logsumexp" else rows.shape[1]
@@ -1044,6 +1046,8 @@ def exact(function: str, rows: np.ndarray, g_rows: np.ndarray | None = None):
     taken = np.zeros(rows.shape[0], dtype=np.bool_)
     if rows.size:
         _exact_rows(rows, g, _EXACT_KINDS[function], hi, lo, taken)
+    # a NaN in a taken row is an intermediate overflow (TwoSum near float64's largest), no value
+    taken &= ~np.isnan(hi[:, :width]).any(axis=1) & ~np.isnan(lo[:, :width]).any(axis=1)
     return hi[:, :width], lo[:, :width], taken
 
 

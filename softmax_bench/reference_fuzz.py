@@ -3,7 +3,8 @@
 double-doubles, as the reference runs it) must equal the mpmath Ziv loop's result bit for bit
 (signs of zeros and NaN included); the rows it leaves to phase 2 are counted.
 
-Row shapes (each in the input format, 1 to 16 entries): normal rows at scales 10^-3 to 10^3;
+Row shapes (1 to 16 entries, in the target format, or for a quarter of the batches in float64,
+rounded into the target by the reference as a user's float64 logits are): normal rows at scales 10^-3 to 10^3;
 rows whose other entries lie 700 to 1,200 or 10^4 below the maximum (outputs far below the
 smallest subnormal, dropped and tiny terms); gaps of 708 to 746 (subnormal softmax outputs);
 ties; masks; values near the format's largest finite; float64 shifts ``x_j - m`` that need 54 or
@@ -101,10 +102,12 @@ def run(dtypes, rows_per_function: int, *, seed: int = 0, batch: int = 16, progr
             while rec["rows"] < rows_per_function:
                 shape = ROW_SHAPES[rng.integers(len(ROW_SHAPES))]
                 n = int(rng.choice([1, 2, 3, 4, 8, 16] if function != "jacobian" else [1, 2, 3, 5]))
-                x = rows(rng, shape, batch, n, fmt)
+                # a quarter of the batches give float64 inputs to the narrower targets
+                source = FORMATS["float64"] if rng.random() < 0.25 else fmt
+                x = rows(rng, shape, batch, n, source)
                 operands = [x]
                 if function == "vjp":
-                    operands.append(cotangents(rng, COTANGENT_SHAPES[rng.integers(len(COTANGENT_SHAPES))], x, fmt))
+                    operands.append(cotangents(rng, COTANGENT_SHAPES[rng.integers(len(COTANGENT_SHAPES))], x, source))
                 fast = getattr(phase1, function)
                 got, decided = fast(*operands, fmt)
                 if function != "jacobian" and fmt.precision <= phase1.MAX_TARGET_PRECISION:

@@ -526,3 +526,21 @@ def test_vjp_with_every_other_term_tiny_and_extreme_cotangents(dtype, g_scale, g
     for i in np.flatnonzero(decided):
         assert np.array_equal(_bits(got[i], fmt), _bits(CR._vjp_row(x[i], g[i], fmt), fmt)), (x[i], g[i])
     assert decided.mean() >= 0.9
+
+
+def test_near_float64_largest_an_overflowing_twosum_never_decides():
+    """x_j - m near -1.3e308 is finite but TwoSum's intermediate s - a overflows: its error term
+    is NaN. Both ends NaN once counted as "decided" (e4m3fn's overflow rule), giving NaN outputs
+    into float64 (the fuzz found 48 such rows) and into narrow targets from float64 inputs; now
+    such rows go to phase 2, and exact() hands them to it too."""
+    from softmax_bench import reference as R
+
+    x = np.array([1.7976931348623157e308, 1.7976931348623157e308, 4.843010339197998e307])
+    for fmt in (FORMATS["float64"], FORMATS["float32"], FORMATS["float16"]):
+        for wide in (False, True):
+            for fast, slow in LOG_FUNCTIONS.values():
+                got, decided = fast(x[None], fmt, double_double=wide)
+                if decided[0]:
+                    assert np.array_equal(_bits(got[0], fmt), _bits(slow(x, fmt), fmt))
+    assert not np.isnan(R.exact("log_softmax", x)[0]).any()
+    assert np.array_equal(R.log_softmax(x), CR._log_softmax_row(x, FORMATS["float64"]))
