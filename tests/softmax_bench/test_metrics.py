@@ -58,3 +58,16 @@ def test_sum_defect_in_units_of_u():
     y = np.array([[0.5, 0.5], [0.5, 0.5 + 2**-24]], np.float32)
     assert metrics.sum_defect(y).tolist() == [0.0, 1.0]
     assert np.isnan(metrics.sum_defect(np.array([[np.nan, 1.0]], np.float32))).all()
+
+
+def test_summarise_measures_against_the_exact_value():
+    """With the exact values (hi, lo), max_ulp_exact is fractional: the correctly rounded 1/3
+    is below 0.5, its other neighbour between 0.5 and 1; without them it is None."""
+    third = np.float32(1 / 3)
+    exact = (np.full((1, 2), 1 / 3), np.full((1, 2), 1 / 3 - float(np.float64(1 / 3))))
+    other = np.nextafter(third, np.float32(0) if float(third) > 1 / 3 else np.float32(1))
+    cr = np.array([[third, third]], np.float32)
+    assert metrics.summarise(cr, cr, values=exact)["max_ulp_exact"] < 0.5
+    s = metrics.summarise(np.array([[third, other]], np.float32), cr, values=exact)
+    assert 0.5 <= s["max_ulp_exact"] < 1.0 and s["max_ulp"] == 1.0
+    assert metrics.summarise(cr, cr)["max_ulp_exact"] is None

@@ -89,3 +89,18 @@ def test_warnings_for_incomplete_and_mixed_audits(tmp_path):
     (warning, mixed) = report.completeness_warnings([data], [tmp_path / "a.json"])
     assert "`a.json` is incomplete**: 1 of 2 cases" in warning
     assert "2 runs in 1 file(s) with different commits" in mixed
+
+
+def test_rounding_table_says_correctly_rounded_faithful_or_neither():
+    records = [
+        rec(implementation="a", max_ulp_exact=0.49, family="normal1"),
+        rec(implementation="a", max_ulp_exact=0.3, family="wide"),
+        rec(implementation="b", max_ulp_exact=0.5003, family="ties", n=2),
+        rec(implementation="c", max_ulp_exact=float("inf"), family="posinf"),
+    ]
+    rows = {line.split("|")[1].strip(): line for line in report.rounding_table(records).splitlines()
+            if line.startswith("| `")}
+    assert "**correctly rounded**" in rows["`a`"] and "0.49 " in rows["`a`"]
+    assert "faithful" in rows["`b`"] and "0.5003" in rows["`b`"] and "ties n=2" in rows["`b`"]
+    assert "neither" in rows["`c`"]
+    assert "written before" in report.rounding_table([rec()])
