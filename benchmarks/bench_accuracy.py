@@ -5,6 +5,9 @@
   correctly rounded reference of the kernel's function (``softmax_bench.reference``), over the
   elements where the
   kernel's output is finite (``softmax_bench.metrics.summarise``'s ``max_ulp``).
+- ``Ulp.track_max_ulp_exact``: the same against the *exact* value (``reference.exact``),
+  fractional: below 0.5 correctly rounded, below 1 faithful (``max_ulp_exact``); n/a for commits
+  before exact values existed.
 - ``Ulp.track_bad_rows``: rows whose output has a NaN, an infinity, or a zero where the
   reference is non-zero (all-zero and spurious-zero rows), per kernel and family: the failures
   that ``max_ulp`` cannot show.
@@ -20,9 +23,9 @@
   is not a number, so the graph shows the top of the range instead. log2, because asv's step
   detection (``asv publish``) hangs on values near 1.8e308 (it squares them).
 
-The references (about 57,000 elements/s each) are computed once per commit and environment in
-``setup_cache``: 10 families x 4 formats x 16 rows x 64 = 40,960 elements, per function: about
-two minutes.
+The references are computed once per commit and environment in ``setup_cache``: 10 families x 4
+formats x 16 rows x 64 = 40,960 elements per function (about two minutes each when the reference
+ran in mpmath; a second or two since its compiled phase 1).
 """
 from __future__ import annotations
 
@@ -54,7 +57,8 @@ class Ulp:
     timeout = 300
 
     def setup_cache(self):
-        """{(dtype, family): (x, {function: its correctly rounded reference})}, computed once."""
+        """{(dtype, family): (x, {function: its correctly rounded reference}, {function: its
+        exact values, or nothing before reference.exact})}, computed once."""
         from softmax_bench import inputs, reference
 
         cases = {}
@@ -66,8 +70,10 @@ class Ulp:
                     x = inputs.make(family, dtype, ROWS, N, seed=SEED)
                 except TypeError:  # a commit without this format (bfloat16 came later)
                     continue
-                cases[(dtype, family)] = (x, {f: getattr(reference, f)(x) for f in FUNCTIONS
-                                              if hasattr(reference, f)})
+                functions = [f for f in FUNCTIONS if hasattr(reference, f)]
+                values = ({f: reference.exact(f, x) for f in functions}
+                          if hasattr(reference, "exact") else {})
+                cases[(dtype, family)] = (x, {f: getattr(reference, f)(x) for f in functions}, values)
         return cases
 
     def setup(self, cases, kid, family):
@@ -76,16 +82,22 @@ class Ulp:
             raise NotImplementedError(f"no input family {family!r} in {dtype} in this commit")
         from softmax_bench import metrics
 
-        x, exact = cases[(dtype, family)]
+        x, exact, values = cases[(dtype, family)]
         function = kid.split("/")[0]
         with np.errstate(all="ignore"):
             y = kernel(kid)(x)
-        self.summary = metrics.summarise(y, exact[function], function=function)
+        self.summary = metrics.summarise(y, exact[function], function=function,
+                                         values=values.get(function))
 
     def track_max_ulp(self, cases, kid, family):
         return self.summary["max_ulp"]
 
     track_max_ulp.unit = "ULP"
+
+    def track_max_ulp_exact(self, cases, kid, family):
+        return self.summary["max_ulp_exact"]
+
+    track_max_ulp_exact.unit = "ULP of the exact value"
 
     def track_bad_rows(self, cases, kid, family):
         s = self.summary
