@@ -189,6 +189,19 @@ _two_sum = dd.two_sum  # (s, e): s = fl(a + b) and its exact error e (Knuth's Tw
 
 
 @_cached_njit
+def _shift(a, m):
+    """``(d, err)``: ``d = fl(a - m)`` and its exact error. TwoSum's intermediate ``s - a``
+    overflows when both are near float64's largest with opposite signs (its error term is then
+    NaN), so there it runs on halves, exact for values of at least ``2**-1021``; ``2 RN(a/2 -
+    m/2) = RN(a - m)``, an infinity when the difference itself overflows."""
+    big = 2.0**1022
+    if (abs(a) >= big or abs(m) >= big) and abs(a) >= 2.0**-1021 and abs(m) >= 2.0**-1021:
+        d, err = _two_sum(0.5 * a, -0.5 * m)
+        return 2.0 * d, 2.0 * err
+    return _two_sum(a, -m)
+
+
+@_cached_njit
 def _term(d, err):
     """``(ê, A)``: libm's ``exp(d̂)`` and the bound on its relative error (module docstring, 2.;
     ``err`` the shift's exact error, 0 when it was exact)."""
@@ -225,7 +238,7 @@ def _row(x, y, r):
     c = 0.0
     weighted = 0.0  # sum ê_j A_j
     for j in range(n):
-        d, err = _two_sum(x[j], -m)  # d = fl(x_j - m), err its exact error
+        d, err = _shift(x[j], m)  # d = fl(x_j - m), err its exact error
         if d < _DROP:
             y[j] = 0.0
             r[j] = -1.0
@@ -386,7 +399,7 @@ def _log_parts(x, d, derr):
         if x[j] == -np.inf:
             d[j], derr[j] = -np.inf, 0.0
             continue
-        dj, derr[j] = _two_sum(x[j], -m)
+        dj, derr[j] = _shift(x[j], m)
         d[j] = dj
         if j == k:
             continue
@@ -668,7 +681,7 @@ def _terms_dd(x, m, dh, dl, kk, eh, el):
             dh[j], dl[j] = -np.inf, 0.0
             kk[j], eh[j], el[j] = 0, 0.0, 0.0
             continue
-        a, b = _two_sum(x[j], -m)
+        a, b = _shift(x[j], m)
         dh[j], dl[j] = a, b
         if a < _DD_ZERO:  # -inf too: x_j - m overflowed
             kk[j], eh[j], el[j] = 0, 0.0, 0.0
@@ -835,7 +848,7 @@ def _tiny_delta_sign(x, g, k, sg, gk):
         hh, hl = _two_sum(gk, -math.ldexp(g[j], sg))
         if hh == 0.0:
             continue
-        a, b = _two_sum(x[j], -x1)
+        a, b = _shift(x[j], x1)
         if a < _DD_ZERO:
             err += math.ldexp(abs(hh) * 1.01, -1586) + 2.0**-1074
             continue
