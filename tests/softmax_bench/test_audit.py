@@ -177,8 +177,11 @@ def test_vocabulary_and_attention_rows_at_their_largest_sizes():
 
 
 def test_rows_budget():
+    """min(rows, ELEMENT_BUDGET // n), at least one: 16 rows of 10^4, five of 32,000, one of 10^6."""
+    assert audit.ELEMENT_BUDGET == 160_000
     c = audit.AuditConfig(rows=16)
-    assert c.rows_for(10) == 16 and c.rows_for(10_000) == 2 and c.rows_for(10**6) == 1
+    assert c.rows_for(10) == 16 and c.rows_for(10_000) == 16 and c.rows_for(32_000) == 5
+    assert c.rows_for(10**6) == 1
 
 
 def test_contract_probe_refuses_whole_array_scipy_and_names_the_fix():
