@@ -160,12 +160,14 @@ def verdict_table(records: list[dict]) -> str:
 def rounding_table(records: list[dict]) -> str:
     """Per implementation and dtype: the largest error in ULPs of the exact value (fractional;
     ``formats.exact_ulp_error``) and what it makes the implementation on these inputs:
-    correctly rounded (every output below 0.5), faithful (below 1), or neither."""
+    correctly rounded (every output below 0.5, or exactly 0.5 at a tie rounded to even: every
+    output the correctly rounded reference), faithful (below 1), or neither."""
     recs_with = [r for r in _measured(records) if r.get("max_ulp_exact") is not None]
     if not recs_with:
         return "No exact-value errors in these records (written before they were measured).\n"
     lines = ["Errors in ULPs of the exact value (not of its rounding): below 0.5 on every output "
-             "means correctly rounded, below 1 faithful (each output one of the two format "
+             "means correctly rounded (exactly 0.5 only at a tie, a rational output of a row of "
+             "equal entries, rounded to even), below 1 faithful (each output one of the two format "
              "numbers around the exact value). The unit is the spacing of the binade the exact "
              "value lies in, the smallest subnormal at 0; a NaN or infinity where the exact "
              "value is a number counts as infinite.", "",
@@ -174,8 +176,12 @@ def rounding_table(records: list[dict]) -> str:
     for (impl, dtype), recs in _group(recs_with, "implementation", "dtype").items():
         worst = max(recs, key=lambda r: r["max_ulp_exact"])
         err = worst["max_ulp_exact"]
-        kind = ("**correctly rounded**" if err < 0.5 else "faithful" if err < 1.0 else "neither")
-        lines.append(f"| `{impl}` | {dtype} | {err:.6g} | {kind} | "
+        # exactly 0.5 is a tie (a rational output, all unmasked inputs equal): correctly rounded
+        # when every output is the correctly rounded (ties-to-even) value
+        every_row = all(r.get("correct_rows") == r["rows"] for r in recs)
+        kind = ("**correctly rounded**" if err < 0.5 or (err == 0.5 and every_row)
+                else "faithful" if err < 1.0 else "neither")
+        lines.append(f"| `{impl}` | {dtype} | {err:.7g} | {kind} | "
                      f"{worst['family']} n={worst['n']} |")
     return "\n".join(lines) + "\n"
 

@@ -97,10 +97,13 @@ def test_rounding_table_says_correctly_rounded_faithful_or_neither():
         rec(implementation="a", max_ulp_exact=0.3, family="wide"),
         rec(implementation="b", max_ulp_exact=0.5003, family="ties", n=2),
         rec(implementation="c", max_ulp_exact=float("inf"), family="posinf"),
+        rec(implementation="d", max_ulp_exact=0.5, correct_rows=4),  # a tie, rounded to even
+        rec(implementation="e", max_ulp_exact=0.5, correct_rows=3),  # a tie, rounded to odd
     ]
     rows = {line.split("|")[1].strip(): line for line in report.rounding_table(records).splitlines()
             if line.startswith("| `")}
     assert "**correctly rounded**" in rows["`a`"] and "0.49 " in rows["`a`"]
     assert "faithful" in rows["`b`"] and "0.5003" in rows["`b`"] and "ties n=2" in rows["`b`"]
     assert "neither" in rows["`c`"]
+    assert "**correctly rounded**" in rows["`d`"] and "faithful" in rows["`e`"]
     assert "written before" in report.rounding_table([rec()])
