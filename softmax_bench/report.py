@@ -181,7 +181,8 @@ def rounding_table(records: list[dict]) -> str:
         every_row = all(r.get("correct_rows") == r["rows"] for r in recs)
         kind = ("**correctly rounded**" if err < 0.5 or (err == 0.5 and every_row)
                 else "faithful" if err < 1.0 else "neither")
-        lines.append(f"| `{impl}` | {dtype} | {err:.7g} | {kind} | "
+        shown = f"{err:.12g}" if 0.4 < err < 0.6 else f"{err:.4g}"  # never 0.49999999 as "0.5"
+        lines.append(f"| `{impl}` | {dtype} | {shown} | {kind} | "
                      f"{worst['family']} n={worst['n']} |")
     return "\n".join(lines) + "\n"
 
