@@ -590,11 +590,7 @@ def _two_phases(x, dtype, axis, fast, row_fn, reduces=False, extra=()):
     reduced axis in place (or removed)."""
     x_last, fmt, axis = _check_input(x, dtype, axis)
     operands = [_rows(x_last)] + [_rows(np.moveaxis(a, axis, -1)) for a in extra]
-    out, decided = fast(*operands, fmt)
-    if fmt.precision <= phase1.MAX_TARGET_PRECISION and not decided.all():
-        # what float64 left undecided gets a second try through double-doubles
-        rows = np.flatnonzero(~decided)
-        out[rows], decided[rows] = fast(*(a[rows] for a in operands), fmt, double_double=True)
+    out, decided, _ = phase1.two_tries(fast, fmt, *operands)
     for i in np.flatnonzero(~decided):
         out[i] = row_fn(*(a[i] for a in operands), fmt)
     return _shaped(out, x_last.shape, axis, reduces).astype(fmt.dtype)  # exact: values of fmt
@@ -624,9 +620,7 @@ def exact(function: str, x: np.ndarray, g: np.ndarray | None = None, axis: int =
     x_last, _, axis = _check_input(x, None, axis)
     operands = [_rows(x_last)]
     if function in ("vjp", "softmax_vjp"):
-        if not isinstance(g, np.ndarray) or g.shape != x.shape:
-            raise ValueError(f"g must be a numpy array of x's shape {x.shape}")
-        _check_input(g, None, axis, name="g")
+        _check_cotangent(g, x, axis)
         operands.append(_rows(np.moveaxis(g, axis, -1)))
     name = "vjp" if function == "softmax_vjp" else function
     hi, lo, taken = phase1.exact(name, *operands)
@@ -635,8 +629,8 @@ def exact(function: str, x: np.ndarray, g: np.ndarray | None = None, axis: int =
         hi[i] = row_fn(*(a[i] for a in operands), FORMATS["float64"])
         lo[i] = 0.0
     reduces = function == "logsumexp"
-    return (_shaped(hi.reshape(-1) if reduces else hi, x_last.shape, axis, reduces),
-            _shaped(lo.reshape(-1) if reduces else lo, x_last.shape, axis, reduces))
+    return tuple(_shaped(a.reshape(-1) if reduces else a, x_last.shape, axis, reduces)
+                 for a in (hi, lo))
 
 
 def softmax(x: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
@@ -688,10 +682,15 @@ def vjp(x: np.ndarray, g: np.ndarray, dtype=None, axis: int = -1) -> np.ndarray:
     exactly. A row whose unmasked ``g`` entries are not all finite is NaN. Two phases as
     :func:`softmax`."""
     axis = _check_input(x, dtype, axis)[2]
+    _check_cotangent(g, x, axis)
+    return _two_phases(x, dtype, axis, phase1.vjp, _vjp_row, extra=(g,))
+
+
+def _check_cotangent(g, x, axis):
+    """A clear error unless ``g`` is an array of a format here, of ``x``'s shape."""
     if not isinstance(g, np.ndarray) or g.shape != x.shape:
         raise ValueError(
             f"g must be a numpy array of x's shape {x.shape}, got "
             f"{getattr(g, 'shape', type(g).__name__)}"
         )
     _check_input(g, None, axis, name="g")
-    return _two_phases(x, dtype, axis, phase1.vjp, _vjp_row, extra=(g,))

@@ -91,8 +91,8 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
 
 1. ``d_j = x_j - m`` is exact as the double-double ``(dh, dl)`` of TwoSum; ``e^(d_j) = 2**k_j
    (eh + el)`` within ``EXP_REL = 2**-98`` relative (:func:`.double_double.exp`, its bound
-   derived there) for ``dh >= -1100``; below, the term is under ``2**-1586`` and counted as at
-   most ``2**-1074``.
+   derived there) for ``dh >= -1100``; below, the term is under ``2**-1586`` and bounded so
+   (step 2).
 2. Sums (:func:`_sum_dd`), scaled by ``2**-K`` (``2**K`` the largest term's scale; exact, and no
    term's low word underflows): TwoSum along the high words, TwoSum along their errors and the
    low words, a plain sum of those errors (its rounding below ``gamma_2n`` times their
@@ -100,7 +100,7 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    (``u`` of it). Terms below ``2**(K - 250)`` are left out (each below ``2**-249.5`` of
    ``2**K``), and so are terms below e^-1100 (``2**-1586`` each; ``K = -1086`` when nothing
    else is there). So ``|Ŝ - S| <= (EXP_REL + err / Sh) Ŝ`` with ``err`` the run-time bound,
-   in the sum's scale; scaled back, ``2**-1073`` more where that underflows.
+   in the sum's scale; scaled back (:func:`_unscaled`), ``2**-1073`` more for underflow.
 3. Softmax: ``y_j = 2**k_j div(E_j, Ŝ)`` within ``rho = (2 EXP_REL + err/Sh + DIV_REL)(1 +
    2**-20)`` relative (every relative term is below ``2**-90``: their products are covered by the
    ``2**-20``). The ends ``q (1 -+ rho)`` are formed exactly as double-doubles and rounded as
@@ -124,10 +124,10 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    c^2/2| + u c^2 + |c|^3)(1 + 2**-20)``. libm's accuracy enters only through ``|c|``, which is
    measured, not assumed. The outputs are formed as in the previous section with the
    double-double ``l`` (its low word joins ``t``, that rounding, ``u |t|``, joins the width).
-   A shift that needs 54 bits is a float64 midpoint: when ``0 < l`` (up to ``2 delta`` above
-   ``l̂``) is below a quarter ULP of the shift's low word, no rounding boundary lies between
-   ``d_j`` and ``d_j - l`` but ``d_j`` itself, so the output rounds as ``d_j`` just below it
-   does (``d_j`` with its low word moved one float64 step down, then TwoSum).
+   A shift that needs 54 bits is a float64 midpoint: when ``0 < l`` (at most ``l̂ + |l̂_lo| +
+   delta``) is below a quarter ULP of the shift's low word, no rounding boundary lies in
+   ``[d_j - l, d_j)``, so the output is ``d_j`` minus an infinitesimal rounded: the float64
+   ``d̂_j``, or the float below it when ``d_j`` is the midpoint just below ``d̂_j``.
 5. The VJP, linear in ``g``: ``g`` is first scaled by the power of two ``2**s`` that brings its
    largest magnitude into ``[1/2, 1)`` (when that is exact for every entry; the results are
    scaled back by ``2**-s``), so cotangents near 1e308 or 1e-308 neither overflow nor underflow.
@@ -141,7 +141,7 @@ with its proven relative bound, ``U2 = u^2``), the scale of every term kept apar
    ``sum_j e^(x_j - x_1) h_j`` (``x_1`` the largest of them; double-doubles with their bound,
    :func:`_tiny_delta_sign`), when that sum's bound excludes 0 and ``|delta|`` is below
    ``2**-1075``. Otherwise ``D_i = add(g_i - g_k, delta_k)`` within ``w_i = e + ADD_REL |D̂_i|``
-   (``delta_k`` scaled back, ``2**-1072`` more where it underflows); ``z_i = 2**k_i mul(q_i,
+   (``delta_k`` scaled back, ``2**-1073`` more for underflow); ``z_i = 2**k_i mul(q_i,
    D̂_i)`` within ``(rho q (|D̂| + w) + q (1 + rho) w + MUL_REL |ẑ| + 2**-1071)(1 + 2**-20)`` in
    the scaled units (the last term: the product's underflow where ``D_i`` is tiny), rounded as
    softmax's. An output whose ``y_i`` is below ``2**-1586`` is a zero with the sign of ``D_i``
@@ -172,7 +172,7 @@ from softmax_bench.jit import numba_cache
 from . import double_double as dd
 
 __all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosure", "softmax", "log_parts",
-           "logsumexp", "log_softmax", "vjp", "exact"]
+           "logsumexp", "log_softmax", "vjp", "two_tries", "jacobian", "exact"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
 
@@ -472,15 +472,6 @@ def _decided_log_scaled(ell, ell_lo, delta, scale, p, emin, top, has_inf):
     return _decided_scaled(ell, ell_lo, delta, scale, p, emin, top, has_inf)
 
 
-@_cached_njit
-def _at_own_scale(ell, ell_lo, delta, scale):
-    """``l`` of :func:`_log_row_parts` at its own scale (``2**-1073`` where it underflows)."""
-    if scale == 0:
-        return ell, ell_lo, delta
-    return (math.ldexp(ell, scale), math.ldexp(ell_lo, scale),
-            math.ldexp(delta, scale) * _SAFETY + 2.0**-1073)
-
-
 @_cached_njit(parallel=True)
 def _logsumexp_rows(x, out, decided, p, emin, top, has_inf, wide):
     for i in numba.prange(x.shape[0]):
@@ -491,7 +482,7 @@ def _logsumexp_rows(x, out, decided, p, emin, top, has_inf, wide):
             decided[i], out[i] = _decided_log_scaled(ell, ell_lo, delta, scale, p, emin, top,
                                                      has_inf)
             continue
-        ell, ell_lo, delta = _at_own_scale(ell, ell_lo, delta, scale)
+        ell, ell_lo, delta = _unscaled(ell, ell_lo, delta, scale)
         s, e = _two_sum(m, ell)
         if not taken or not np.isfinite(s):  # m + l past float64: phase 2's
             decided[i] = False
@@ -510,7 +501,7 @@ def _log_softmax_rows(x, out, decided, p, emin, top, has_inf, wide):
         d = np.empty(x.shape[1])
         derr = np.empty(x.shape[1])
         taken, m, ell_s, ell_lo_s, delta_s, scale = _log_row_parts(x[i], d, derr, wide)
-        ell, ell_lo, delta = _at_own_scale(ell_s, ell_lo_s, delta_s, scale)
+        ell, ell_lo, delta = _unscaled(ell_s, ell_lo_s, delta_s, scale)
         ok = taken
         for j in range(x.shape[1]):
             if not ok:
@@ -566,6 +557,20 @@ def _run(kernel, fmt, reduces, *operands, double_double=False):
     if rows.size:
         kernel(*operands, out, decided, fmt.precision, fmt.emin, fmt.max_finite, fmt.has_inf, wide)
     return out, decided
+
+
+def two_tries(fast, fmt: Format, *operands):
+    """``(values, decided_rows, second)``: ``fast`` (:func:`softmax`, :func:`log_softmax`,
+    :func:`logsumexp` or :func:`vjp`) on the float64 ``operands`` into ``fmt``, then, for a target
+    of at most :data:`MAX_TARGET_PRECISION` bits, its double-double second try on the rows the
+    float64 pass left undecided; ``second`` counts the rows that try decided."""
+    out, decided = fast(*operands, fmt)
+    again = np.flatnonzero(~decided)
+    if fmt.precision > MAX_TARGET_PRECISION or again.size == 0:
+        return out, decided, 0
+    out[again], decided[again] = fast(*(np.asarray(a)[again] for a in operands), fmt,
+                                      double_double=True)
+    return out, decided, int(decided[again].sum())
 
 
 def logsumexp(rows: np.ndarray, fmt: Format, double_double: bool = False):
@@ -737,10 +742,14 @@ def _sum_dd(x, kk, eh, el, skip):
 
 
 @_cached_njit
-def _unscaled(sh, sl, err, top):
-    """A scaled sum of :func:`_sum_dd` back at its own scale (``2**-1073`` where it underflows)."""
-    return (math.ldexp(sh, top), math.ldexp(sl, top),
-            math.ldexp(err, top) * _SAFETY + (2.0**-1073 if top < -960 else 0.0))
+def _unscaled(hi, lo, err, scale):
+    """A double-double ``2**scale (hi + lo)`` within ``2**scale err`` (a sum of :func:`_sum_dd`,
+    ``l`` of :func:`_log_row_parts`, the VJP's delta) at its own scale: exact, but where a word
+    or the bound underflows, which ``2**-1073`` covers (three roundings of at most 2**-1075)."""
+    if scale == 0:
+        return hi, lo, err
+    return (math.ldexp(hi, scale), math.ldexp(lo, scale),
+            math.ldexp(err, scale) * _SAFETY + 2.0**-1073)
 
 
 @_cached_njit
@@ -912,8 +921,7 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     e_delta *= _SAFETY
     sign = _tiny_delta_sign(x, g, k, sg, gk) if big == -1086 and e_delta > 0.0 else 0.0
     # delta at its own scale, for the outputs that add it to g_i - g_k != 0
-    u_h, u_l = math.ldexp(s_h, big), math.ldexp(s_l, big)
-    u_e = math.ldexp(e_delta, big) * _SAFETY + (2.0**-1072 if big < -960 else 0.0)
+    u_h, u_l, u_e = _unscaled(s_h, s_l, e_delta, big)
     decided = True
     for i in range(n):
         if x[i] == -np.inf:
@@ -1023,7 +1031,7 @@ def _exact_rows(x, g, kind, hi, lo, taken):
             taken[i] = ok
             if not ok:
                 continue
-            ell, ell_lo, _ = _at_own_scale(ell, ell_lo, delta, scale)
+            ell, ell_lo, _ = _unscaled(ell, ell_lo, delta, scale)
             if kind == 2:
                 s, e = _two_sum(m, ell)
                 taken[i] = np.isfinite(s)
