@@ -171,7 +171,7 @@ from softmax_bench.jit import numba_cache
 
 from . import double_double as dd
 
-__all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosure", "softmax", "log_parts",
+__all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosures", "enclosure", "softmax", "log_parts",
            "logsumexp", "log_softmax", "vjp", "two_tries", "jacobian", "exact"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
@@ -369,6 +369,56 @@ def softmax_bounds(rows: np.ndarray):
     if rows.size:
         _bounds_rows(rows, y, r, taken)
     return y, r, taken
+
+
+@_cached_njit(parallel=True)
+def _enclosure_rows(x, lo, hi, taken, log):
+    for i in numba.prange(x.shape[0]):
+        n = x.shape[1]
+        if not log:
+            y = np.empty(n)
+            r = np.empty(n)
+            taken[i] = _row(x[i], y, r) >= 0
+            if taken[i]:
+                for j in range(n):
+                    lo[i, j], hi[i, j] = enclosure(y[j], r[j])
+            continue
+        d = np.empty(n)
+        derr = np.empty(n)
+        ok, m, ell, delta = _log_parts(x[i], d, derr)
+        for j in range(n):
+            if not ok:
+                break
+            if x[i, j] == -np.inf:  # masked: exactly -inf
+                lo[i, j] = hi[i, j] = -np.inf
+                continue
+            if d[j] == -np.inf:  # x_j - m overflowed float64: phase 2's
+                ok = False
+                break
+            # d_j - l = (d̂_j + derr_j) - l with |l - l̂| <= delta: t and t2 each rounded once
+            # (u of themselves), the ends t2 -+ w once more (inside 2u |t2| and the 4u on w)
+            t = d[j] - ell
+            t2 = t + derr[j]
+            w = (delta + 2.0 * _U * (abs(t) + abs(t2))) * (1.0 + 4.0 * _U) + _ABS
+            lo[i, j] = t2 - w
+            hi[i, j] = t2 + w
+        taken[i] = ok
+
+
+def enclosures(function: str, rows: np.ndarray):
+    """``(lo, hi, taken)`` for float64 ``rows`` (2-D): per output an interval of float64 values
+    holding the exact ``softmax`` or ``log_softmax`` (a few float64 ULPs wide: steps 1-5 above, and
+    the last section's ``l̂`` within ``delta``), per row whether phase 1 took it (no NaN, no
+    +inf, some finite entry, no shift past float64); ``lo``, ``hi`` are unspecified where not."""
+    if function not in ("softmax", "log_softmax"):
+        raise ValueError(f"no phase-1 enclosures of {function!r}: 'softmax' or 'log_softmax'")
+    rows = np.ascontiguousarray(rows, dtype=np.float64)
+    lo = np.zeros_like(rows)
+    hi = np.zeros_like(rows)
+    taken = np.zeros(rows.shape[0], dtype=np.bool_)
+    if rows.size:
+        _enclosure_rows(rows, lo, hi, taken, function == "log_softmax")
+    return lo, hi, taken
 
 
 def softmax(rows: np.ndarray, fmt: Format, double_double: bool = False):

@@ -273,6 +273,47 @@ def cmd_ranges(args) -> int:
     return 1 if bad or beyond else 0
 
 
+def cmd_exhaustive(args) -> int:
+    from softmax_bench import exhaustive
+
+    window = None
+    if args.triples:
+        try:
+            start, count = args.triples.split("+")
+            window = (int(start, 0), int(count, 0))
+        except ValueError:
+            print(f"softmax-bench exhaustive: --triples {args.triples!r}: FIRST+COUNT, e.g. 0x3c00+256",
+                  file=sys.stderr)
+            return 2
+    try:
+        names = tuple(args.implementations or exhaustive.implementation_names(args.dtype, args.function))
+        sweep = exhaustive.Sweep(args.dtype, args.function, "triples" if window else "pairs", window, names)
+        sweep.check()
+    except ValueError as err:
+        print(f"softmax-bench exhaustive: {err}", file=sys.stderr)
+        return 2
+    path = args.json
+    if path is None:
+        domain = f"triples-{window[0]:#06x}+{window[1]}" if window else "pairs"
+        path = Path("results/exhaustive") / f"{args.dtype}-{args.function}-{domain}.json"
+    terminated = _stop_on_sigterm()
+    try:
+        state = exhaustive.run(sweep, path, workers=args.workers, scheduler=args.scheduler,
+                               resume=args.resume, progress=not args.no_progress)
+    except ValueError as err:
+        print(f"softmax-bench exhaustive: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"softmax-bench exhaustive: interrupted; finished chunks kept in {path} (--resume goes on)",
+              file=sys.stderr)
+        return 128 + (terminated[0] if terminated else signal.SIGINT)
+    table = exhaustive.markdown(state)
+    path.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"written to {path} and {path.with_suffix('.md')}")
+    return 0
+
+
 def cmd_list(args) -> int:
     from softmax_bench import inputs, peers
     from softmax_bench.kernels import list_kernels
@@ -417,6 +458,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("bench", add_help=False,
                    help="timings of the kernels against numpy, scipy, torch and a memory copy, in "
                         "one run (softmax-bench bench --help)")
+
+    from softmax_bench.exhaustive import FUNCTIONS as SWEPT
+
+    exh = sub.add_parser("exhaustive", help="every row of two 16-bit (or 8-bit) values through every "
+                                            "kernel and peer (softmax_bench/exhaustive.py)")
+    exh.add_argument("--dtype", choices=[d for d in DTYPE_NAMES if FORMATS[d].dtype.itemsize <= 2],
+                     default="float16", help="default: float16")
+    exh.add_argument("--function", choices=SWEPT, default="softmax", help="default: softmax")
+    exh.add_argument("--triples", metavar="FIRST+COUNT",
+                     help="rows of three instead: each entry among COUNT consecutive bit patterns "
+                          "from FIRST (e.g. 0x3c00+256: float16 values in [1, 1.25))")
+    exh.add_argument("--implementations", type=lambda t: [s for s in t.split(",") if s], default=None,
+                     help="kernel ids and built-in peers (default: every kernel of the format and "
+                          "function, and numpy, torch, jax where installed)")
+    exh.add_argument("--workers", type=int, default=0, help="local processes (default: one per core)")
+    exh.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run the chunks on a Dask cluster (tcp://host:8786) instead of local processes")
+    exh.add_argument("--json", type=Path, default=None,
+                     help="results file (default: results/exhaustive/DTYPE-FUNCTION-DOMAIN.json), "
+                          "with its Markdown table beside it")
+    exh.add_argument("--resume", action="store_true", help="keep the finished chunks of --json, run the rest")
+    exh.add_argument("--no-progress", action="store_true")
+    exh.set_defaults(func=cmd_exhaustive)
 
     lst = sub.add_parser("list", help="kernels, input families and peers available")
     lst.set_defaults(func=cmd_list)

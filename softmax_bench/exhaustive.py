@@ -1,0 +1,649 @@
+"""Exhaustive audits: every row of two values of a 16-bit (or 8-bit) format, and every row of three
+in a window, through every implementation, against the correctly rounded reference.
+
+A *sweep* is (dtype, function, domain). Its implementations: our kernels of that storage format
+(every algorithm and compute mode of the function) and the built-in peers that take large batches
+(numpy, torch, jax, each where installed); ``implementations=`` picks some.
+
+Domains
+-------
+- ``pairs``: every row ``(a, b)`` of two bit patterns of the format, finite and special (both
+  infinities, every NaN payload, both zeros): ``2**32`` rows for float16 and bfloat16, 65,536 for
+  float8.
+- ``triples``: every row ``(a, b, c)`` with each entry among ``count`` consecutive bit patterns
+  from ``start`` (``window=(start, count)``): ``count**3`` rows.
+
+The bit patterns are split into :data:`BLOCKS` blocks of consecutive patterns (so the sign bit is the
+top bit of a block's index). A chunk of pairs is an orbit of block pairs ``(I, J)`` under the
+symmetries below: 1, 2 or 4 blocks of rows (``2**20`` rows each in a 16-bit format; 1,056 chunks).
+A chunk of triples is a block of the first entry's window with every second and third entry.
+
+Symmetries (of the reference only)
+----------------------------------
+For finite ``a, b`` the exact softmax and log-softmax of ``(a, b)`` depend on ``b - a`` alone
+(``y_0 = 1 / (1 + e^(b - a))``, ``log y_0 = -log1p(e^(b - a))``, and ``y_1`` likewise with
+``a - b``), so
+
+- S: the row ``(b, a)`` has the outputs of ``(a, b)`` swapped;
+- N: the row ``(-b, -a)`` has the outputs of ``(a, b)`` (the same difference).
+
+The reference is computed on a chunk's first block pair and carried to the others by S, N and SN;
+rows with an infinite or NaN entry are computed directly in every block (what the reference gives
+for them is its definition, not arithmetic). The implementations run on every row: a kernel's
+rounding need not respect S or N (the online algorithm's order differs, ``exp(-d)`` is not
+``1 / exp(d)`` in floating point). ``tests/softmax_bench/test_exhaustive.py`` checks the carried
+reference against the direct one on every float8 pair. One more fact is used: the reference ignores
+NaN payloads (a row with a NaN is NaN), so rows phase 1 does not take are computed once per
+distinct row with NaNs made one NaN.
+
+What is measured, per output (``c`` the implementation's, ``r`` the correctly rounded reference,
+``reference.softmax`` / ``log_softmax``; ``[lo, hi]`` an enclosure of the exact value ``v`` from
+``reference.phase1.enclosures``, a few float64 ULPs wide, about ``2**-40`` of a 16-bit ULP; for
+rows phase 1 does not take, NaN, +inf and all -inf, ``reference.exact``, exact there):
+
+- correctly rounded: ``c == r`` (both NaN for a NaN);
+- faithful: ``c`` is ``r`` or ``r``'s neighbour on ``v``'s side (the side from the enclosure, or
+  from ``reference.exact``'s double-double where the enclosure holds ``r``);
+- error: an upper bound on ``|c - v| / ulp(v)``, the unit of ``formats.exact_ulp_error`` (the
+  binade of ``v``), taken at the enclosure's end nearest 0: within about ``2**-40`` of the exact
+  error; 0.5 at most where ``c`` is correctly rounded; inf for a NaN or infinite ``c`` where ``r``
+  is finite, a number where ``r`` is NaN, another infinity where ``r`` is one. Where the enclosure
+  holds ``r`` and ``c`` is not ``r``, the error is ``exact_ulp_error`` of ``reference.exact``.
+
+A row is correctly rounded (faithful) when every output is; its error is its largest. Totals per
+implementation (:func:`summarise`): rows, ``correctly_rounded``, ``faithful``, ``max_error``,
+``nan_rows`` (a NaN where ``r`` is a number), ``inf_rows`` (an infinity where ``r`` is finite),
+``zero_rows`` (a zero where ``r`` is not), ``failed_rows`` (chunks where the implementation raised
+or returned a bad array: counted in no class), the five ``worst`` rows of finite error and five
+``nonfinite`` examples, each with bits, values, outputs and reference for reproduction.
+
+Running
+-------
+Chunks are tasks of a ``concurrent.futures`` executor: a local process pool by default (one
+process per core, numba and torch on one thread each), or a Dask cluster (``scheduler=ADDRESS``:
+``dask.distributed``'s client executor; its workers should run one thread each, ``dask worker
+--nthreads 1``, as numba's default threading layer is not thread-safe). The JSON file holds the
+totals of the finished chunks and their list, written atomically at most every
+:data:`SAVE_INTERVAL_S` and at the end (interrupted or not); ``resume=True`` runs the rest. The
+totals are sums, maxima and sorted lists, so the order chunks finish in changes nothing.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import multiprocessing
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from softmax_bench.formats import format_of
+from softmax_bench.isolation import describe, guarded_call
+from softmax_bench.jit import numba_cache
+from softmax_bench.results_io import load_json, provenance, write_json_atomic
+
+__all__ = ["Sweep", "run", "run_chunk", "summarise", "FUNCTIONS", "BLOCKS", "SAVE_INTERVAL_S",
+           "DEFAULT_PEERS", "implementation_names", "ExhaustiveError"]
+
+#: The functions swept: the two whose outputs are a row (logsumexp's one value per row is a
+#: one-argument function of the difference, swept by its own tools).
+FUNCTIONS = ("softmax", "log_softmax")
+#: Blocks of bit patterns: 1,024 patterns each in a 16-bit format.
+BLOCKS = 64
+#: Chunks of triples per window.
+TRIPLE_CHUNKS = 16
+#: The peers swept where installed (they take 2**22-row batches in milliseconds).
+DEFAULT_PEERS = ("numpy", "torch", "jax")
+#: The totals are written at most this often, and at the end.
+SAVE_INTERVAL_S = 10.0
+#: Worst rows and non-finite examples kept per implementation.
+KEEP = 5
+
+_, _cached_njit = numba_cache(Path(__file__).parent)
+
+
+class ExhaustiveError(ValueError):
+    """A sweep that cannot start (bad settings, a results file of other settings)."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    dtype: str
+    function: str = "softmax"
+    domain: str = "pairs"  # or "triples"
+    window: tuple[int, int] | None = None  # triples: (first bit pattern, count)
+    implementations: tuple[str, ...] = field(default=())
+
+    @property
+    def format(self):
+        return format_of(self.dtype)
+
+    @property
+    def bits(self) -> int:
+        return self.format.dtype.itemsize * 8
+
+    def check(self) -> None:
+        fmt = format_of(self.dtype)  # raises for an unknown format
+        if fmt.dtype.itemsize > 2:
+            raise ExhaustiveError(f"{self.dtype} has 2**{fmt.dtype.itemsize * 8} values: exhaustive "
+                                  "sweeps take 8- and 16-bit formats")
+        if self.function not in FUNCTIONS:
+            raise ExhaustiveError(f"function {self.function!r}: one of {', '.join(FUNCTIONS)}")
+        if self.domain == "pairs":
+            if self.window is not None:
+                raise ExhaustiveError("a window is for triples")
+        elif self.domain == "triples":
+            if self.window is None:
+                raise ExhaustiveError("triples need a window (first bit pattern, count)")
+            start, count = self.window
+            if not (0 <= start and 1 <= count and start + count <= 2**self.bits):
+                raise ExhaustiveError(f"window {start:#x}+{count} outside the {2**self.bits} patterns")
+        else:
+            raise ExhaustiveError(f"domain {self.domain!r}: 'pairs' or 'triples'")
+        if not self.implementations:
+            raise ExhaustiveError("no implementations to sweep")
+
+    @property
+    def rows(self) -> int:
+        return 2**(2 * self.bits) if self.domain == "pairs" else self.window[1]**3
+
+    def chunks(self) -> list[int]:
+        if self.domain == "triples":
+            return list(range(min(TRIPLE_CHUNKS, self.window[1])))
+        firsts = {min(_orbit(i, j)) for i in range(BLOCKS) for j in range(BLOCKS)}
+        return sorted(i * BLOCKS + j for i, j in firsts)
+
+    def config(self) -> dict:
+        d = asdict(self)
+        d["window"] = list(self.window) if self.window else None
+        d["implementations"] = list(self.implementations)
+        return d
+
+
+def implementation_names(dtype: str, function: str, peers=DEFAULT_PEERS) -> tuple[str, ...]:
+    """Our kernels of ``dtype`` for ``function`` (every algorithm and compute mode), then the
+    ``peers`` that are installed and provide the function."""
+    from softmax_bench.kernels.registry import list_kernels
+    from softmax_bench.peers import PeerUnavailable, get_peer
+
+    names = [s.id for s in list_kernels(dtype=dtype, function=function)]
+    for p in peers:
+        try:
+            if function in get_peer(p).fns:
+                names.append(p)
+        except PeerUnavailable:
+            pass
+    return tuple(names)
+
+
+# --- the domain ------------------------------------------------------------------------------
+
+def _orbit(i: int, j: int) -> dict:
+    """Block pair -> (transposed, swapped) relative to ``(i, j)``, for the pairs S and N reach
+    (module docstring): ``(j, i)`` by S, ``(j', i')`` by N and ``(i', j')`` by SN, ``'`` flipping
+    the sign bit."""
+    h = BLOCKS // 2
+    orbit = {}
+    for pair, how in (((i, j), (False, False)), ((j, i), (True, True)),
+                      ((j ^ h, i ^ h), (True, False)), ((i ^ h, j ^ h), (False, True))):
+        orbit.setdefault(pair, how)
+    return orbit
+
+
+def _grid(*entries) -> np.ndarray:
+    """Every row of one value from each of ``entries``, the first entry slowest."""
+    return np.stack(np.meshgrid(*entries, indexing="ij"), axis=-1).reshape(-1, len(entries))
+
+
+def _block(values, i):
+    size = values.size // BLOCKS
+    return values[i * size:(i + 1) * size]
+
+
+def chunk_rows(sweep: Sweep, chunk: int) -> np.ndarray:
+    """The rows of ``chunk``, in the format."""
+    values = sweep.format.all_values()
+    if sweep.domain == "triples":
+        start, count = sweep.window
+        window = values[start:start + count]
+        first = np.array_split(window, min(TRIPLE_CHUNKS, count))[chunk]
+        return _grid(first, window, window)
+    i, j = divmod(chunk, BLOCKS)
+    return np.concatenate([_grid(_block(values, a), _block(values, b)) for a, b in _orbit(i, j)])
+
+
+# --- the reference ---------------------------------------------------------------------------
+
+def _reference_direct(function: str, rows: np.ndarray):
+    """``(r, lo, hi)``, float64 arrays of ``rows``' shape: the correctly rounded outputs and an
+    enclosure of the exact ones (module docstring)."""
+    from softmax_bench import reference
+    from softmax_bench.reference import phase1
+
+    x = rows.astype(np.float64)
+    lo, hi, taken = phase1.enclosures(function, x)
+    r = np.empty_like(x)
+    correctly_rounded = getattr(reference, function)
+    if taken.any():
+        r[taken] = correctly_rounded(rows[taken]).astype(np.float64)
+    rest = np.flatnonzero(~taken)
+    if rest.size:  # NaN, +inf, all -inf: once per distinct row, NaNs made one NaN
+        canonical = np.where(np.isnan(x[rest]), np.nan, x[rest])
+        distinct, inverse = np.unique(canonical.view(np.uint64), axis=0, return_inverse=True)
+        distinct = distinct.view(np.float64).astype(rows.dtype)  # values of the format: exact
+        inverse = inverse.reshape(-1)
+        exact_hi, _ = reference.exact(function, distinct)
+        r[rest] = correctly_rounded(distinct).astype(np.float64)[inverse]
+        lo[rest] = hi[rest] = exact_hi[inverse]
+    return r, lo, hi
+
+
+def chunk_reference(sweep: Sweep, chunk: int, rows: np.ndarray | None = None):
+    """``(r, lo, hi)`` of ``chunk_rows(sweep, chunk)``: for pairs computed on the chunk's first
+    block pair and carried to the others by the symmetries (module docstring)."""
+    rows = chunk_rows(sweep, chunk) if rows is None else rows
+    if sweep.domain == "triples":
+        return _reference_direct(sweep.function, rows)
+    orbit = _orbit(*divmod(chunk, BLOCKS))
+    size = sweep.format.all_values().size // BLOCKS
+    count = size * size
+    first = _reference_direct(sweep.function, rows[:count])
+    result = tuple(np.empty(rows.shape) for _ in first)
+    for k, (transposed, swapped) in enumerate(orbit.values()):
+        for whole, a in zip(result, first):
+            a = a.reshape(size, size, 2)
+            if transposed:
+                a = a.transpose(1, 0, 2)
+            if swapped:
+                a = a[..., ::-1]
+            whole[k * count:(k + 1) * count].reshape(size, size, 2)[...] = a
+        block = rows[k * count:(k + 1) * count]
+        special = np.flatnonzero(~np.isfinite(block.astype(np.float64)).all(axis=1))
+        if k and special.size:
+            for whole, d in zip(result, _reference_direct(sweep.function, block[special])):
+                whole[k * count + special] = d
+    return result
+
+
+# --- measuring one implementation ------------------------------------------------------------
+
+@_cached_njit
+def _unit(a, p, emin):
+    """``ulp`` of the binade of ``a >= 0`` (``formats.exact_ulp_error``'s unit); the smallest
+    subnormal at 0."""
+    if a == 0.0:
+        return math.ldexp(1.0, emin - p + 1)
+    return math.ldexp(1.0, max(math.frexp(a)[1] - 1, emin) - p + 1)
+
+
+@_cached_njit
+def neighbour(r, up, p, emin):
+    """The number of the format next to the finite format number ``r``, above it (``up``) or
+    below it (a magnitude past the largest finite is returned as it is, never equal to an
+    output)."""
+    if r == 0.0:
+        tiny = math.ldexp(1.0, emin - p + 1)
+        return tiny if up else -tiny
+    a = abs(r)
+    q = _unit(a, p, emin)
+    if up == (r > 0.0):  # away from 0
+        return math.copysign(a + q, r)
+    e = math.frexp(a)[1] - 1
+    step = q / 2.0 if a == math.ldexp(1.0, e) and e > emin else q  # a power of two: finer below
+    return math.copysign(a - step, r)
+
+
+def _inverse_units(p: int, emin: int) -> np.ndarray:
+    """``1 / ulp`` of the binades ``2**E``, indexed by ``max(E, emin) - emin`` (E up to float64's
+    1023): exact powers of two, so an error is one multiplication."""
+    return np.ldexp(1.0, -(np.arange(emin, 1024) - p + 1))
+
+
+@_cached_njit
+def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, err, flags):
+    """Per row: correctly rounded, faithful (1, 0, or -1 where the enclosure holds ``r`` and
+    cannot tell ``v``'s side), the error bound and the flags 1 NaN, 2 infinity, 4 zero where the
+    reference is not (module docstring). ``lo_bits``, ``hi_bits``: the enclosure's ends as int64
+    views, whose exponent fields give the unit (the binade of the end nearest 0)."""
+    magnitude = np.int64(0x7FFFFFFFFFFFFFFF)
+    for i in range(c.shape[0]):
+        row_cr, row_f, row_e, row_flags = True, 1, 0.0, 0
+        for j in range(c.shape[1]):
+            cj, rj = c[i, j], r[i, j]
+            if rj != rj or cj != cj or math.isinf(rj) or math.isinf(cj):
+                if (rj != rj and cj != cj) or cj == rj:
+                    continue
+                row_cr, row_f, row_e = False, 0, np.inf
+                if rj == rj and not math.isinf(rj):
+                    row_flags |= 1 if cj != cj else 2
+                continue
+            if cj == 0.0 and rj != 0.0:
+                row_flags |= 4
+            lo_j, hi_j = lo[i, j], hi[i, j]
+            near = 0 if lo_j <= 0.0 <= hi_j else min(lo_bits[i, j] & magnitude, hi_bits[i, j] & magnitude)
+            binade = max((near >> 52) - 1023, emin)  # float64 subnormals and 0: below emin
+            e = max(abs(cj - lo_j), abs(cj - hi_j)) * inv_units[binade - emin]
+            if cj == rj:
+                row_e = max(row_e, min(e, 0.5))
+                continue
+            row_cr = False
+            row_e = max(row_e, e)
+            if lo_j > rj:
+                ok = 1 if cj == neighbour(rj, True, p, emin) else 0
+            elif hi_j < rj:
+                ok = 1 if cj == neighbour(rj, False, p, emin) else 0
+            else:
+                ok = -1
+            if ok == 0:
+                row_f = 0
+            elif ok == -1 and row_f == 1:
+                row_f = -1
+        cr[i], faithful[i], err[i], flags[i] = row_cr, row_f, row_e, row_flags
+
+
+def _settle(sweep, rows, c, r, undecided, faithful, err):
+    """Rows whose enclosure held ``r`` where ``c`` is not ``r``: faithfulness and error from the
+    exact double-double values (``reference.exact``, ``formats.exact_ulp_error``)."""
+    from softmax_bench import reference
+    from softmax_bench.formats import exact_ulp_error
+
+    fmt = sweep.format
+    hi, lo = reference.exact(sweep.function, rows[undecided])
+    cu, ru = c[undecided], r[undecided]
+    e = exact_ulp_error(cu, hi, lo, ru, fmt.dtype)
+    side = np.sign((hi - ru) + lo)  # v above, below, or at r
+    ok = np.ones(cu.shape, dtype=bool)
+    for k, j in zip(*np.nonzero(cu != ru)):
+        ok[k, j] = bool(side[k, j]) and cu[k, j] == neighbour(ru[k, j], side[k, j] > 0,
+                                                              fmt.precision, fmt.emin)
+    faithful[undecided] = ok.all(axis=1)
+    err[undecided] = e.max(axis=1)
+
+
+def _row_info(rows, c, r, err, k) -> dict:
+    view = np.dtype(f"u{rows.dtype.itemsize}")
+    return {"bits": [f"{int(b):#0{2 + 2 * rows.dtype.itemsize}x}" for b in rows[k].view(view)],
+            "x": [float(v) for v in rows[k].astype(np.float64)],
+            "output": [float(v) for v in c[k]], "reference": [float(v) for v in r[k]],
+            "error": float(err[k])}
+
+
+def _keys(rows) -> np.ndarray:
+    """One integer per row, its bit patterns in order: a stable order for the kept rows."""
+    bits = rows.view(np.dtype(f"u{rows.dtype.itemsize}")).astype(np.uint64)
+    key = np.zeros(rows.shape[0], dtype=np.uint64)
+    for j in range(rows.shape[1]):
+        key = (key << np.uint64(8 * rows.dtype.itemsize)) | bits[:, j]
+    return key
+
+
+def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
+    """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``."""
+    fmt = sweep.format
+    c = y.astype(np.float64)
+    n = rows.shape[0]
+    cr = np.empty(n, dtype=np.bool_)
+    faithful = np.empty(n, dtype=np.int8)
+    err = np.empty(n)
+    flags = np.empty(n, dtype=np.uint8)
+    _classify(c, r, lo, hi, lo.view(np.int64), hi.view(np.int64), _inverse_units(fmt.precision, fmt.emin),
+              fmt.precision, fmt.emin, cr, faithful, err, flags)
+    undecided = np.flatnonzero(faithful < 0)
+    if undecided.size:
+        _settle(sweep, rows, c, r, undecided, faithful, err)
+    finite = np.isfinite(err)
+    worst = np.flatnonzero(finite)
+    if worst.size > KEEP:
+        worst = worst[np.argpartition(-err[worst], KEEP)[:KEEP]]
+    worst = worst[np.lexsort((_keys(rows[worst]), -err[worst]))]
+    nonfinite = np.flatnonzero(~finite)
+    if nonfinite.size:
+        keys = _keys(rows[nonfinite])
+        if nonfinite.size > KEEP:
+            pick = np.argpartition(keys, KEEP)[:KEEP]
+            nonfinite, keys = nonfinite[pick], keys[pick]
+        nonfinite = nonfinite[np.argsort(keys, kind="stable")]
+    return {
+        "rows": int(n), "correctly_rounded": int(cr.sum()), "faithful": int((faithful == 1).sum()),
+        "max_error": float(err.max()) if n else 0.0,
+        "nan_rows": int(((flags & 1) != 0).sum()), "inf_rows": int(((flags & 2) != 0).sum()),
+        "zero_rows": int(((flags & 4) != 0).sum()), "failed_rows": 0, "failures": {},
+        "worst": [_row_info(rows, c, r, err, k) for k in worst],
+        "nonfinite": [_row_info(rows, c, r, err, k) for k in nonfinite],
+    }
+
+
+def _failed(n: int, status: str, reason: str) -> dict:
+    return {"rows": 0, "correctly_rounded": 0, "faithful": 0, "max_error": 0.0, "nan_rows": 0,
+            "inf_rows": 0, "zero_rows": 0, "failed_rows": n, "failures": {status: reason},
+            "worst": [], "nonfinite": []}
+
+
+def summarise(total: dict | None, part: dict) -> dict:
+    """Two totals of one implementation made one: counts added, the largest error, the worst rows
+    (largest error, then bit order) and the non-finite examples (bit order) merged."""
+    if total is None:
+        return part
+    merged = {k: total[k] + part[k] for k in ("rows", "correctly_rounded", "faithful", "nan_rows",
+                                              "inf_rows", "zero_rows", "failed_rows")}
+    merged["max_error"] = max(total["max_error"], part["max_error"])
+    merged["failures"] = {**part["failures"], **total["failures"]}
+    merged["worst"] = sorted(total["worst"] + part["worst"],
+                             key=lambda w: (-w["error"], w["bits"]))[:KEEP]
+    merged["nonfinite"] = sorted(total["nonfinite"] + part["nonfinite"], key=lambda w: w["bits"])[:KEEP]
+    return merged
+
+
+# --- one chunk (a task: runs in a pool process or on a Dask worker) ---------------------------
+
+_CALLABLES: dict = {}
+
+
+def _callable(name: str, function: str):
+    """The implementation ``name`` (a kernel id or a built-in peer), loaded once per process."""
+    key = (name, function)
+    if key not in _CALLABLES:
+        if "/" in name:
+            from softmax_bench.kernels.registry import list_kernels
+
+            spec = next((s for s in list_kernels(function=function) if s.id == name), None)
+            if spec is None:
+                raise ExhaustiveError(f"no kernel {name!r}")
+            _CALLABLES[key] = spec.fn
+        else:
+            from softmax_bench.peers import get_peer
+
+            _CALLABLES[key] = get_peer(name).fns[function]
+    return _CALLABLES[key]
+
+
+def _one_thread() -> None:
+    """Each task on one core: the executor runs one task per core."""
+    import sys
+
+    import numba
+
+    numba.set_num_threads(1)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+def run_chunk(sweep: Sweep, chunk: int) -> dict:
+    """Implementation -> totals of one chunk."""
+    _one_thread()
+    rows = chunk_rows(sweep, chunk)
+    r, lo, hi = chunk_reference(sweep, chunk, rows)
+    totals = {}
+    for name in sweep.implementations:
+        try:
+            fn = _callable(name, sweep.function)
+        except Exception as exc:  # noqa: BLE001 - a failure of this implementation, not the sweep
+            totals[name] = _failed(rows.shape[0], "error", describe(exc))
+            continue
+        _one_thread()  # torch may have been imported just now
+        out = guarded_call(fn, rows)
+        if out["status"] != "returned":
+            totals[name] = _failed(rows.shape[0], out["status"], out["reason"])
+            continue
+        y = out["y"]
+        if y.dtype != rows.dtype:  # rounded into the format, as the audit does
+            y = y.astype(rows.dtype)
+        totals[name] = measure(sweep, rows, y, r, lo, hi)
+        if out["modified_input"]:
+            totals[name]["failures"]["modified_input"] = "changed its input array in place"
+    return totals
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+def _executor(workers: int, scheduler: str | None):
+    if scheduler is None:
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        from dask.distributed import Client
+    except ImportError as exc:
+        raise ExhaustiveError("--scheduler needs dask.distributed: pip install 'softmax-bench[dask]'") from exc
+    client = Client(scheduler)
+    return _DaskExecutor(client)
+
+
+class _DaskExecutor:
+    """dask.distributed's concurrent.futures executor, closing its client with it."""
+
+    def __init__(self, client):
+        self.client = client
+        self.executor = client.get_executor(pure=False)
+
+    def submit(self, fn, *args):
+        return self.executor.submit(fn, *args)
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        self.executor.shutdown(wait=wait)
+        self.client.close()
+
+
+def _load(path: Path, sweep: Sweep) -> dict:
+    try:
+        state = load_json(path)
+    except (OSError, ValueError) as exc:
+        raise ExhaustiveError(f"{path}: not a readable exhaustive-sweep JSON ({exc})") from exc
+    if not isinstance(state, dict) or state.get("meta", {}).get("tool") != "softmax-bench exhaustive":
+        raise ExhaustiveError(f"{path} is not an exhaustive-sweep JSON; refusing to overwrite it")
+    if state["meta"]["config"] != sweep.config():
+        raise ExhaustiveError(f"{path} holds a sweep of other settings ({state['meta']['config']}); "
+                              "use another file")
+    return state
+
+
+def run(sweep: Sweep, path: Path | None, workers: int = 0, scheduler: str | None = None,
+        resume: bool = False, progress: bool = True) -> dict:
+    """Run the chunks not yet in ``path`` (all of them unless ``resume``); returns the state
+    ``{"meta", "done", "totals"}`` (``done``: finished chunks; ``totals``: implementation ->
+    :func:`summarise` of them) and keeps ``path`` up to date."""
+    import os
+
+    from tqdm import tqdm
+
+    sweep.check()
+    path = None if path is None else Path(path)
+    if path is not None and path.exists() and not resume:
+        _load(path, sweep)  # never overwrite a foreign file
+        raise ExhaustiveError(f"{path} exists: --resume to go on with it, or another file")
+    if resume and path is not None and path.exists():
+        state = _load(path, sweep)
+    else:
+        state = {"meta": {"tool": "softmax-bench exhaustive", "config": sweep.config(), "runs": []},
+                 "done": [], "totals": {}}
+    workers = workers or os.cpu_count() or 1
+    run_info = {**provenance(), "workers": workers, "scheduler": scheduler, "chunks": 0, "wall_s": 0.0}
+    state["meta"]["runs"].append(run_info)
+    done = set(state["done"])
+    todo = [c for c in sweep.chunks() if c not in done]
+    started = saved = time.monotonic()
+    bar = tqdm(total=len(sweep.chunks()), initial=len(done), disable=not progress, unit="chunk",
+               desc=f"exhaustive {sweep.dtype} {sweep.function}")
+
+    def save():
+        run_info["wall_s"] = round(time.monotonic() - started, 1)
+        state["done"] = sorted(done)
+        if path is not None:
+            write_json_atomic(path, state)
+
+    executor = _executor(workers, scheduler)
+    try:
+        futures = {executor.submit(run_chunk, sweep, c): c for c in todo}
+        for future in concurrent.futures.as_completed(futures):
+            part = future.result()
+            for name in sweep.implementations:
+                state["totals"][name] = summarise(state["totals"].get(name), part[name])
+            done.add(futures[future])
+            run_info["chunks"] += 1
+            bar.update(1)
+            if time.monotonic() - saved >= SAVE_INTERVAL_S:
+                save()
+                saved = time.monotonic()
+    finally:  # an error or Ctrl-C: the chunks not started are dropped, the finished ones kept
+        executor.shutdown(wait=False, cancel_futures=True)
+        save()
+        bar.close()
+    return state
+
+
+# --- the table -------------------------------------------------------------------------------
+
+def _share(count: int, rows: int) -> str:
+    if count == rows:
+        return "all"
+    return f"{count:,} ({100.0 * count / rows:.4g}%)" if rows else "-"
+
+
+def _row_text(info: dict) -> str:
+    x = ", ".join(f"{v:.6g}" for v in info["x"])
+    out = ", ".join(f"{v:.6g}" for v in info["output"])
+    ref = ", ".join(f"{v:.6g}" for v in info["reference"])
+    return f"[{x}] -> [{out}], CR [{ref}] ({' '.join(info['bits'])})"
+
+
+def markdown(state: dict) -> str:
+    """One table of a sweep's totals: per implementation the rows correctly rounded and faithful,
+    the worst error (an upper bound, ULPs of the exact value), the rows with a NaN, an infinity or
+    a zero where the reference is not, and the worst row."""
+    sweep = Sweep(**{**state["meta"]["config"], "window": tuple(state["meta"]["config"]["window"])
+                     if state["meta"]["config"]["window"] else None,
+                     "implementations": tuple(state["meta"]["config"]["implementations"])})
+    chunks = len(sweep.chunks())
+    if sweep.domain == "pairs":
+        domain = f"every pair of {sweep.dtype} values ({sweep.rows:,} rows of two)"
+    else:
+        start, count = sweep.window
+        values = sweep.format.all_values()[[start, start + count - 1]].astype(np.float64)
+        domain = (f"every row of three {sweep.dtype} values among the {count} from "
+                  f"{values[0]:g} to {values[1]:g} ({sweep.rows:,} rows)")
+    done = len(state["done"])
+    wall = sum(run["wall_s"] for run in state["meta"]["runs"])
+    lines = [f"### {sweep.function}, {domain}", ""]
+    if done < chunks:
+        lines += [f"**Partial:** {done} of {chunks} chunks (`--resume` runs the rest).", ""]
+    lines += [f"{done} chunks in {wall:,.0f} s on {state['meta']['runs'][-1]['workers']} workers "
+              f"({state['meta']['runs'][-1]['machine']['processor']}).", "",
+              "| implementation | correctly rounded | faithful | worst error (ULP) | NaN / inf / zero rows | worst row |",
+              "|---|---|---|---|---|---|"]
+    for name in sweep.implementations:
+        t = state["totals"].get(name)
+        if t is None:
+            continue
+        rows = t["rows"]
+        worst = _row_text(t["worst"][0]) if t["worst"] else ""
+        if t["max_error"] == math.inf and t["nonfinite"]:
+            worst = _row_text(t["nonfinite"][0])
+        failed = f" (failed on {t['failed_rows']:,} rows: {'; '.join(t['failures'].values())})" \
+            if t["failed_rows"] else ""
+        error = f"{t['max_error']:.6g}"
+        if t["max_error"] == math.inf and t["worst"]:
+            error += f" (finite: {t['worst'][0]['error']:.6g})"
+        lines.append(f"| {name}{failed} | {_share(t['correctly_rounded'], rows)} | "
+                     f"{_share(t['faithful'], rows)} | {error} | "
+                     f"{t['nan_rows']:,} / {t['inf_rows']:,} / {t['zero_rows']:,} | {worst} |")
+    return "\n".join(lines) + "\n"
