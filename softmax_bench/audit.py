@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from softmax_bench import inputs, metrics
+from softmax_bench import inputs, metrics, scaleout
 from softmax_bench.formats import format_of
 from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, GRADIENTS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
@@ -91,7 +91,7 @@ STATUSES = {
 MEASURED = ("ok", "modified_input", "wrong_dtype")
 
 #: Settings that change no record (a resumed run may change them).
-RESULT_NEUTRAL = ("workers", "timeout", "memory_limit", "max_memory")
+RESULT_NEUTRAL = ("workers", "scheduler", "timeout", "memory_limit", "max_memory")
 #: The reference's memory per element of a case, bytes: 0.6 KiB measured on a row of 256,000
 #: float32 values, 0.93 KiB reported on others (mpmath numbers); 1 KiB is the budget.
 REFERENCE_BYTES_PER_ELEMENT = 1024
@@ -133,7 +133,8 @@ class AuditConfig:
     seed: int = 0
     peers: list = field(default_factory=lambda: ["numpy"])
     ulp_budget: float = 2.0
-    workers: int = 0  # case workers; 0: one per core
+    workers: int = 0  # case workers; 0: one per core (per worker thread of a Dask cluster)
+    scheduler: str | None = None  # a Dask scheduler's address: the cases run there (scaleout.py)
     timeout: float = DEFAULT_TIMEOUT_S  # seconds per peer call
     memory_limit: int | None = field(default_factory=default_memory_limit)  # bytes per peer process
     #: the user's rows (softmax_bench.inputs.read_inputs): one case each, in the file's dtype
@@ -567,10 +568,14 @@ class _Run:
 
     def execute(self):
         config = self.config
-        workers = min(config.workers or os.cpu_count() or 1, len(self.pending))
+        pool = scaleout.executor(0, config.scheduler) if config.scheduler else None
+        cores = scaleout.threads(pool.client) if pool else os.cpu_count() or 1
+        workers = min(config.workers or cores, len(self.pending))
         try:
             for i in range(workers):
-                self.cases.append(Worker((_case_setup, ()), _case_task, label=f"case worker {i}"))
+                label = f"case worker {i}"
+                self.cases.append(scaleout.FutureWorker(pool, _case_task, label) if pool else
+                                  Worker((_case_setup, ()), _case_task, label=label))
             for name in config.peers:
                 self.peers.append(_Peer(name, config))
             while self.remaining:
@@ -592,6 +597,8 @@ class _Run:
         finally:
             for w in self.cases + [p.worker for p in self.peers]:
                 w.kill()
+            if pool:
+                pool.shutdown(wait=False, cancel_futures=True)
             self._save()
             self.bar.close()
 

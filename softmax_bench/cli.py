@@ -172,6 +172,7 @@ def cmd_audit(args) -> int:
         seed=args.seed,
         peers=list(dict.fromkeys(args.peers + args.impl)),
         workers=args.workers,
+        scheduler=args.scheduler,
         timeout=args.timeout,
         memory_limit=None if args.memory_limit is None else int(args.memory_limit * 2**30),
         max_memory=None if args.max_memory is None else int(args.max_memory * 2**30),
@@ -411,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--quick", action="store_true", help="sizes <= 1000 and 4 rows per case")
     aud.add_argument("--workers", type=int, default=0,
                      help="processes making references and running kernels (default: one per core)")
+    aud.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                     help="run the cases (inputs, reference, kernels) on the Dask cluster at ADDRESS "
+                          "(tcp://host:8786); peers and --impl still run in local processes")
     aud.add_argument("--timeout", type=_positive(float), default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                      help=f"per peer call; a call past it is killed: status timeout (default: {DEFAULT_TIMEOUT_S:g})")
     aud.add_argument("--memory-limit", type=_positive(float), metavar="GB",

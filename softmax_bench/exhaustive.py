@@ -71,13 +71,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-import multiprocessing
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from softmax_bench import scaleout
 from softmax_bench.formats import format_of
 from softmax_bench.isolation import describe, guarded_call
 from softmax_bench.jit import numba_cache
@@ -143,6 +143,12 @@ class Sweep:
             raise ExhaustiveError(f"domain {self.domain!r}: 'pairs' or 'triples'")
         if not self.implementations:
             raise ExhaustiveError("no implementations to sweep")
+        known = implementation_names(self.dtype, self.function, peers=self.implementations)
+        unknown = [name for name in self.implementations if name not in known]
+        if unknown:
+            raise ExhaustiveError(
+                f"no {self.function} {', '.join(map(repr, unknown))} for {self.dtype} (kernel ids: "
+                f"softmax-bench list; peers: {', '.join(DEFAULT_PEERS)} where installed)")
 
     @property
     def rows(self) -> int:
@@ -163,12 +169,16 @@ class Sweep:
 
 def implementation_names(dtype: str, function: str, peers=DEFAULT_PEERS) -> tuple[str, ...]:
     """Our kernels of ``dtype`` for ``function`` (every algorithm and compute mode), then the
-    ``peers`` that are installed and provide the function."""
+    built-in ``peers`` that are installed and provide the function (a user's function is not
+    swept: the sweep runs its implementations in its own processes, not isolated as the audit's
+    peers are)."""
     from softmax_bench.kernels.registry import list_kernels
-    from softmax_bench.peers import PeerUnavailable, get_peer
+    from softmax_bench.peers import BUILTIN_PEERS, PeerUnavailable, get_peer
 
     names = [s.id for s in list_kernels(dtype=dtype, function=function)]
     for p in peers:
+        if p not in BUILTIN_PEERS:  # only built-ins: the sweep runs them in its own processes
+            continue
         try:
             if function in get_peer(p).fns:
                 names.append(p)
@@ -497,33 +507,6 @@ def run_chunk(sweep: Sweep, chunk: int) -> dict:
 
 # --- the run ---------------------------------------------------------------------------------
 
-def _executor(workers: int, scheduler: str | None):
-    if scheduler is None:
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    try:
-        from dask.distributed import Client
-    except ImportError as exc:
-        raise ExhaustiveError("--scheduler needs dask.distributed: pip install 'softmax-bench[dask]'") from exc
-    client = Client(scheduler)
-    return _DaskExecutor(client)
-
-
-class _DaskExecutor:
-    """dask.distributed's concurrent.futures executor, closing its client with it."""
-
-    def __init__(self, client):
-        self.client = client
-        self.executor = client.get_executor(pure=False)
-
-    def submit(self, fn, *args):
-        return self.executor.submit(fn, *args)
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        self.executor.shutdown(wait=wait)
-        self.client.close()
-
-
 def _load(path: Path, sweep: Sweep) -> dict:
     try:
         state = load_json(path)
@@ -571,7 +554,7 @@ def run(sweep: Sweep, path: Path | None, workers: int = 0, scheduler: str | None
         if path is not None:
             write_json_atomic(path, state)
 
-    executor = _executor(workers, scheduler)
+    executor = scaleout.executor(workers, scheduler)
     try:
         futures = {executor.submit(run_chunk, sweep, c): c for c in todo}
         for future in concurrent.futures.as_completed(futures):

@@ -130,3 +130,21 @@ def test_audit_of_a_saved_npy_of_rows(tmp_path):
     assert all(r["status"] == "ok" for r in records)
     np.save(tmp_path / "logits.npy", rows[::-1])  # another content: resuming must notice
     assert main(argv + ["--resume"]) == 2
+
+
+def test_exhaustive_writes_its_json_and_table_and_refuses_bad_settings(tmp_path, capsys):
+    path = tmp_path / "e5m2.json"
+    argv = ["exhaustive", "--dtype", "float8_e5m2", "--implementations",
+            "softmax/two_pass/float8_e5m2@float32,numpy", "--workers", "1", "--json", str(path),
+            "--no-progress"]
+    assert main(argv) == 0
+    state = json.loads(path.read_text())
+    assert state["totals"]["softmax/two_pass/float8_e5m2@float32"]["correctly_rounded"] == 2**16
+    assert "| numpy |" in path.with_suffix(".md").read_text()
+    assert main(argv) == 2 and "--resume" in capsys.readouterr().err  # never overwritten
+    assert main(argv + ["--resume"]) == 0
+    for bad, words in [(["--triples", "0x3c00"], "FIRST+COUNT"), (["--triples", "0xfff0+100"], "outside"),
+                       (["--implementations", "nope"], "no softmax 'nope' for float16")]:
+        code = main(["exhaustive", "--dtype", "float16", "--json", str(tmp_path / "x.json"),
+                     "--no-progress"] + bad)
+        assert code == 2 and words in capsys.readouterr().err, bad

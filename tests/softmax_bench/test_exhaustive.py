@@ -1,0 +1,181 @@
+"""softmax_bench.exhaustive: the domain, the reference carried by the symmetries, the per-output
+classification against the exact values, the resumable results file, the table."""
+import json
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from softmax_bench import exhaustive, reference
+from softmax_bench.formats import exact_ulp_error, format_of
+
+FLOAT8 = ("float8_e4m3fn", "float8_e5m2")
+
+
+def sweep(dtype="float8_e5m2", function="softmax", **kw):
+    kw.setdefault("implementations", exhaustive.implementation_names(dtype, function))
+    return exhaustive.Sweep(dtype, function, **kw)
+
+
+def all_rows(s):
+    return np.concatenate([exhaustive.chunk_rows(s, c) for c in s.chunks()])
+
+
+@pytest.mark.parametrize("dtype", FLOAT8 + ("float16",))
+def test_pairs_cover_every_row_once(dtype):
+    s = sweep(dtype)
+    assert len(s.chunks()) == 1056 and s.rows == 4**s.bits
+    if dtype == "float16":  # 2**32 rows: count them, and check the blocks of a few chunks
+        size = 2**16 // exhaustive.BLOCKS
+        assert sum(len(exhaustive._orbit(*divmod(c, exhaustive.BLOCKS))) for c in s.chunks()) * size**2 == 2**32
+        return
+    bits = all_rows(s).view(np.uint8).astype(np.int64)
+    keys = bits[:, 0] * 256 + bits[:, 1]
+    assert np.array_equal(np.sort(keys), np.arange(2**16))
+
+
+def test_triples_cover_their_window():
+    s = sweep("float16", domain="triples", window=(0x3c00, 20))
+    rows = all_rows(s)
+    assert rows.shape == (20**3, 3) == (s.rows, 3)
+    assert len(np.unique(rows.view(np.uint16), axis=0)) == 20**3
+    assert rows.view(np.uint16).min() == 0x3c00 and rows.view(np.uint16).max() == 0x3c00 + 19
+
+
+@pytest.mark.parametrize("function", exhaustive.FUNCTIONS)
+@pytest.mark.parametrize("dtype", FLOAT8)
+def test_reference_carried_by_the_symmetries_equals_the_direct_one(dtype, function):
+    s = sweep(dtype, function)
+    for c in s.chunks():
+        rows = exhaustive.chunk_rows(s, c)
+        carried = exhaustive.chunk_reference(s, c, rows)
+        direct = exhaustive._reference_direct(function, rows)
+        r, r_direct = carried[0], direct[0]
+        assert np.array_equal(r, r_direct, equal_nan=True)
+        assert np.array_equal(np.signbit(r), np.signbit(r_direct))  # signed zeros too
+        # both enclosures hold the exact value
+        hi, lo = reference.exact(function, rows)
+        for enc_lo, enc_hi in (carried[1:], direct[1:]):
+            finite = np.isfinite(hi)
+            assert np.all(enc_lo[finite] <= hi[finite]) and np.all(hi[finite] <= enc_hi[finite])
+
+
+def exact_verdicts(s, rows, y):
+    """Correctly rounded, faithful and the error per row from reference.exact's double-doubles
+    alone (the definition, output by output)."""
+    fmt = s.format
+    r = getattr(reference, s.function)(rows).astype(np.float64)
+    hi, lo = reference.exact(s.function, rows)
+    c = y.astype(np.float64)
+    err = exact_ulp_error(y, hi, lo, r.astype(rows.dtype)).max(axis=1)
+    same = (c == r) | (np.isnan(c) & np.isnan(r))
+    side = np.sign((hi - r) + lo)
+    faithful = same.copy()
+    for i, j in zip(*np.nonzero(~same)):
+        faithful[i, j] = (np.isfinite(r[i, j]) and np.isfinite(c[i, j]) and side[i, j] != 0
+                          and c[i, j] == exhaustive.neighbour(r[i, j], side[i, j] > 0, fmt.precision, fmt.emin))
+    return same.all(axis=1), faithful.all(axis=1), err
+
+
+@pytest.mark.parametrize("function", exhaustive.FUNCTIONS)
+@pytest.mark.parametrize("dtype,window", [("float8_e4m3fn", None), ("float8_e5m2", None),
+                                          ("float16", (0x3bf0, 24)), ("bfloat16", (0x3f70, 24))])
+def test_every_implementation_measured_as_the_exact_values_say(dtype, window, function):
+    s = sweep(dtype, function, domain="triples" if window else "pairs", window=window)
+    rows = all_rows(s)
+    r, lo, hi = exhaustive._reference_direct(function, rows)
+    for name in s.implementations:
+        y = np.asarray(exhaustive._callable(name, function)(rows)).astype(rows.dtype)
+        got = exhaustive.measure(s, rows, y, r, lo, hi)
+        cr, faithful, err = exact_verdicts(s, rows, y)
+        assert got["rows"] == len(rows)
+        assert got["correctly_rounded"] == cr.sum(), name
+        assert got["faithful"] == faithful.sum(), name
+        # the error is an upper bound within 2**-38 of the exact-value error (enclosures of
+        # a few float64 ULPs: about 2**-40 of a 16-bit ULP)
+        finite = err[np.isfinite(err)]
+        assert got["max_error"] >= finite.max() if np.all(np.isfinite(err)) else got["max_error"] == np.inf
+        if got["worst"]:
+            assert got["worst"][0]["error"] == pytest.approx(finite.max(), abs=2.0**-38)
+        for w in got["worst"]:
+            assert w["output"] == pytest.approx(y[_index(rows, w)].astype(float).tolist(), nan_ok=True)
+
+
+def _index(rows, info):
+    bits = rows.view(np.dtype(f"u{rows.dtype.itemsize}"))
+    want = [int(b, 16) for b in info["bits"]]
+    return int(np.flatnonzero((bits == want).all(axis=1))[0])
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"] + list(FLOAT8))
+def test_neighbour_is_the_next_number_of_the_format(dtype):
+    fmt = format_of(dtype)
+    values = fmt.all_values()
+    finite = values[np.isfinite(values.astype(np.float64))].astype(np.float64)
+    ordered = np.unique(finite)  # -0 and +0 as one
+    for a, b in zip(ordered[:-1], ordered[1:]):
+        assert exhaustive.neighbour(a, True, fmt.precision, fmt.emin) == b
+        assert exhaustive.neighbour(b, False, fmt.precision, fmt.emin) == a
+
+
+def test_results_resume_after_an_interrupt_and_refuse_other_files(tmp_path, monkeypatch):
+    s = sweep(implementations=("softmax/shifted/float8_e5m2@float32", "numpy"))
+    whole = exhaustive.run(s, None, workers=1, progress=False)
+    path = tmp_path / "e5m2.json"
+    calls = {"n": 0}
+    real = exhaustive.summarise
+
+    def interrupted(total, part):
+        calls["n"] += 1
+        if calls["n"] > 300:
+            raise KeyboardInterrupt
+        return real(total, part)
+
+    monkeypatch.setattr(exhaustive, "summarise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exhaustive.run(s, path, workers=1, progress=False)
+    partial = json.loads(path.read_text())
+    assert 0 < len(partial["done"]) < len(s.chunks())
+    monkeypatch.setattr(exhaustive, "summarise", real)
+    with pytest.raises(exhaustive.ExhaustiveError, match="exists"):
+        exhaustive.run(s, path, workers=1, progress=False)
+    resumed = exhaustive.run(s, path, workers=1, resume=True, progress=False)
+    assert resumed["totals"] == whole["totals"]
+    assert len(resumed["meta"]["runs"]) == 2
+    assert sum(run["chunks"] for run in resumed["meta"]["runs"]) == len(s.chunks())
+    other = sweep(implementations=("numpy",))
+    with pytest.raises(exhaustive.ExhaustiveError, match="other settings"):
+        exhaustive.run(other, path, workers=1, resume=True, progress=False)
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text('{"records": []}')
+    with pytest.raises(exhaustive.ExhaustiveError, match="not an exhaustive-sweep JSON"):
+        exhaustive.run(s, foreign, workers=1, resume=True, progress=False)
+    assert foreign.read_text() == '{"records": []}'
+    table = exhaustive.markdown(resumed)
+    assert "| numpy |" in table and "every pair of float8_e5m2 values (65,536 rows of two)" in table
+
+
+def test_an_implementation_that_raises_is_counted_failed(monkeypatch):
+    s = sweep(implementations=("numpy", "softmax/shifted/float8_e5m2@float32"))
+    monkeypatch.setitem(exhaustive._CALLABLES, ("numpy", "softmax"), lambda x: 1 / 0)
+    totals = exhaustive.run_chunk(s, s.chunks()[0])
+    assert totals["numpy"]["failed_rows"] > 0 and totals["numpy"]["rows"] == 0
+    assert "ZeroDivisionError" in totals["numpy"]["failures"]["error"]
+    assert totals["softmax/shifted/float8_e5m2@float32"]["rows"] > 0
+
+
+@pytest.mark.parametrize("bad", [dict(dtype="float32"), dict(function="logsumexp"),
+                                 dict(domain="triples"), dict(domain="triples", window=(65530, 10)),
+                                 dict(window=(0, 4)), dict(implementations=())])
+def test_settings_that_cannot_run_are_refused(bad):
+    kw = dict(dtype="float16", function="softmax", implementations=("numpy",))
+    kw.update(bad)
+    with pytest.raises(ValueError):
+        exhaustive.Sweep(**kw).check()
+
+
+def test_bfloat16_blocks_hold_its_values():
+    values = format_of("bfloat16").all_values()
+    assert values.dtype == ml_dtypes.bfloat16
+    assert np.array_equal(exhaustive._block(values, exhaustive.BLOCKS // 2).view(np.uint16)[:2],
+                          [0x8000, 0x8001])  # the sign bit starts the second half
