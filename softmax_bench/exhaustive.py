@@ -480,28 +480,36 @@ def _one_thread() -> None:
 
 
 def run_chunk(sweep: Sweep, chunk: int) -> dict:
-    """Implementation -> totals of one chunk."""
+    """``{"totals": implementation -> totals, "seconds": {"reference" and each implementation:
+    the seconds it took on this chunk, its call and its measuring}}``."""
     _one_thread()
+    started = time.perf_counter()
     rows = chunk_rows(sweep, chunk)
     r, lo, hi = chunk_reference(sweep, chunk, rows)
+    seconds = {"reference": time.perf_counter() - started}
     totals = {}
     for name in sweep.implementations:
-        try:
-            fn = _callable(name, sweep.function)
-        except Exception as exc:  # noqa: BLE001 - a failure of this implementation, not the sweep
-            totals[name] = _failed(rows.shape[0], "error", describe(exc))
-            continue
-        _one_thread()  # torch may have been imported just now
-        out = guarded_call(fn, rows)
-        if out["status"] != "returned":
-            totals[name] = _failed(rows.shape[0], out["status"], out["reason"])
-            continue
-        y = out["y"]
-        if y.dtype != rows.dtype:  # rounded into the format, as the audit does
-            y = y.astype(rows.dtype)
-        totals[name] = measure(sweep, rows, y, r, lo, hi)
-        if out["modified_input"]:
-            totals[name]["failures"]["modified_input"] = "changed its input array in place"
+        started = time.perf_counter()
+        totals[name] = _measure_one(sweep, name, rows, r, lo, hi)
+        seconds[name] = time.perf_counter() - started
+    return {"totals": totals, "seconds": seconds}
+
+
+def _measure_one(sweep, name, rows, r, lo, hi) -> dict:
+    try:
+        fn = _callable(name, sweep.function)
+    except Exception as exc:  # noqa: BLE001 - a failure of this implementation, not the sweep
+        return _failed(rows.shape[0], "error", describe(exc))
+    _one_thread()  # torch may have been imported just now
+    out = guarded_call(fn, rows)
+    if out["status"] != "returned":
+        return _failed(rows.shape[0], out["status"], out["reason"])
+    y = out["y"]
+    if y.dtype != rows.dtype:  # rounded into the format, as the audit does
+        y = y.astype(rows.dtype)
+    totals = measure(sweep, rows, y, r, lo, hi)
+    if out["modified_input"]:
+        totals["failures"]["modified_input"] = "changed its input array in place"
     return totals
 
 
@@ -523,8 +531,9 @@ def _load(path: Path, sweep: Sweep) -> dict:
 def run(sweep: Sweep, path: Path | None, workers: int = 0, scheduler: str | None = None,
         resume: bool = False, progress: bool = True) -> dict:
     """Run the chunks not yet in ``path`` (all of them unless ``resume``); returns the state
-    ``{"meta", "done", "totals"}`` (``done``: finished chunks; ``totals``: implementation ->
-    :func:`summarise` of them) and keeps ``path`` up to date."""
+    ``{"meta", "done", "totals", "timing"}`` (``done``: finished chunks; ``totals``:
+    implementation -> :func:`summarise` of them; ``timing``: the seconds the reference and each
+    implementation took, summed over ``chunks`` of them) and keeps ``path`` up to date."""
     import os
 
     from tqdm import tqdm
@@ -560,7 +569,11 @@ def run(sweep: Sweep, path: Path | None, workers: int = 0, scheduler: str | None
         for future in concurrent.futures.as_completed(futures):
             part = future.result()
             for name in sweep.implementations:
-                state["totals"][name] = summarise(state["totals"].get(name), part[name])
+                state["totals"][name] = summarise(state["totals"].get(name), part["totals"][name])
+            timing = state.setdefault("timing", {"chunks": 0, "seconds": {}})
+            timing["chunks"] += 1
+            for name, t in part["seconds"].items():
+                timing["seconds"][name] = timing["seconds"].get(name, 0.0) + t
             done.add(futures[future])
             run_info["chunks"] += 1
             bar.update(1)
@@ -611,13 +624,24 @@ def markdown(state: dict) -> str:
         lines += [f"**Partial:** {done} of {chunks} chunks (`--resume` runs the rest).", ""]
     lines += [f"{done} chunks in {wall:,.0f} s on {state['meta']['runs'][-1]['workers']} workers "
               f"({state['meta']['runs'][-1]['machine']['processor']}).", "",
-              "| implementation | correctly rounded | faithful | worst error (ULP) | NaN / inf / zero rows | worst row |",
-              "|---|---|---|---|---|---|"]
+              "| implementation | correctly rounded | faithful | worst error (ULP) | NaN / inf / zero rows | worst row | s (1 core) |",
+              "|---|---|---|---|---|---|---|"]
+    timing = state.get("timing") or {"chunks": 0, "seconds": {}}
+
+    def one_core(name):
+        """Seconds on one core for every chunk, from the chunks timed (their share of rows)."""
+        t = timing["seconds"].get(name)
+        return "-" if t is None or not timing["chunks"] else f"{t * chunks / timing['chunks']:,.0f}"
+
+    verdicts = {"correctly rounded on every row": [], "faithful on every row": [], "neither": []}
     for name in sweep.implementations:
         t = state["totals"].get(name)
         if t is None:
             continue
         rows = t["rows"]
+        kind = ("neither" if t["failed_rows"] or t["faithful"] < rows else "faithful on every row"
+                if t["correctly_rounded"] < rows else "correctly rounded on every row")
+        verdicts[kind].append(f"`{name}`")
         worst = _row_text(t["worst"][0]) if t["worst"] else ""
         if t["max_error"] == math.inf and t["nonfinite"]:
             worst = _row_text(t["nonfinite"][0])
@@ -628,5 +652,9 @@ def markdown(state: dict) -> str:
             error += f" (finite: {t['worst'][0]['error']:.6g})"
         lines.append(f"| {name}{failed} | {_share(t['correctly_rounded'], rows)} | "
                      f"{_share(t['faithful'], rows)} | {error} | "
-                     f"{t['nan_rows']:,} / {t['inf_rows']:,} / {t['zero_rows']:,} | {worst} |")
+                     f"{t['nan_rows']:,} / {t['inf_rows']:,} / {t['zero_rows']:,} | {worst} | "
+                     f"{one_core(name)} |")
+    lines += ["", f"The reference: {one_core('reference')} s on one core. Times: the call and its "
+              f"measuring, summed over {timing['chunks']} chunks and scaled to all {chunks}."]
+    lines += [""] + [f"- {kind}: {', '.join(names)}" for kind, names in verdicts.items() if names]
     return "\n".join(lines) + "\n"

@@ -341,6 +341,26 @@ def _ranges_section(out_dir: Path, ranges_dir: Path | None) -> list[str]:
     return lines
 
 
+def _exhaustive_section(out_dir: Path) -> list[str]:
+    """The tables of ``softmax-bench exhaustive`` in ``out_dir/exhaustive`` (if any)."""
+    from softmax_bench import exhaustive
+    from softmax_bench.results_io import load_json
+
+    folder = Path(out_dir) / "exhaustive"
+    states = [load_json(p) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    states = [s for s in states if s.get("meta", {}).get("tool") == "softmax-bench exhaustive"]
+    if not states:
+        return []
+    return ["## Every row of two (softmax-bench exhaustive)", "",
+            "Every row of two values of the format, finite and special, through every kernel mode "
+            "and peer (`softmax_bench/exhaustive.py`): rows whose outputs are all correctly rounded, "
+            "all faithful (each one of the two format numbers around the exact value), the "
+            "largest error in ULPs of the exact value (an upper bound within 2e-12 of it), rows "
+            "with a NaN, an infinity or a zero where the correctly rounded reference has none, and "
+            "the worst row as input -> output with the correctly rounded one (bit patterns in "
+            "brackets).", "", *[exhaustive.markdown(s) for s in states]]
+
+
 def _label(impl: str, dtype: str) -> str:
     """Kernel ids name their dtype (softmax/shifted/float32@float32); peers need it added."""
     return impl if "@" in impl else f"{impl} ({dtype})"
@@ -521,6 +541,7 @@ def write_report(json_paths: list[Path], out_dir: Path, stem: str = "report",
             "",
             bound_table(recs),
         ]
+    text += _exhaustive_section(out_dir)
     text += [
         "## Row classes",
         "",

@@ -142,6 +142,7 @@ def test_results_resume_after_an_interrupt_and_refuse_other_files(tmp_path, monk
     resumed = exhaustive.run(s, path, workers=1, resume=True, progress=False)
     assert resumed["totals"] == whole["totals"]
     assert len(resumed["meta"]["runs"]) == 2
+    assert resumed["timing"]["chunks"] == len(s.chunks())
     assert sum(run["chunks"] for run in resumed["meta"]["runs"]) == len(s.chunks())
     other = sweep(implementations=("numpy",))
     with pytest.raises(exhaustive.ExhaustiveError, match="other settings"):
@@ -153,12 +154,15 @@ def test_results_resume_after_an_interrupt_and_refuse_other_files(tmp_path, monk
     assert foreign.read_text() == '{"records": []}'
     table = exhaustive.markdown(resumed)
     assert "| numpy |" in table and "every pair of float8_e5m2 values (65,536 rows of two)" in table
+    assert "correctly rounded on every row: `softmax/shifted/float8_e5m2@float32`" in table
 
 
 def test_an_implementation_that_raises_is_counted_failed(monkeypatch):
     s = sweep(implementations=("numpy", "softmax/shifted/float8_e5m2@float32"))
     monkeypatch.setitem(exhaustive._CALLABLES, ("numpy", "softmax"), lambda x: 1 / 0)
-    totals = exhaustive.run_chunk(s, s.chunks()[0])
+    part = exhaustive.run_chunk(s, s.chunks()[0])
+    totals = part["totals"]
+    assert set(part["seconds"]) == {"reference", *s.implementations}
     assert totals["numpy"]["failed_rows"] > 0 and totals["numpy"]["rows"] == 0
     assert "ZeroDivisionError" in totals["numpy"]["failures"]["error"]
     assert totals["softmax/shifted/float8_e5m2@float32"]["rows"] > 0
