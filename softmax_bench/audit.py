@@ -43,7 +43,7 @@ from softmax_bench import inputs, metrics, scaleout
 from softmax_bench.formats import format_of
 from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, GRADIENTS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
-from softmax_bench.results_io import load_json, provenance, write_json_atomic
+from softmax_bench.results_io import hold_lock, load_json, provenance, write_json_atomic
 
 __all__ = [
     "AuditConfig", "AuditError", "STATUSES", "MEASURED", "run", "run_case", "load", "label",
@@ -498,17 +498,7 @@ def _check_destination(path: Path, resume: bool) -> None:
 
 
 def _lock(path: Path):
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path.parent / f".{path.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise AuditError(
-            f"another softmax-bench audit is writing {path} (it holds {lock.lock_file}); "
-            "wait for it to finish, or choose another --json"
-        ) from None
-    return lock
+    return hold_lock(path, AuditError, "softmax-bench audit")
 
 
 def run(config: AuditConfig, json_path: Path | None, resume: bool = False, progress: bool = True) -> dict:

@@ -81,7 +81,7 @@ from softmax_bench import scaleout
 from softmax_bench.formats import format_of
 from softmax_bench.isolation import describe, guarded_call
 from softmax_bench.jit import numba_cache
-from softmax_bench.results_io import load_json, provenance, write_json_atomic
+from softmax_bench.results_io import hold_lock, load_json, provenance, write_json_atomic
 
 __all__ = ["Sweep", "run", "run_chunk", "summarise", "FUNCTIONS", "BLOCKS", "SAVE_INTERVAL_S",
            "DEFAULT_PEERS", "implementation_names", "ExhaustiveError"]
@@ -362,7 +362,8 @@ def _settle(sweep, rows, c, r, undecided, faithful, err):
     hi, lo = reference.exact(sweep.function, rows[undecided])
     cu, ru = c[undecided], r[undecided]
     e = exact_ulp_error(cu, hi, lo, ru, fmt.dtype)
-    side = np.sign((hi - ru) + lo)  # v above, below, or at r
+    with np.errstate(invalid="ignore"):  # inf - inf where both are infinite: NaN, no side
+        side = np.nan_to_num(np.sign((hi - ru) + lo))  # v above, below, or at r
     ok = np.ones(cu.shape, dtype=bool)
     for k, j in zip(*np.nonzero(cu != ru)):
         ok[k, j] = bool(side[k, j]) and cu[k, j] == neighbour(ru[k, j], side[k, j] > 0,
@@ -533,13 +534,23 @@ def run(sweep: Sweep, path: Path | None, workers: int = 0, scheduler: str | None
     """Run the chunks not yet in ``path`` (all of them unless ``resume``); returns the state
     ``{"meta", "done", "totals", "timing"}`` (``done``: finished chunks; ``totals``:
     implementation -> :func:`summarise` of them; ``timing``: the seconds the reference and each
-    implementation took, summed over ``chunks`` of them) and keeps ``path`` up to date."""
+    implementation took, summed over ``chunks`` of them) and keeps ``path`` up to date, holding
+    its lock (a second sweep on the file refuses)."""
+    sweep.check()
+    path = None if path is None else Path(path)
+    lock = None if path is None else hold_lock(path, ExhaustiveError, "softmax-bench exhaustive")
+    try:
+        return _run(sweep, path, workers, scheduler, resume, progress)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(sweep, path, workers, scheduler, resume, progress):
     import os
 
     from tqdm import tqdm
 
-    sweep.check()
-    path = None if path is None else Path(path)
     if path is not None and path.exists() and not resume:
         _load(path, sweep)  # never overwrite a foreign file
         raise ExhaustiveError(f"{path} exists: --resume to go on with it, or another file")

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance"]
+__all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance", "hold_lock"]
 
 
 def _alive(pid: int) -> bool:
@@ -63,6 +63,23 @@ def _json_ready(value):
     if isinstance(value, (list, tuple)):
         return [_json_ready(v) for v in value]
     return value
+
+
+def hold_lock(path, error, writer: str):
+    """The exclusive lock ``.<name>.lock`` beside ``path`` (``filelock``), held until released:
+    one writer of a results file at a time; ``error(message)`` is raised when ``writer`` (a
+    command's name) already holds it elsewhere."""
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path.parent / f".{path.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise error(f"another {writer} is writing {path} (it holds {lock.lock_file}); wait for it "
+                    "to finish, or choose another --json") from None
+    return lock
 
 
 def write_json_atomic(path, data) -> Path:

@@ -183,3 +183,16 @@ def test_bfloat16_blocks_hold_its_values():
     assert values.dtype == ml_dtypes.bfloat16
     assert np.array_equal(exhaustive._block(values, exhaustive.BLOCKS // 2).view(np.uint16)[:2],
                           [0x8000, 0x8001])  # the sign bit starts the second half
+
+
+def test_a_second_sweep_on_the_same_file_refuses(tmp_path):
+    from softmax_bench.results_io import hold_lock
+
+    path = tmp_path / "s.json"
+    held = hold_lock(path, RuntimeError, "test")
+    try:
+        with pytest.raises(exhaustive.ExhaustiveError, match="another softmax-bench exhaustive is writing"):
+            exhaustive.run(sweep(implementations=("numpy",)), path, workers=1, progress=False)
+    finally:
+        held.release()
+    assert not path.exists()
