@@ -315,6 +315,15 @@ def cmd_exhaustive(args) -> int:
     return 0
 
 
+def cmd_machine(args) -> int:
+    from softmax_bench.results_io import cpu_flags, machine_name
+
+    print(machine_name())
+    if args.verbose:
+        print(f"ISA: {' '.join(cpu_flags()) or 'unknown'}", file=sys.stderr)
+    return 0
+
+
 def cmd_list(args) -> int:
     from softmax_bench import inputs, peers
     from softmax_bench.kernels import list_kernels
@@ -485,6 +494,11 @@ def build_parser() -> argparse.ArgumentParser:
     exh.add_argument("--resume", action="store_true", help="keep the finished chunks of --json, run the rest")
     exh.add_argument("--no-progress", action="store_true")
     exh.set_defaults(func=cmd_exhaustive)
+
+    mac = sub.add_parser("machine", help="this machine's name for asv and the results (CPU model, "
+                                         "cores, vector ISA): asv machine --machine $(softmax-bench machine)")
+    mac.add_argument("--verbose", action="store_true", help="also the ISA flags found (on stderr)")
+    mac.set_defaults(func=cmd_machine)
 
     lst = sub.add_parser("list", help="kernels, input families and peers available")
     lst.set_defaults(func=cmd_list)

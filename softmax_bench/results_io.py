@@ -18,7 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance", "hold_lock"]
+__all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance", "hold_lock", "cpu_flags",
+           "machine_name", "ISA_FLAGS"]
 
 
 def _alive(pid: int) -> bool:
@@ -130,6 +131,36 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: The vector ISA extensions that decide the kernels' speed (and their conversions), as Linux names them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_fp16", "avx512_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """The :data:`ISA_FLAGS` this CPU has (``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
+def machine_name() -> str:
+    """A name for this machine's results that differs between machines whose timings differ: the
+    CPU model, the core count and the widest vector ISA (``amd-epyc-2cpu-avx2``); asv files its
+    history under it (``asv machine --machine NAME``), so two machines never share one history."""
+    import re
+
+    model = re.sub(r"\((r|tm)\)|cpu|@.*|processor", " ", _cpu_model().lower())
+    slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-") or platform.machine()
+    flags = cpu_flags()
+    isa = next((name for name, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"))
+                if flag in flags), platform.machine())
+    return f"{slug}-{os.cpu_count()}cpu-{isa}"
+
+
 def provenance() -> dict:
     """Where and with what a result was made: date, git commit, machine, library versions
     (``None`` for an optional library that is not installed)."""
@@ -153,6 +184,8 @@ def provenance() -> dict:
         "machine": {
             "platform": platform.platform(),
             "processor": _cpu_model(),
+            "isa": cpu_flags(),
+            "name": machine_name(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
         },

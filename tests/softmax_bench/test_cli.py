@@ -148,3 +148,10 @@ def test_exhaustive_writes_its_json_and_table_and_refuses_bad_settings(tmp_path,
         code = main(["exhaustive", "--dtype", "float16", "--json", str(tmp_path / "x.json"),
                      "--no-progress"] + bad)
         assert code == 2 and words in capsys.readouterr().err, bad
+
+
+def test_machine_prints_the_name_asv_files_results_under(capsys):
+    from softmax_bench.results_io import machine_name
+
+    assert main(["machine"]) == 0
+    assert capsys.readouterr().out.strip() == machine_name()

@@ -40,3 +40,18 @@ def test_temporary_files_of_killed_writers_are_removed_on_the_next_write(tmp_pat
         p.write_text("{")
     write_json_atomic(path, {"v": 1})
     assert not dead.exists() and alive.exists() and other.exists()
+
+
+def test_machine_name_tells_machines_apart_by_cpu_cores_and_isa(monkeypatch):
+    from softmax_bench import results_io
+
+    monkeypatch.setattr(results_io, "_cpu_model", lambda: "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz")
+    monkeypatch.setattr(results_io, "cpu_flags", lambda: ["avx2", "fma", "avx512f", "avx512_fp16"])
+    monkeypatch.setattr(results_io.os, "cpu_count", lambda: 2)
+    assert results_io.machine_name() == "intel-xeon-platinum-8481c-2cpu-avx512"
+    monkeypatch.setattr(results_io, "_cpu_model", lambda: "AMD EPYC 7B13 64-Core Processor")
+    monkeypatch.setattr(results_io, "cpu_flags", lambda: ["avx", "avx2", "fma"])
+    assert results_io.machine_name() == "amd-epyc-7b13-64-core-2cpu-avx2"
+    monkeypatch.undo()
+    made = results_io.provenance()["machine"]
+    assert made["name"] == results_io.machine_name() and set(made["isa"]) <= set(results_io.ISA_FLAGS)
