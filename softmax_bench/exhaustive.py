@@ -482,17 +482,18 @@ def _one_thread() -> None:
 
 def run_chunk(sweep: Sweep, chunk: int) -> dict:
     """``{"totals": implementation -> totals, "seconds": {"reference" and each implementation:
-    the seconds it took on this chunk, its call and its measuring}}``."""
+    the CPU seconds it took on this chunk, its call and its measuring}}`` (this process's CPU
+    time, one thread: unlike wall time, not stretched by other work on the machine)."""
     _one_thread()
-    started = time.perf_counter()
+    started = time.process_time()
     rows = chunk_rows(sweep, chunk)
     r, lo, hi = chunk_reference(sweep, chunk, rows)
-    seconds = {"reference": time.perf_counter() - started}
+    seconds = {"reference": time.process_time() - started}
     totals = {}
     for name in sweep.implementations:
-        started = time.perf_counter()
+        started = time.process_time()
         totals[name] = _measure_one(sweep, name, rows, r, lo, hi)
-        seconds[name] = time.perf_counter() - started
+        seconds[name] = time.process_time() - started
     return {"totals": totals, "seconds": seconds}
 
 
@@ -665,7 +666,7 @@ def markdown(state: dict) -> str:
                      f"{_share(t['faithful'], rows)} | {error} | "
                      f"{t['nan_rows']:,} / {t['inf_rows']:,} / {t['zero_rows']:,} | {worst} | "
                      f"{one_core(name)} |")
-    lines += ["", f"The reference: {one_core('reference')} s on one core. Times: the call and its "
-              f"measuring, summed over {timing['chunks']} chunks and scaled to all {chunks}."]
+    lines += ["", f"The reference: {one_core('reference')} s on one core. Times: CPU seconds of the "
+              f"call and its measuring, summed over {timing['chunks']} chunks and scaled to all {chunks}."]
     lines += [""] + [f"- {kind}: {', '.join(names)}" for kind, names in verdicts.items() if names]
     return "\n".join(lines) + "\n"
