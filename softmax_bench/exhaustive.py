@@ -53,7 +53,8 @@ rows phase 1 does not take, NaN, +inf and all -inf, ``reference.exact``, exact t
 A row is correctly rounded (faithful) when every output is; its error is its largest. Totals per
 implementation (:func:`summarise`): rows, ``correctly_rounded``, ``faithful``, ``max_error``,
 ``nan_rows`` (a NaN where ``r`` is a number), ``inf_rows`` (an infinity where ``r`` is finite),
-``zero_rows`` (a zero where ``r`` is not), ``failed_rows`` (chunks where the implementation raised
+``zero_rows`` (a zero where ``r`` is not), ``missed_nan_rows`` (a number where ``r`` is NaN: a
+row with NaN or +inf), ``failed_rows`` (chunks where the implementation raised
 or returned a bad array: counted in no class), the five ``worst`` rows of finite error and five
 ``nonfinite`` examples, each with bits, values, outputs and reference for reproduction.
 
@@ -313,8 +314,8 @@ def _inverse_units(p: int, emin: int) -> np.ndarray:
 @_cached_njit
 def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, err, flags):
     """Per row: correctly rounded, faithful (1, 0, or -1 where the enclosure holds ``r`` and
-    cannot tell ``v``'s side), the error bound and the flags 1 NaN, 2 infinity, 4 zero where the
-    reference is not (module docstring). ``lo_bits``, ``hi_bits``: the enclosure's ends as int64
+    cannot tell ``v``'s side), the error bound and the flags 1 NaN where the reference is not,
+    2 infinity where it is finite, 4 zero where it is not, 8 a number where it is NaN. ``lo_bits``, ``hi_bits``: the enclosure's ends as int64
     views, whose exponent fields give the unit (the binade of the end nearest 0)."""
     magnitude = np.int64(0x7FFFFFFFFFFFFFFF)
     for i in range(c.shape[0]):
@@ -325,8 +326,12 @@ def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, 
                 if (rj != rj and cj != cj) or cj == rj:
                     continue
                 row_cr, row_f, row_e = False, 0, np.inf
-                if rj == rj and not math.isinf(rj):
-                    row_flags |= 1 if cj != cj else 2
+                if rj != rj:
+                    row_flags |= 8
+                elif cj != cj:
+                    row_flags |= 1
+                elif not math.isinf(rj):
+                    row_flags |= 2
                 continue
             if cj == 0.0 and rj != 0.0:
                 row_flags |= 4
@@ -419,7 +424,8 @@ def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
         "rows": int(n), "correctly_rounded": int(cr.sum()), "faithful": int((faithful == 1).sum()),
         "max_error": float(err.max()) if n else 0.0,
         "nan_rows": int(((flags & 1) != 0).sum()), "inf_rows": int(((flags & 2) != 0).sum()),
-        "zero_rows": int(((flags & 4) != 0).sum()), "failed_rows": 0, "failures": {},
+        "zero_rows": int(((flags & 4) != 0).sum()), "missed_nan_rows": int(((flags & 8) != 0).sum()),
+        "failed_rows": 0, "failures": {},
         "worst": [_row_info(rows, c, r, err, k) for k in worst],
         "nonfinite": [_row_info(rows, c, r, err, k) for k in nonfinite],
     }
@@ -427,7 +433,8 @@ def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
 
 def _failed(n: int, status: str, reason: str) -> dict:
     return {"rows": 0, "correctly_rounded": 0, "faithful": 0, "max_error": 0.0, "nan_rows": 0,
-            "inf_rows": 0, "zero_rows": 0, "failed_rows": n, "failures": {status: reason},
+            "inf_rows": 0, "zero_rows": 0, "missed_nan_rows": 0, "failed_rows": n,
+            "failures": {status: reason},
             "worst": [], "nonfinite": []}
 
 
@@ -437,7 +444,7 @@ def summarise(total: dict | None, part: dict) -> dict:
     if total is None:
         return part
     merged = {k: total[k] + part[k] for k in ("rows", "correctly_rounded", "faithful", "nan_rows",
-                                              "inf_rows", "zero_rows", "failed_rows")}
+                                              "inf_rows", "zero_rows", "missed_nan_rows", "failed_rows")}
     merged["max_error"] = max(total["max_error"], part["max_error"])
     merged["failures"] = {**part["failures"], **total["failures"]}
     merged["worst"] = sorted(total["worst"] + part["worst"],
@@ -636,7 +643,7 @@ def markdown(state: dict) -> str:
         lines += [f"**Partial:** {done} of {chunks} chunks (`--resume` runs the rest).", ""]
     lines += [f"{done} chunks in {wall:,.0f} s on {state['meta']['runs'][-1]['workers']} workers "
               f"({state['meta']['runs'][-1]['machine']['processor']}).", "",
-              "| implementation | correctly rounded | faithful | worst error (ULP) | NaN / inf / zero rows | worst row | s (1 core) |",
+              "| implementation | correctly rounded | faithful | worst error (ULP) | NaN / inf / zero / missed NaN rows | worst row | s (1 core) |",
               "|---|---|---|---|---|---|---|"]
     timing = state.get("timing") or {"chunks": 0, "seconds": {}}
 
@@ -664,7 +671,8 @@ def markdown(state: dict) -> str:
             error += f" (finite: {t['worst'][0]['error']:.6g})"
         lines.append(f"| {name}{failed} | {_share(t['correctly_rounded'], rows)} | "
                      f"{_share(t['faithful'], rows)} | {error} | "
-                     f"{t['nan_rows']:,} / {t['inf_rows']:,} / {t['zero_rows']:,} | {worst} | "
+                     f"{t['nan_rows']:,} / {t['inf_rows']:,} / {t['zero_rows']:,} / "
+                     f"{t['missed_nan_rows']:,} | {worst} | "
                      f"{one_core(name)} |")
     lines += ["", f"The reference: {one_core('reference')} s on one core. Times: CPU seconds of the "
               f"call and its measuring, summed over {timing['chunks']} chunks and scaled to all {chunks}."]

@@ -356,7 +356,8 @@ def _exhaustive_section(out_dir: Path) -> list[str]:
             "and peer (`softmax_bench/exhaustive.py`): rows whose outputs are all correctly rounded, "
             "all faithful (each one of the two format numbers around the exact value), the "
             "largest error in ULPs of the exact value (an upper bound within 2e-12 of it), rows "
-            "with a NaN, an infinity or a zero where the correctly rounded reference has none, and "
+            "with a NaN, an infinity or a zero where the correctly rounded reference has none, or "
+            "a number where it is NaN (rows with a NaN or +inf input), and "
             "the worst row as input -> output with the correctly rounded one (bit patterns in "
             "brackets).", "", *[exhaustive.markdown(s) for s in states]]
 

@@ -91,6 +91,11 @@ def test_every_implementation_measured_as_the_exact_values_say(dtype, window, fu
         assert got["rows"] == len(rows)
         assert got["correctly_rounded"] == cr.sum(), name
         assert got["faithful"] == faithful.sum(), name
+        c, ref = y.astype(np.float64), r
+        assert got["nan_rows"] == (np.isnan(c) & ~np.isnan(ref)).any(axis=1).sum()
+        assert got["missed_nan_rows"] == (~np.isnan(c) & np.isnan(ref)).any(axis=1).sum()
+        assert got["inf_rows"] == (np.isinf(c) & np.isfinite(ref)).any(axis=1).sum()
+        assert got["zero_rows"] == ((c == 0) & (ref != 0) & np.isfinite(ref)).any(axis=1).sum()
         # the error is an upper bound within 2**-38 of the exact-value error (enclosures of
         # a few float64 ULPs: about 2**-40 of a 16-bit ULP)
         finite = err[np.isfinite(err)]
