@@ -167,6 +167,13 @@ class Sweep:
         d["implementations"] = list(self.implementations)
         return d
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Sweep":
+        """The sweep a results file's ``meta["config"]`` describes."""
+        window = config["window"]
+        return cls(**{**config, "window": tuple(window) if window else None,
+                      "implementations": tuple(config["implementations"])})
+
 
 def implementation_names(dtype: str, function: str, peers=DEFAULT_PEERS) -> tuple[str, ...]:
     """Our kernels of ``dtype`` for ``function`` (every algorithm and compute mode), then the
@@ -611,7 +618,12 @@ def _run(sweep, path, workers, scheduler, resume, progress):
 def _share(count: int, rows: int) -> str:
     if count == rows:
         return "all"
-    return f"{count:,} ({100.0 * count / rows:.4g}%)" if rows else "-"
+    if not rows:
+        return "-"
+    share = f"{100.0 * count / rows:.4g}"
+    if share == "100":  # not every row: never shown as 100%
+        share = f"{math.floor(1e6 * count / rows) / 1e4:.4f}"
+    return f"{count:,} ({share}%)"
 
 
 def _row_text(info: dict) -> str:
@@ -625,9 +637,7 @@ def markdown(state: dict) -> str:
     """One table of a sweep's totals: per implementation the rows correctly rounded and faithful,
     the worst error (an upper bound, ULPs of the exact value), the rows with a NaN, an infinity or
     a zero where the reference is not, and the worst row."""
-    sweep = Sweep(**{**state["meta"]["config"], "window": tuple(state["meta"]["config"]["window"])
-                     if state["meta"]["config"]["window"] else None,
-                     "implementations": tuple(state["meta"]["config"]["implementations"])})
+    sweep = Sweep.from_config(state["meta"]["config"])
     chunks = len(sweep.chunks())
     if sweep.domain == "pairs":
         domain = f"every pair of {sweep.dtype} values ({sweep.rows:,} rows of two)"
