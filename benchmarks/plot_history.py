@@ -12,7 +12,6 @@ number of failed rows (NaN / inf / spurious zero) on the far_positive family (na
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -33,7 +32,9 @@ def load(results_dir: Path, machine: str | None, env: str | None = None):
     for res in iter_results_for_machine(str(results_dir), machine):
         rows = by_env.setdefault(res.env_name, {})
         entry = rows.setdefault(res.commit_hash, (res.date, res.commit_hash[:7], {}))
-        for key in res.get_result_keys(_benchmarks(results_dir)):
+        # every key the result holds: a benchmark whose code changed since (a new version in
+        # benchmarks.json) keeps its history, which get_result_keys would drop
+        for key in res.get_all_result_keys():
             params = res.get_result_params(key)
             values = res.get_result_value(key, params)
             entry[2][key] = (params, values)
@@ -42,10 +43,6 @@ def load(results_dir: Path, machine: str | None, env: str | None = None):
     if env is None:
         env = max(by_env, key=lambda e: len(by_env[e]))
     return sorted(by_env[env].values(), key=lambda r: r[0]), machine, env
-
-
-def _benchmarks(results_dir: Path):
-    return json.loads((results_dir / "benchmarks.json").read_text())
 
 
 def _series(history, key, select, total=False):
@@ -61,6 +58,7 @@ def _series(history, key, select, total=False):
             label = select(tuple(p.strip("'") for p in combo))
             if label is None:
                 continue
+            label = label.removeprefix("softmax/")  # kernel ids gained their function later
             series = out.setdefault(label, [math.nan] * len(history))
             if v is None or (isinstance(v, float) and math.isnan(v)):
                 continue
@@ -114,14 +112,19 @@ def main(argv=None) -> int:
         ("failed rows (NaN/inf/spurious 0) of 16, family far_positive", "rows", 1.0, False,
          [("bench_accuracy.Ulp.track_bad_rows", fam_pick("far_positive"), "-o", False)]),
     ]
-    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    # one legend for all panels, outside them (the same kernels recur; a legend per panel covered
+    # the data), and a two-line title (the environment's name alone is wider than the figure)
+    fig, axes = plt.subplots(2, 2, figsize=(17, 10), layout="constrained")
+    legend: dict = {}
     for ax, (title, unit, scale, logy, lines) in zip(axes.flat, panels):
         for key, select, style, total in lines:
             for label, ys in sorted(_series(history, key, select, total).items()):
                 ys = [y * scale for y in ys]
                 if logy and unit == "ULP":
                     ys = [max(y, 0.5) if not math.isnan(y) else y for y in ys]  # 0 ULP drawn at 0.5
-                ax.plot(x, ys, style, label=label, alpha=0.85)
+                colour = legend[label].get_color() if label in legend else None
+                (line,) = ax.plot(x, ys, style, label=label, alpha=0.85, color=colour)
+                legend.setdefault(label, line)
         ax.set_title(title)
         ax.set_ylabel(unit + (" (0 drawn at 0.5)" if logy and unit == "ULP" else ""))
         if logy:
@@ -129,10 +132,9 @@ def main(argv=None) -> int:
         ax.set_xticks(x, labels)
         ax.set_xlabel("commit (oldest first)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    fig.suptitle(f"softmax-bench asv history: machine {machine}, environment {env}, "
-                 f"{len(history)} commits (kernels solid, float32 peers dotted)")
-    fig.tight_layout()
+    fig.legend(list(legend.values()), list(legend), loc="outside right upper", fontsize=8)
+    fig.suptitle(f"softmax-bench asv history: machine {machine}, {len(history)} commits "
+                 f"(kernels solid, float32 peers dotted)\nenvironment {env}", fontsize=11)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=90)
     print(f"wrote {args.out}")
