@@ -559,7 +559,7 @@ class _Run:
     def execute(self):
         config = self.config
         pool = scaleout.executor(0, config.scheduler) if config.scheduler else None
-        cores = scaleout.threads(pool.client) if pool else os.cpu_count() or 1
+        cores = pool.workers if pool else os.cpu_count() or 1
         workers = min(config.workers or cores, len(self.pending))
         try:
             for i in range(workers):
@@ -588,6 +588,8 @@ class _Run:
             for w in self.cases + [p.worker for p in self.peers]:
                 w.kill()
             if pool:
+                for w in self.cases:
+                    w.close()
                 pool.shutdown(wait=False, cancel_futures=True)
             self._save()
             self.bar.close()

@@ -41,20 +41,28 @@ What is measured, per output (``c`` the implementation's, ``r`` the correctly ro
 ``reference.phase1.enclosures``, a few float64 ULPs wide, about ``2**-40`` of a 16-bit ULP; for
 rows phase 1 does not take, NaN, +inf and all -inf, ``reference.exact``, exact there):
 
-- correctly rounded: ``c == r`` (both NaN for a NaN);
+- correctly rounded: ``c == r`` (both NaN for a NaN; +0 and -0 count as equal, as in
+  ``formats.exact_ulp_error``);
 - faithful: ``c`` is ``r`` or ``r``'s neighbour on ``v``'s side (the side from the enclosure, or
   from ``reference.exact``'s double-double where the enclosure holds ``r``);
 - error: an upper bound on ``|c - v| / ulp(v)``, the unit of ``formats.exact_ulp_error`` (the
   binade of ``v``), taken at the enclosure's end nearest 0: within about ``2**-40`` of the exact
   error; 0.5 at most where ``c`` is correctly rounded; inf for a NaN or infinite ``c`` where ``r``
-  is finite, a number where ``r`` is NaN, another infinity where ``r`` is one. Where the enclosure
-  holds ``r`` and ``c`` is not ``r``, the error is ``exact_ulp_error`` of ``reference.exact``.
+  is finite (an overflow is neither faithful nor bounded, even where ``r`` is the largest finite
+  number), a number where ``r`` is NaN, another infinity where ``r`` is one. Where the
+  enclosure holds ``r`` and ``c`` is not ``r``, the error is ``exact_ulp_error`` of
+  ``reference.exact`` (and where that rounds to ``r`` itself, the side of ``r`` that ``v`` lies on
+  from :func:`_side`). An enclosure across a power of two takes the smaller unit, so there the
+  bound can be twice the error: only where ``r`` is that power of two (``c == r``, capped at
+  0.5, or ``c`` settled as above).
 
 A row is correctly rounded (faithful) when every output is; its error is its largest. Totals per
 implementation (:func:`summarise`): rows, ``correctly_rounded``, ``faithful``, ``max_error``,
-``nan_rows`` (a NaN where ``r`` is a number), ``inf_rows`` (an infinity where ``r`` is finite),
-``zero_rows`` (a zero where ``r`` is not), ``missed_nan_rows`` (a number where ``r`` is NaN: a
-row with NaN or +inf), ``failed_rows`` (chunks where the implementation raised
+``nan_rows`` (a NaN where ``r`` is a number), ``inf_rows`` (infinities that differ: an infinity
+where ``r`` is finite or the other infinity, a finite value where ``r`` is infinite),
+``zero_rows`` (a zero where ``r`` is not), ``missed_nan_rows`` (a number where ``r`` is NaN: rows
+with a NaN or +inf, and e4m3fn outputs past its largest, 448, which has no infinity),
+``failed_rows`` (chunks where the implementation raised
 or returned a bad array: counted in no class), the five ``worst`` rows of finite error and five
 ``nonfinite`` examples, each with bits, values, outputs and reference for reproduction.
 
@@ -322,7 +330,8 @@ def _inverse_units(p: int, emin: int) -> np.ndarray:
 def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, err, flags):
     """Per row: correctly rounded, faithful (1, 0, or -1 where the enclosure holds ``r`` and
     cannot tell ``v``'s side), the error bound and the flags 1 NaN where the reference is not,
-    2 infinity where it is finite, 4 zero where it is not, 8 a number where it is NaN. ``lo_bits``, ``hi_bits``: the enclosure's ends as int64
+    2 infinities that differ (an infinity where it is finite or the other infinity, a finite
+    value where it is infinite), 4 zero where it is not, 8 a number where it is NaN. ``lo_bits``, ``hi_bits``: the enclosure's ends as int64
     views, whose exponent fields give the unit (the binade of the end nearest 0)."""
     magnitude = np.int64(0x7FFFFFFFFFFFFFFF)
     for i in range(c.shape[0]):
@@ -337,7 +346,7 @@ def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, 
                     row_flags |= 8
                 elif cj != cj:
                     row_flags |= 1
-                elif not math.isinf(rj):
+                else:  # an infinity where r is finite or the other one, a number where r is one
                     row_flags |= 2
                 continue
             if cj == 0.0 and rj != 0.0:
@@ -366,22 +375,71 @@ def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, 
 
 def _settle(sweep, rows, c, r, undecided, faithful, err):
     """Rows whose enclosure held ``r`` where ``c`` is not ``r``: faithfulness and error from the
-    exact double-double values (``reference.exact``, ``formats.exact_ulp_error``)."""
+    exact double-double values (``reference.exact``, ``formats.exact_ulp_error``), and where
+    those round to ``r`` itself, from :func:`_side`."""
     from softmax_bench import reference
     from softmax_bench.formats import exact_ulp_error
 
     fmt = sweep.format
     hi, lo = reference.exact(sweep.function, rows[undecided])
     cu, ru = c[undecided], r[undecided]
-    e = exact_ulp_error(cu, hi, lo, ru, fmt.dtype)
     with np.errstate(invalid="ignore"):  # inf - inf where both are infinite: NaN, no side
         side = np.nan_to_num(np.sign((hi - ru) + lo))  # v above, below, or at r
+    x = rows[undecided].astype(np.float64)
+    for k, j in zip(*np.nonzero((side == 0) & np.isfinite(ru))):
+        side[k, j] = _side(sweep.function, x[k], j, ru[k, j])
+    # where the double-double is r itself, v lies on ``side`` of it: its binade is the one there
+    lo = np.where((hi == ru) & (lo == 0.0), side * 2.0**-1074, lo)
+    e = exact_ulp_error(cu, hi, lo, ru, fmt.dtype)
     ok = np.ones(cu.shape, dtype=bool)
-    for k, j in zip(*np.nonzero(cu != ru)):
+    for k, j in zip(*np.nonzero((cu != ru) & ~(np.isnan(cu) & np.isnan(ru)))):
         ok[k, j] = bool(side[k, j]) and cu[k, j] == neighbour(ru[k, j], side[k, j] > 0,
                                                               fmt.precision, fmt.emin)
     faithful[undecided] = ok.all(axis=1)
     err[undecided] = e.max(axis=1)
+
+
+#: mpmath precisions (bits) :func:`_side` tries before it gives up.
+SIDE_PRECISIONS = (128, 512, 2048, 8192)
+
+
+def _side(function: str, x: np.ndarray, j: int, r: float) -> int:
+    """The sign of ``v - r`` for output ``j`` of the row ``x`` (no NaN, no +inf) whose
+    double-double exact value rounds to the format number ``r`` itself: 0 where ``v`` is exact (an
+    entry alone or masked: softmax 1 or 0, log-softmax 0 or -inf); with two live entries or more
+    softmax lies strictly inside (0, 1) and log-softmax strictly below ``x_j - max``, which
+    decides every ``r`` at those ends (``v = 1 - e^-1024`` is 1 in double-doubles); a softmax of
+    ``k`` equal live entries is ``1/k``. Every other ``v`` is irrational (Lindemann-Weierstrass:
+    exponentials of distinct rationals are linearly independent over the rationals), so never
+    ``r``, and mpmath's interval arithmetic at growing precision tells its side (ArithmeticError
+    past the last precision: never met)."""
+    live = x > -np.inf
+    if live.sum() < 2 or not live[j]:
+        return 0
+    if function == "softmax" and np.all(x[live] == x[j]):  # v = 1/k exactly
+        return int(np.sign(1.0 - live.sum() * r))  # k r: exact in float64
+    m = x.max()
+    if function == "softmax" and (r >= 1.0 or r <= 0.0):
+        return -1 if r >= 1.0 else 1
+    if function == "log_softmax" and r >= x[j] - m:  # exact: 16-bit values differ by < 2**40
+        return -1
+    from mpmath import iv
+
+    saved = iv.prec  # mpmath's interval context has no workprec
+    try:
+        for prec in SIDE_PRECISIONS:
+            iv.prec = prec
+            total = sum(iv.exp(iv.mpf(float(v)) - iv.mpf(float(m))) for v in x[live])
+            shift = iv.mpf(float(x[j])) - iv.mpf(float(m))
+            v = iv.exp(shift) / total if function == "softmax" else shift - iv.log(total)
+            if v.a > r:
+                return 1
+            if v.b < r:
+                return -1
+    finally:
+        iv.prec = saved
+    raise ArithmeticError(f"{function} of {x.tolist()}: output {j} not told from {r!r} at "
+                          f"{SIDE_PRECISIONS[-1]} bits")
 
 
 def _row_info(rows, c, r, err, k) -> dict:
@@ -401,6 +459,14 @@ def _keys(rows) -> np.ndarray:
     return key
 
 
+def _largest(err, rows, candidates) -> np.ndarray:
+    """The :data:`KEEP` ``candidates`` (row indices) of largest ``err``, ties in bit order."""
+    if candidates.size > KEEP:  # every row tied with the KEEP-th largest error
+        cut = np.partition(err[candidates], candidates.size - KEEP)[candidates.size - KEEP]
+        candidates = candidates[err[candidates] >= cut]
+    return candidates[np.lexsort((_keys(rows[candidates]), -err[candidates]))][:KEEP]
+
+
 def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
     """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``."""
     fmt = sweep.format
@@ -416,10 +482,7 @@ def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
     if undecided.size:
         _settle(sweep, rows, c, r, undecided, faithful, err)
     finite = np.isfinite(err)
-    worst = np.flatnonzero(finite)
-    if worst.size > KEEP:
-        worst = worst[np.argpartition(-err[worst], KEEP)[:KEEP]]
-    worst = worst[np.lexsort((_keys(rows[worst]), -err[worst]))]
+    worst = _largest(err, rows, np.flatnonzero(finite))
     nonfinite = np.flatnonzero(~finite)
     if nonfinite.size:
         keys = _keys(rows[nonfinite])
@@ -574,8 +637,9 @@ def _run(sweep, path, workers, scheduler, resume, progress):
     else:
         state = {"meta": {"tool": "softmax-bench exhaustive", "config": sweep.config(), "runs": []},
                  "done": [], "totals": {}}
-    workers = workers or os.cpu_count() or 1
-    run_info = {**provenance(), "workers": workers, "scheduler": scheduler, "chunks": 0, "wall_s": 0.0}
+    executor = scaleout.executor(workers or os.cpu_count() or 1, scheduler)
+    run_info = {**provenance(), "workers": executor.workers, "scheduler": scheduler,
+                "chunks": 0, "wall_s": 0.0}
     state["meta"]["runs"].append(run_info)
     done = set(state["done"])
     todo = [c for c in sweep.chunks() if c not in done]
@@ -585,22 +649,23 @@ def _run(sweep, path, workers, scheduler, resume, progress):
 
     def save():
         run_info["wall_s"] = round(time.monotonic() - started, 1)
-        state["done"] = sorted(done)
         if path is not None:
             write_json_atomic(path, state)
 
-    executor = scaleout.executor(workers, scheduler)
     try:
         futures = {executor.submit(run_chunk, sweep, c): c for c in todo}
         for future in concurrent.futures.as_completed(futures):
             part = future.result()
-            for name in sweep.implementations:
-                state["totals"][name] = summarise(state["totals"].get(name), part["totals"][name])
-            timing = state.setdefault("timing", {"chunks": 0, "seconds": {}})
-            timing["chunks"] += 1
-            for name, t in part["seconds"].items():
-                timing["seconds"][name] = timing["seconds"].get(name, 0.0) + t
+            # the new totals whole, then taken with the chunk in one step: an interrupt in
+            # between leaves the state as it was (a chunk counted twice after --resume otherwise)
+            totals = {name: summarise(state["totals"].get(name), part["totals"][name])
+                      for name in sweep.implementations}
+            old = state.get("timing", {"chunks": 0, "seconds": {}})
+            timing = {"chunks": old["chunks"] + 1,
+                      "seconds": {name: old["seconds"].get(name, 0.0) + t
+                                  for name, t in part["seconds"].items()}}
             done.add(futures[future])
+            state.update(totals=totals, timing=timing, done=sorted(done))
             run_info["chunks"] += 1
             bar.update(1)
             if time.monotonic() - saved >= SAVE_INTERVAL_S:

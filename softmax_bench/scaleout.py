@@ -54,6 +54,7 @@ class _DaskExecutor:
     def __init__(self, dask_client):
         self.client = dask_client
         self.inner = dask_client.get_executor(pure=False)
+        self.workers = threads(dask_client)
 
     def submit(self, fn, *args):
         return self.inner.submit(fn, *args)
@@ -67,10 +68,13 @@ class _DaskExecutor:
 
 def executor(workers: int, scheduler: str | None = None):
     """A ``concurrent.futures`` executor: ``workers`` local processes (spawned: no state of this
-    one is inherited), or the Dask cluster at ``scheduler``."""
+    one is inherited), or the Dask cluster at ``scheduler``; its ``workers`` attribute says how
+    many tasks it runs at once."""
     if scheduler is None:
-        return concurrent.futures.ProcessPoolExecutor(
+        pool = concurrent.futures.ProcessPoolExecutor(
             max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool.workers = workers
+        return pool
     return _DaskExecutor(client(scheduler))
 
 
@@ -97,7 +101,12 @@ class FutureWorker:
         return True
 
     def receive(self):
+        """``("done", result)`` or ``("died", reason)`` of the task submitted last; ``("ready",
+        None)`` for a wake-up that is not its end (the byte of a task cancelled before it),
+        which the owner ignores."""
         self.conn.recv_bytes()
+        if self.future is None or not self.future.done():
+            return "ready", None
         future, self.future, self.task = self.future, None, None
         try:
             return "done", future.result()
@@ -107,6 +116,11 @@ class FutureWorker:
     def kill(self) -> None:
         if self.future is not None:
             self.future.cancel()
+
+    def close(self) -> None:
+        self.kill()
+        self.conn.close()
+        self._signal.close()
 
     def restart(self) -> None:
         self.kill()

@@ -201,3 +201,79 @@ def test_a_second_sweep_on_the_same_file_refuses(tmp_path):
     finally:
         held.release()
     assert not path.exists()
+
+
+def measure_made_up(dtype, function, row, outputs):
+    """measure() on one row and outputs of our choosing (the format's values)."""
+    s = sweep(dtype, function, implementations=("numpy",))
+    dt = format_of(dtype).dtype
+    rows = np.array([row], dtype=np.float64).astype(dt)
+    r, lo, hi = exhaustive._reference_direct(function, rows)
+    y = np.array([outputs], dtype=np.float64).astype(dt)
+    return exhaustive.measure(s, rows, y, r, lo, hi), r[0]
+
+
+@pytest.mark.parametrize("dtype,function,row,outputs,faithful,error", [
+    # the exact values are 1 - e^-1024 and e^-1024: 1 and 0 in double-doubles, yet on one side
+    ("float8_e5m2", "softmax", (0.0, -1024.0), (0.875, 0.0), 1, 1.0),
+    ("float8_e5m2", "softmax", (0.0, -1024.0), (1.0, 2.0**-16), 1, 1.0),
+    ("float8_e5m2", "softmax", (0.0, -1024.0), (1.25, 0.0), 0, 2.0),
+    ("float8_e5m2", "softmax", (0.0, -1024.0), (1.0, -(2.0**-16)), 0, 1.0),
+    ("float8_e5m2", "log_softmax", (0.0, -1024.0), (-(2.0**-16), -1024.0), 1, 1.0),
+    ("float8_e5m2", "log_softmax", (0.0, -1024.0), (-0.0, -1280.0), 1, 1.0),
+    ("float8_e5m2", "log_softmax", (0.0, -1024.0), (-0.0, -768.0), 0, 1.0),
+    # a NaN output where the reference is NaN (-736 overflows e4m3fn) beside an undecided one
+    ("float8_e4m3fn", "log_softmax", (288.0, -448.0), (-(2.0**-9), np.nan), 1, 1.0),
+    # an entry alone: exactly 1 and 0, so the neighbours are not faithful
+    ("float8_e5m2", "softmax", (3.0, -np.inf), (0.875, 0.0), 0, 0.5),
+    ("float8_e5m2", "softmax", (3.0, -np.inf), (1.0, 2.0**-16), 0, 1.0),
+])
+def test_made_up_outputs_near_exactly_representable_values(dtype, function, row, outputs, faithful, error):
+    got, r = measure_made_up(dtype, function, row, outputs)
+    assert got["correctly_rounded"] == 0 and got["faithful"] == faithful, (got, r)
+    assert got["max_error"] == pytest.approx(error, rel=1e-9, abs=1e-9), (got, r)
+
+
+def test_side_beyond_double_doubles_by_interval_arithmetic():
+    # 0.5 + 2**-80: a double-double would not round it away from 0.5 (rounding to float8 loses
+    # it), mpmath's intervals tell it is above
+    x = np.array([2.0**-79, 0.0])
+    assert exhaustive._side("softmax", x, 0, 0.5) == 1 and exhaustive._side("softmax", x, 1, 0.5) == -1
+    # -ln 2 = -0.693147180559945309...; float64's -0.6931471805599453 is -0.693147180559945286...
+    assert exhaustive._side("log_softmax", np.array([0.0, 0.0]), 0, -0.6931471805599453) == -1
+    assert exhaustive._side("softmax", np.array([1.0, -np.inf]), 0, 1.0) == 0  # exactly 1
+
+
+def test_worst_rows_are_the_largest_errors_then_bit_order():
+    rows = np.arange(1000, dtype=np.uint16)[::-1].reshape(-1, 2).view(np.float16)  # keys descending
+    keys = exhaustive._keys(rows)
+    err = np.zeros(len(rows))
+    err[[3, 10, 20, 30, 40, 50, 60]] = 7.0  # seven rows tie at the largest error
+    err[5] = 9.0
+    got = exhaustive._largest(err, rows, np.arange(len(rows)))
+    tied = np.array([3, 10, 20, 30, 40, 50, 60])
+    want = [5] + list(tied[np.argsort(keys[tied])][:exhaustive.KEEP - 1])
+    assert list(got) == want
+    assert list(exhaustive._largest(err, rows, np.array([3, 5]))) == [5, 3]
+
+
+def test_an_interrupt_inside_a_chunk_never_counts_it_twice(tmp_path, monkeypatch):
+    s = sweep(implementations=("softmax/shifted/float8_e5m2@float32", "numpy"))
+    whole = exhaustive.run(s, None, workers=1, progress=False)
+    path = tmp_path / "e5m2.json"
+    calls = {"n": 0}
+    real = exhaustive.summarise
+
+    def interrupted(total, part):
+        calls["n"] += 1
+        if calls["n"] == 302:  # between the two implementations of one chunk
+            raise KeyboardInterrupt
+        return real(total, part)
+
+    monkeypatch.setattr(exhaustive, "summarise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        exhaustive.run(s, path, workers=1, progress=False)
+    monkeypatch.setattr(exhaustive, "summarise", real)
+    resumed = exhaustive.run(s, path, workers=1, resume=True, progress=False)
+    assert resumed["totals"] == whole["totals"]
+    assert resumed["totals"]["numpy"]["rows"] == 2**16

@@ -65,6 +65,24 @@ def test_a_task_that_fails_on_the_cluster_is_reported_as_died(cluster):
         pool.shutdown()
 
 
+def test_a_cancelled_task_never_answers_for_the_next(cluster):
+    pool = scaleout.executor(0, cluster)
+    try:
+        worker = scaleout.FutureWorker(pool, audit._case_task)
+        worker.submit((config(), ("normal1", "float32", 10)), "first", None)
+        worker.restart()  # cancelled: its wake-up byte may come after the next submission
+        worker.submit((config(), ("normal1", "float32", 2)), "second", None)
+        kinds = []
+        while not kinds or kinds[-1][0] != "done":
+            assert scaleout.wait([worker.conn], 120) == [worker.conn]
+            kinds.append(worker.receive())
+        assert {k for k, _ in kinds[:-1]} <= {"ready"}
+        assert kinds[-1][1]["records"][0]["n"] == 2 and worker.idle
+        worker.close()
+    finally:
+        pool.shutdown()
+
+
 def test_an_unreachable_scheduler_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(scaleout, "CONNECT_TIMEOUT_S", 2)
     with pytest.raises(scaleout.ScaleOutError, match="cannot reach the Dask scheduler"):
