@@ -305,6 +305,10 @@ def cmd_exhaustive(args) -> int:
         print(f"softmax-bench exhaustive: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if path.exists():  # the table of what is done, marked partial
+            from softmax_bench.results_io import load_json
+
+            path.with_suffix(".md").write_text(exhaustive.markdown(load_json(path)))
         print(f"softmax-bench exhaustive: interrupted; finished chunks kept in {path} (--resume goes on)",
               file=sys.stderr)
         return 128 + (terminated[0] if terminated else signal.SIGINT)
