@@ -155,3 +155,23 @@ def test_machine_prints_the_name_asv_files_results_under(capsys):
 
     assert main(["machine"]) == 0
     assert capsys.readouterr().out.strip() == machine_name()
+
+
+def test_an_interrupted_exhaustive_sweep_keeps_its_partial_table(tmp_path, monkeypatch, capsys):
+    from softmax_bench import exhaustive
+
+    calls = {"n": 0}
+    real = exhaustive.summarise
+
+    def interrupted(total, part):
+        calls["n"] += 1
+        if calls["n"] > 10:
+            raise KeyboardInterrupt
+        return real(total, part)
+
+    monkeypatch.setattr(exhaustive, "summarise", interrupted)
+    path = tmp_path / "e5m2.json"
+    code = main(["exhaustive", "--dtype", "float8_e5m2", "--implementations", "numpy", "--workers", "1",
+                 "--json", str(path), "--no-progress"])
+    assert code == 130 and "--resume goes on" in capsys.readouterr().err
+    assert "**Partial:** 10 of 1056 chunks" in path.with_suffix(".md").read_text()
