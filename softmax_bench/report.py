@@ -351,8 +351,12 @@ def _exhaustive_section(out_dir: Path) -> list[str]:
     states = [s for s in states if s.get("meta", {}).get("tool") == "softmax-bench exhaustive"]
     if not states:
         return []
-    return ["## Every row of two (softmax-bench exhaustive)", "",
-            "Every row of two values of the format, finite and special, through every kernel mode "
+    config = [s["meta"]["config"] for s in states]  # pairs first, then rows of three
+    states = [s for _, s in sorted(zip(config, states), key=lambda cs: (
+        cs[0]["domain"] != "pairs", cs[0]["dtype"], cs[0]["function"], cs[0]["window"] or []))]
+    return ["## Exhaustive sweeps (softmax-bench exhaustive)", "",
+            "Every row of two values of the format, finite and special (or every row of three in a "
+            "window of values), through every kernel mode "
             "and peer (`softmax_bench/exhaustive.py`): rows whose outputs are all correctly rounded, "
             "all faithful (each one of the two format numbers around the exact value), the "
             "largest error in ULPs of the exact value (an upper bound within 2e-12 of it), rows "

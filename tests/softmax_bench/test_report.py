@@ -107,3 +107,20 @@ def test_rounding_table_says_correctly_rounded_faithful_or_neither():
     assert "neither" in rows["`c`"]
     assert "**correctly rounded**" in rows["`d`"] and "faithful" in rows["`e`"]
     assert "written before" in report.rounding_table([rec()])
+
+
+def test_exhaustive_sweeps_get_a_section_pairs_first(tmp_path):
+    from softmax_bench import exhaustive
+
+    (tmp_path / "exhaustive").mkdir()
+    pairs = exhaustive.Sweep("float8_e5m2", "softmax", implementations=("softmax/online/float8_e5m2@float32",))
+    exhaustive.run(pairs, tmp_path / "exhaustive" / "z-pairs.json", workers=1, progress=False)
+    triples = exhaustive.Sweep("float8_e5m2", "softmax", "triples", (0x30, 8), ("numpy",))
+    exhaustive.run(triples, tmp_path / "exhaustive" / "a-triples.json", workers=1, progress=False)
+    (tmp_path / "exhaustive" / "notes.json").write_text('{"not": "a sweep"}')
+    text = report._exhaustive_section(tmp_path)
+    assert text[0] == "## Exhaustive sweeps (softmax-bench exhaustive)"
+    body = "\n".join(text)
+    assert body.index("every pair of float8_e5m2") < body.index("every row of three float8_e5m2")
+    assert "- correctly rounded on every row: `softmax/online/float8_e5m2@float32`" in body
+    assert report._exhaustive_section(tmp_path / "nowhere") == []
