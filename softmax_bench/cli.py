@@ -286,17 +286,22 @@ def cmd_exhaustive(args) -> int:
             print(f"softmax-bench exhaustive: --triples {args.triples!r}: FIRST+COUNT, e.g. 0x3c00+256",
                   file=sys.stderr)
             return 2
-    try:
-        names = tuple(args.implementations or exhaustive.implementation_names(args.dtype, args.function))
-        sweep = exhaustive.Sweep(args.dtype, args.function, "triples" if window else "pairs", window, names)
-        sweep.check()
-    except ValueError as err:
-        print(f"softmax-bench exhaustive: {err}", file=sys.stderr)
-        return 2
     path = args.json
     if path is None:
         domain = f"triples-{window[0]:#06x}+{window[1]}" if window else "pairs"
         path = Path("results/exhaustive") / f"{args.dtype}-{args.function}-{domain}.json"
+    try:
+        names = args.implementations
+        if not names and args.resume and path.exists():  # the file's own list (jax may be new here)
+            from softmax_bench.results_io import load_json
+
+            names = load_json(path).get("meta", {}).get("config", {}).get("implementations")
+        names = tuple(names or exhaustive.implementation_names(args.dtype, args.function))
+        sweep = exhaustive.Sweep(args.dtype, args.function, "triples" if window else "pairs", window, names)
+        sweep.check()
+    except (ValueError, OSError) as err:
+        print(f"softmax-bench exhaustive: {err}", file=sys.stderr)
+        return 2
     terminated = _stop_on_sigterm()
     try:
         state = exhaustive.run(sweep, path, workers=args.workers, scheduler=args.scheduler,
@@ -495,7 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
     exh.add_argument("--json", type=Path, default=None,
                      help="results file (default: results/exhaustive/DTYPE-FUNCTION-DOMAIN.json), "
                           "with its Markdown table beside it")
-    exh.add_argument("--resume", action="store_true", help="keep the finished chunks of --json, run the rest")
+    exh.add_argument("--resume", action="store_true",
+                     help="keep the finished chunks of --json, run the rest (with its implementations "
+                          "unless --implementations is given)")
     exh.add_argument("--no-progress", action="store_true")
     exh.set_defaults(func=cmd_exhaustive)
 

@@ -143,6 +143,8 @@ def test_exhaustive_writes_its_json_and_table_and_refuses_bad_settings(tmp_path,
     assert "| numpy |" in path.with_suffix(".md").read_text()
     assert main(argv) == 2 and "--resume" in capsys.readouterr().err  # never overwritten
     assert main(argv + ["--resume"]) == 0
+    assert main(["exhaustive", "--dtype", "float8_e5m2", "--json", str(path), "--resume",
+                 "--no-progress"]) == 0  # the file's implementations, not every installed one
     for bad, words in [(["--triples", "0x3c00"], "FIRST+COUNT"), (["--triples", "0xfff0+100"], "outside"),
                        (["--implementations", "nope"], "no softmax 'nope' for float16")]:
         code = main(["exhaustive", "--dtype", "float16", "--json", str(tmp_path / "x.json"),
