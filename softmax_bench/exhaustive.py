@@ -373,30 +373,75 @@ def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, 
         cr[i], faithful[i], err[i], flags[i] = row_cr, row_f, row_e, row_flags
 
 
-def _settle(sweep, rows, c, r, undecided, faithful, err):
-    """Rows whose enclosure held ``r`` where ``c`` is not ``r``: faithfulness and error from the
-    exact double-double values (``reference.exact``, ``formats.exact_ulp_error``), and where
-    those round to ``r`` itself, from :func:`_side`."""
+def _settle(sweep, rows, c, r, lo, hi, undecided, faithful, err):
+    """Rows whose enclosure held ``r`` where ``c`` is not ``r``. Where the row's structure tells
+    the exact value's side of ``r`` (:func:`_structural_side`), the enclosure's error stands and
+    faithfulness follows; the other rows take both from the exact double-double values
+    (``reference.exact``, ``formats.exact_ulp_error``) and, where those round to ``r`` itself,
+    from :func:`_side`."""
+    fmt = sweep.format
+    x = rows[undecided].astype(np.float64)
+    cu, ru = c[undecided], r[undecided]
+    differ = (cu != ru) & ~(np.isnan(cu) & np.isnan(ru))
+    held = differ & (lo[undecided] <= ru) & (ru <= hi[undecided])  # what _classify left open
+    side = _structural_side(sweep.function, x, ru)
+    known = ~(held & (side == 0)).any(axis=1)
+    if known.any():
+        rows_k, held_k, side_k, r_k = undecided[known], held[known], side[known], ru[known]
+        faithful[rows_k] = _faithful(cu[known], r_k, side_k, held_k, fmt)
+        # the error over the enclosure's part on v's side of r (its binade: v's)
+        lo_k = np.where(held_k & (side_k > 0), np.maximum(lo[rows_k], r_k), lo[rows_k])
+        hi_k = np.where(held_k & (side_k < 0), np.minimum(hi[rows_k], r_k), hi[rows_k])
+        err[rows_k] = _classified(cu[known], r_k, lo_k, hi_k, fmt)[2]
+    rest = ~known
+    if rest.any():
+        faithful[undecided[rest]], err[undecided[rest]] = _settle_exact(
+            sweep, rows[undecided[rest]], x[rest], cu[rest], ru[rest], side[rest], differ[rest])
+
+
+def _faithful(cu, ru, side, which, fmt) -> np.ndarray:
+    """Per row: every output of ``which`` is ``r``'s neighbour on ``side`` (the others are
+    faithful already)."""
+    ok = np.ones(cu.shape, dtype=np.bool_)
+    _neighbour_is(cu, ru, side.astype(np.int8), which, fmt.precision, fmt.emin, ok)
+    return ok.all(axis=1)
+
+
+@_cached_njit
+def _neighbour_is(c, r, side, which, p, emin, ok):
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            if which[i, j]:
+                ok[i, j] = side[i, j] != 0 and c[i, j] == neighbour(r[i, j], side[i, j] > 0, p, emin)
+
+
+def _structural_side(function: str, x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """The sign of ``v - r`` where the row's structure tells it, else 0 (rows: no NaN, no
+    +inf): with two live entries or more, softmax lies strictly inside (0, 1) and log-softmax
+    strictly below ``x_j - max`` (exact: 16-bit values differ by less than 2**40)."""
+    live = x > -np.inf
+    ok = live & (live.sum(axis=1, keepdims=True) >= 2) & np.isfinite(r)
+    if function == "softmax":
+        return np.where(ok & (r >= 1.0), -1, np.where(ok & (r <= 0.0), 1, 0))
+    return np.where(ok & (r >= x - x.max(axis=1, keepdims=True)), -1, 0)
+
+
+def _settle_exact(sweep, rows, x, cu, ru, known_side, differ):
+    """``(faithful, error)`` per row from ``reference.exact``'s double-doubles."""
     from softmax_bench import reference
     from softmax_bench.formats import exact_ulp_error
 
     fmt = sweep.format
-    hi, lo = reference.exact(sweep.function, rows[undecided])
-    cu, ru = c[undecided], r[undecided]
+    hi, lo = reference.exact(sweep.function, rows)
     with np.errstate(invalid="ignore"):  # inf - inf where both are infinite: NaN, no side
         side = np.nan_to_num(np.sign((hi - ru) + lo))  # v above, below, or at r
-    x = rows[undecided].astype(np.float64)
+    side = np.where(side == 0, known_side, side)
     for k, j in zip(*np.nonzero((side == 0) & np.isfinite(ru))):
         side[k, j] = _side(sweep.function, x[k], j, ru[k, j])
     # where the double-double is r itself, v lies on ``side`` of it: its binade is the one there
     lo = np.where((hi == ru) & (lo == 0.0), side * 2.0**-1074, lo)
-    e = exact_ulp_error(cu, hi, lo, ru, fmt.dtype)
-    ok = np.ones(cu.shape, dtype=bool)
-    for k, j in zip(*np.nonzero((cu != ru) & ~(np.isnan(cu) & np.isnan(ru)))):
-        ok[k, j] = bool(side[k, j]) and cu[k, j] == neighbour(ru[k, j], side[k, j] > 0,
-                                                              fmt.precision, fmt.emin)
-    faithful[undecided] = ok.all(axis=1)
-    err[undecided] = e.max(axis=1)
+    return (_faithful(cu, ru, side, differ, fmt),
+            exact_ulp_error(cu, hi, lo, ru, fmt.dtype).max(axis=1))
 
 
 #: mpmath precisions (bits) :func:`_side` tries before it gives up.
@@ -405,10 +450,9 @@ SIDE_PRECISIONS = (128, 512, 2048, 8192)
 
 def _side(function: str, x: np.ndarray, j: int, r: float) -> int:
     """The sign of ``v - r`` for output ``j`` of the row ``x`` (no NaN, no +inf) whose
-    double-double exact value rounds to the format number ``r`` itself: 0 where ``v`` is exact (an
-    entry alone or masked: softmax 1 or 0, log-softmax 0 or -inf); with two live entries or more
-    softmax lies strictly inside (0, 1) and log-softmax strictly below ``x_j - max``, which
-    decides every ``r`` at those ends (``v = 1 - e^-1024`` is 1 in double-doubles); a softmax of
+    double-double exact value rounds to the format number ``r`` itself and whose structure does
+    not tell (:func:`_structural_side`: ``v = 1 - e^-1024`` is 1 in double-doubles): 0 where ``v``
+    is exact (an entry alone or masked: softmax 1 or 0, log-softmax 0 or -inf); a softmax of
     ``k`` equal live entries is ``1/k``. Every other ``v`` is irrational (Lindemann-Weierstrass:
     exponentials of distinct rationals are linearly independent over the rationals), so never
     ``r``, and mpmath's interval arithmetic at growing precision tells its side (ArithmeticError
@@ -419,10 +463,6 @@ def _side(function: str, x: np.ndarray, j: int, r: float) -> int:
     if function == "softmax" and np.all(x[live] == x[j]):  # v = 1/k exactly
         return int(np.sign(1.0 - live.sum() * r))  # k r: exact in float64
     m = x.max()
-    if function == "softmax" and (r >= 1.0 or r <= 0.0):
-        return -1 if r >= 1.0 else 1
-    if function == "log_softmax" and r >= x[j] - m:  # exact: 16-bit values differ by < 2**40
-        return -1
     from mpmath import iv
 
     saved = iv.prec  # mpmath's interval context has no workprec
@@ -467,20 +507,28 @@ def _largest(err, rows, candidates) -> np.ndarray:
     return candidates[np.lexsort((_keys(rows[candidates]), -err[candidates]))][:KEEP]
 
 
-def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
-    """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``."""
-    fmt = sweep.format
-    c = y.astype(np.float64)
-    n = rows.shape[0]
+def _classified(c, r, lo, hi, fmt):
+    """:func:`_classify`'s ``(correctly_rounded, faithful, error, flags)`` per row."""
+    n = c.shape[0]
     cr = np.empty(n, dtype=np.bool_)
     faithful = np.empty(n, dtype=np.int8)
     err = np.empty(n)
     flags = np.empty(n, dtype=np.uint8)
-    _classify(c, r, lo, hi, lo.view(np.int64), hi.view(np.int64), _inverse_units(fmt.precision, fmt.emin),
-              fmt.precision, fmt.emin, cr, faithful, err, flags)
+    lo, hi = np.ascontiguousarray(lo), np.ascontiguousarray(hi)
+    _classify(c, r, lo, hi, lo.view(np.int64), hi.view(np.int64),
+              _inverse_units(fmt.precision, fmt.emin), fmt.precision, fmt.emin, cr, faithful, err,
+              flags)
+    return cr, faithful, err, flags
+
+
+def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
+    """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``."""
+    c = y.astype(np.float64)
+    n = rows.shape[0]
+    cr, faithful, err, flags = _classified(c, r, lo, hi, sweep.format)
     undecided = np.flatnonzero(faithful < 0)
     if undecided.size:
-        _settle(sweep, rows, c, r, undecided, faithful, err)
+        _settle(sweep, rows, c, r, lo, hi, undecided, faithful, err)
     finite = np.isfinite(err)
     worst = _largest(err, rows, np.flatnonzero(finite))
     nonfinite = np.flatnonzero(~finite)
