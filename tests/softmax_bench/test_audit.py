@@ -1,7 +1,6 @@
 """softmax_bench.audit: records, the JSON contract, the results file (lock, resume, refusals), the
 contract probe and the verdict. Hostile implementations and interrupts: test_audit_isolation.py."""
 import json
-import os
 
 import numpy as np
 import pytest
