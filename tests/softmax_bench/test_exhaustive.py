@@ -257,3 +257,14 @@ def test_worst_rows_are_the_largest_errors_then_bit_order():
     want = [5] + list(tied[np.argsort(keys[tied])][:exhaustive.KEEP - 1])
     assert list(got) == want
     assert list(exhaustive._largest(err, rows, np.array([3, 5]))) == [5, 3]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_kth_largest_is_numpys_partition(seed):
+    rng = np.random.default_rng(seed)
+    values = rng.integers(0, 6, size=200).astype(np.float64) * rng.choice([1.0, 0.25])  # ties
+    values[rng.integers(0, 200, 5)] = -np.inf
+    candidates = np.sort(rng.choice(200, size=rng.integers(1, 200), replace=False))
+    for k in range(1, min(6, candidates.size) + 1):
+        want = np.partition(values[candidates], candidates.size - k)[candidates.size - k]
+        assert exhaustive._kth_largest(values, candidates, k) == want
