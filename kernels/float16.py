@@ -73,6 +73,13 @@ __all__ = [
     "float_bits",
     "bits_float",
     "always_inline",
+    "F16C",
+    "half_to_float_f16c",
+    "float_to_half_f16c",
+    "round_to_half_f16c",
+    "widen_half",
+    "narrow_half",
+    "round_half",
 ]
 
 
@@ -168,12 +175,19 @@ def _tiny_plus_half(a):
 
 
 @cached_njit
+def _nan_payload(a):
+    """The 10 payload bits of the binary16 NaN for a float32 NaN magnitude ``a``: its top 10
+    (as numpy), 1 where those are all 0 (so that the NaN stays a NaN)."""
+    always_inline()
+    t = (a & 0x7FFFFF) >> 13
+    return t if t != 0 else 1
+
+
+@cached_njit
 def _half_bits_of_magnitude(a):
     """binary16 magnitude bits (int64, 0..0x7fff) for a float32 magnitude bit pattern ``a``."""
     always_inline()
-    sig = a & 0x7FFFFF
-    t = sig >> 13
-    nan_bits = 0x7C00 | (t if t != 0 else 1)
+    nan_bits = 0x7C00 | _nan_payload(a)
     # normal binary16: drop 13 bits with round-to-nearest-even; a carry out of the significand
     # bumps the exponent, which is right (and turns 65520 <= |f| < 65536 into inf, 0x7c00).
     normal_bits = (a - _REBIAS + 0xFFF + ((a >> 13) & 1)) >> 13
@@ -223,9 +237,7 @@ def round_to_half(f):
     u = np.int64(float_bits(np.float32(f)))
     sign = u & 0x80000000
     a = u & 0x7FFFFFFF
-    sig = a & 0x7FFFFF
-    t = sig >> 13
-    nan_bits = _F32_INF | ((t if t != 0 else 1) << 13)
+    nan_bits = _F32_INF | (_nan_payload(a) << 13)
     normal = (a + 0xFFF + ((a >> 13) & 1)) & 0x7FFFE000
     tiny = np.int64(float_bits(_tiny_plus_half(a) - _HALF))
     r = normal if a >= _F32_HALF_MIN_NORMAL else tiny
@@ -257,6 +269,98 @@ def round64_to_half(d):
     b = b - 1 if (inexact and away) else b
     b = b | 1 if inexact else b  # a NaN compares unequal: only its low payload bit is set
     return round_to_half(bits_float(b, _F32_ONE))
+
+
+# ---------------------------------------------------------------------------------------------
+# hardware conversions (F16C: vcvtph2ps / vcvtps2ph), chosen at compile time
+# ---------------------------------------------------------------------------------------------
+def _target_has_f16c() -> bool:
+    """Whether numba compiles for a CPU with F16C: the features of its own target machine
+    (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES respected), which are also part of every numba cache
+    entry's key, so a cached kernel never runs on a CPU its conversions do not suit."""
+    try:
+        from numba.core.registry import cpu_target
+
+        features = cpu_target.target_context.codegen()._tm_features
+    except (AttributeError, ImportError):  # another numba: the bit operations, always right
+        return False
+    return "+f16c" in features.split(",")
+
+
+#: True when the kernels convert binary16 with the CPU's F16C instructions (LLVM's ``fpext`` /
+#: ``fptrunc`` on ``half``), False when with the integer bit operations above. Either way the
+#: bits are the same (tests/kernels/test_float16.py checks every input both ways): the hardware
+#: quiets signalling NaNs, so NaNs take the bit operations' result in both directions.
+F16C = _target_has_f16c()
+
+
+@intrinsic
+def _fpext_half(typingctx, h):
+    """binary16 bits (the low 16 bits of an integer) -> float32, LLVM ``fpext half`` (only where
+    the target has F16C: elsewhere LLVM would call a runtime function numba does not link)."""
+    if not isinstance(h, types.Integer):
+        return None
+    sig = types.float32(h)
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        if v.type.width > 16:
+            v = builder.trunc(v, ir.IntType(16))
+        elif v.type.width < 16:
+            v = builder.zext(v, ir.IntType(16))
+        return builder.fpext(builder.bitcast(v, ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _fptrunc_half(typingctx, f):
+    """float32 -> binary16 bits (uint16), LLVM ``fptrunc`` to ``half`` (round to nearest even)."""
+    if f != types.float32:
+        return None
+    sig = types.uint16(f)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+
+    return sig, codegen
+
+
+@cached_njit
+def half_to_float_f16c(h):
+    """:func:`half_to_float` by the F16C conversion (NaNs by the bit operations)."""
+    always_inline()
+    h = np.int64(h) & 0xFFFF
+    nan = bits_float(((h & 0x8000) << 16) | _F32_INF | ((h & 0x3FF) << 13), _F32_ONE)
+    return nan if (h & 0x7FFF) > 0x7C00 else _fpext_half(h)
+
+
+@cached_njit
+def float_to_half_f16c(f):
+    """:func:`float_to_half` by the F16C conversion (NaNs by the bit operations)."""
+    always_inline()
+    f = np.float32(f)
+    u = np.int64(float_bits(f))
+    a = u & 0x7FFFFFFF
+    nan = np.uint16(((u >> 16) & 0x8000) | 0x7C00 | _nan_payload(a))
+    return nan if a > _F32_INF else _fptrunc_half(f)
+
+
+@cached_njit
+def round_to_half_f16c(f):
+    """:func:`round_to_half` by the F16C conversions (NaNs by the bit operations)."""
+    always_inline()
+    f = np.float32(f)
+    u = np.int64(float_bits(f))
+    a = u & 0x7FFFFFFF
+    nan = bits_float((u & 0x80000000) | _F32_INF | (_nan_payload(a) << 13), _F32_ONE)
+    return nan if a > _F32_INF else _fpext_half(_fptrunc_half(f))
+
+
+#: The conversions the kernels use (:mod:`.arith`): F16C where the target has it.
+widen_half = half_to_float_f16c if F16C else half_to_float
+narrow_half = float_to_half_f16c if F16C else float_to_half
+round_half = round_to_half_f16c if F16C else round_to_half
 
 
 # ---------------------------------------------------------------------------------------------

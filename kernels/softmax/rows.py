@@ -19,13 +19,14 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ..arith import kernel_jit, one, rnd, zero
+from ..arith import kernel_jit, one, rnd
 from ..passes import (
     SPLIT,
     bundle_exp_sum,
     bundle_max,
     bundle_rows,
     bundle_scale,
+    compute_array,
     exp_sum,
     first_max_index,
     max_index,
@@ -127,9 +128,10 @@ def _rows_range(x, out, r0, r1, c, shift, leave_out):
         for r in range(r0, r1):
             _row(x[r], out[r], scratch, c, shift, leave_out)
     else:
-        ms = np.full(per, zero(c))
-        ks = np.zeros(per, np.int64)
-        sums = np.full(per, zero(c))
+        size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
+        ms = compute_array(size, c)
+        ks = np.empty(size, np.int64)
+        sums = compute_array(size, c)
         xf = x.reshape(x.size)
         of = out.reshape(out.size)
         for b0 in range(r0, r1, per):
