@@ -10,10 +10,31 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["warm", "warm_parallel"]
+__all__ = ["warm", "warm_parallel", "compile_notice", "COMPILE_S"]
+
+#: Seconds one kernel adds to a run with an empty cache, per core: the default audit's first run
+#: in a fresh venv took 206 s longer than a warm one for its 126 kernels on 2 case workers, on the
+#: 2-core AMD EPYC development machine (numba 0.68.1). (Compiled one after another in a process of
+#: their own, 42 softmax kernels took 5.6 s each on average, the first ones 9 to 10 s: the helpers
+#: they share are typed once per process.)
+COMPILE_S = 3.3
+
+
+def compile_notice(count: int, workers: int) -> str | None:
+    """The line to print before a command compiles ``count`` kernels on ``workers`` processes
+    when this version of the kernels has never been compiled here (its cache folder holds no
+    compiled code), else None: the first run's minutes are spent compiling, once."""
+    from .cache import CACHE_FOLDER
+
+    if CACHE_FOLDER is None or any(Path(CACHE_FOLDER).glob("*.nbi")):
+        return None
+    minutes = COMPILE_S * count / max(1, workers) / 60
+    return (f"compiling {count} kernels once, about {minutes:.0f} min on {workers} "
+            f"{'core' if workers == 1 else 'cores'} (numba; later runs load them from {CACHE_FOLDER})")
 
 
 def warm(ids) -> None:

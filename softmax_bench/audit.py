@@ -32,6 +32,7 @@ its index). Record fields: see :func:`run`.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -43,6 +44,7 @@ from softmax_bench import inputs, metrics, scaleout
 from softmax_bench.formats import format_of
 from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, GRADIENTS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
+from softmax_bench.kernels.warm import compile_notice
 from softmax_bench.results_io import hold_lock, load_json, provenance, write_json_atomic
 
 __all__ = [
@@ -561,6 +563,9 @@ class _Run:
         pool = scaleout.executor(0, config.scheduler) if config.scheduler else None
         cores = pool.workers if pool else os.cpu_count() or 1
         workers = min(config.workers or cores, len(self.pending))
+        notice = compile_notice(len(self.kernel_ids), workers)
+        if notice and not self.bar.disable:
+            self.bar.write(notice, file=sys.stderr)
         try:
             for i in range(workers):
                 label = f"case worker {i}"

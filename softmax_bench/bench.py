@@ -1,29 +1,33 @@
-"""Timings of the softmax kernels against their peers and a memory copy, all in one process.
+"""Timings of the kernels against their peers and a memory copy, all in one process.
 
-For every case (storage dtype and shape; softmax along the last axis) the same input array is
-given to:
+For every case of the grid (:data:`CASES`: storage format and shape; the function along the last
+axis) and one function (``--function``: softmax, log_softmax or logsumexp), the same input array
+(standard normal, rounded to the format) is given to:
 
-- the registered softmax kernels (default ``shifted`` and ``naive``, ``--algorithms`` for others,
-  e.g. ``online two_pass``; for 16-bit formats both compute modes), called as ``f(x)``
-  (allocating their result, like the peers), and every algorithm but naive also as
-  ``f(x, out=out)`` into a preallocated array (like the copy: a fresh output of tens of MB costs
-  page faults and zeroing on first touch, which the copy does not pay);
-- numpy composed: ``e = np.exp(x - x.max(-1, keepdims=True)); e / e.sum(-1, keepdims=True)``;
-- ``scipy.special.softmax(x, axis=-1)`` and ``torch.softmax(torch.from_numpy(x), -1)`` (with
-  ``torch.set_num_threads(2)``) when importable;
+- the registered kernels of the function (softmax: ``shifted`` and ``naive`` by default,
+  ``--algorithms`` for others, e.g. ``online two_pass``; for 16-bit formats both compute modes),
+  called as ``f(x)`` (allocating their result, like the peers), and every algorithm but naive
+  also as ``f(x, out=out)`` into a preallocated array (like the copy: a fresh output of tens of
+  MB costs page faults and zeroing on first touch, which the copy does not pay);
+- numpy composed (shifted by the row maximum, in the input's dtype);
+- ``scipy.special.<function>(x, axis=-1)`` and ``torch.<function>(torch.from_numpy(x), -1)``
+  (with ``torch.set_num_threads(2)``) when importable (torch has no float8 softmax on the CPU:
+  recorded as unsupported);
 - ``np.copyto(out, x)`` into a preallocated array: one read and one write of every element, the
   memory floor of any out-of-place softmax.
 
-Method: every implementation is called once first (numba compiles or loads its cache, peers warm
-up); then rounds of one call of each implementation in turn (interleaved, so that a change in
-machine load hits all of them alike) until the case has had ``--min-repeat`` rounds and spent
-``--budget`` seconds, or ``--max-repeat`` rounds. Reported per implementation: median, quartiles,
-min and max of the wall times, ns per element (median / elements), and ratios of medians
-``implementation / peer`` for every kernel. Results go to a printed table and to JSON (written
-atomically: a temporary file in the same directory, then ``os.replace``).
+Method: every implementation is first called until its timings settle (three calls in a row
+within 20% of each other, at most 50 calls or 1 s: numba compiles or loads its cache, torch's
+first calls on a new shape allocate and run 4x slower); then rounds of one call of each
+implementation in turn (interleaved, so that a change in machine load hits all of them alike)
+until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
+``--max-repeat`` rounds. Reported per implementation: median, quartiles, min and max of the wall
+times, ns per element (median / elements), and ratios of medians ``implementation / peer`` for
+every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
+(``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
+ISA flags) and the load average; a load average above half the cores is warned about.
 
-Run: ``softmax-bench bench [--quick] [--out PATH] [--cases SUBSTRING ...]`` (or
-``python -m softmax_bench.bench``). A load average above half the cores is warned about.
+Run: ``softmax-bench bench [--quick] [--function F] [--cases SUBSTRING ...] [--out PATH]``.
 """
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ from typing import Callable
 
 import numpy as np
 
-from softmax_bench.results_io import provenance, write_json_atomic
+from softmax_bench.results_io import atomic_write, provenance, write_json_atomic
 
 __all__ = ["main", "run", "CASES", "Case"]
 
@@ -59,38 +63,47 @@ class Case:
         return int(np.prod(self.shape))
 
 
-_SHAPES = [(1000,), (100_000,), (10_000_000,), (4096, 1024), (65536, 10)]
-CASES: tuple[Case, ...] = tuple(
-    Case(dt, shape, computes)
-    for dt, computes in [
-        ("float32", ("float32",)),
-        ("float64", ("float64",)),
-        ("float16", ("float32", "float16")),
-        ("bfloat16", ("float32", "bfloat16")),
-    ]
-    for shape in _SHAPES
-)
-_QUICK_SHAPES = {(1000,), (100_000,), (256, 1024), (4096, 10)}
+#: The standard grid: the shapes users time (one 1,000-element row: call overhead; a 10^5 row; a
+#: 10^7 row: memory; a 4096 x 1024 batch; many 10-element rows; a batch of 128,000-wide vocabulary
+#: rows) in every storage format, each with the compute modes of its kernels.
+_SHAPES = [(1000,), (100_000,), (10_000_000,), (4096, 1024), (65536, 10), (64, 128_000)]
+_COMPUTES = [
+    ("float32", ("float32",)),
+    ("float64", ("float64",)),
+    ("float16", ("float32", "float16")),
+    ("bfloat16", ("float32", "bfloat16")),
+    ("float8_e4m3fn", ("float32",)),
+    ("float8_e5m2", ("float32",)),
+]
+CASES: tuple[Case, ...] = tuple(Case(dt, shape, computes) for dt, computes in _COMPUTES for shape in _SHAPES)
+_QUICK_SHAPES = [(1000,), (100_000,), (4096, 10), (256, 1024)]
 QUICK_CASES: tuple[Case, ...] = tuple(
-    Case(dt, shape, computes)
-    for dt, computes in [("float32", ("float32",)), ("float64", ("float64",)), ("float16", ("float32", "float16")),
-                         ("bfloat16", ("float32", "bfloat16"))]
-    for shape in sorted(_QUICK_SHAPES, key=lambda s: (len(s), s))
-)
+    Case(dt, shape, computes) for dt, computes in _COMPUTES[:4] for shape in _QUICK_SHAPES)
+
+#: The functions ``bench`` times, with their default algorithms.
+DEFAULT_ALGORITHMS = {"softmax": ("shifted", "naive"), "log_softmax": ("shifted",),
+                      "logsumexp": ("shifted",)}
 
 
-def _numpy_composed(x):
-    e = np.exp(x - x.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _numpy_composed(function: str, x):
+    """The function as numpy users write it: shifted by the row maximum, in x's dtype."""
+    m = x.max(axis=-1, keepdims=True)
+    if function == "softmax":
+        e = np.exp(x - m)
+        return e / e.sum(axis=-1, keepdims=True)
+    d = x - m
+    lse = np.log(np.exp(d).sum(axis=-1, keepdims=True))
+    return d - lse if function == "log_softmax" else (m + lse)[..., 0]
 
 
-def _peers(x: np.ndarray, use_torch: bool) -> dict[str, Callable[[], object]]:
+def _peers(function: str, x: np.ndarray, use_torch: bool) -> dict[str, Callable[[], object]]:
     """name -> zero-argument callable for the peers that are installed and accept ``x``."""
-    peers: dict[str, Callable[[], object]] = {"numpy": lambda: _numpy_composed(x)}
+    peers: dict[str, Callable[[], object]] = {"numpy": lambda: _numpy_composed(function, x)}
     try:
         import scipy.special
 
-        peers["scipy"] = lambda: scipy.special.softmax(x, axis=-1)
+        scipy_fn = getattr(scipy.special, function)
+        peers["scipy"] = lambda: scipy_fn(x, axis=-1)
     except ImportError:
         pass
     if use_torch:
@@ -100,10 +113,13 @@ def _peers(x: np.ndarray, use_torch: bool) -> dict[str, Callable[[], object]]:
             torch.set_num_threads(2)
             if x.dtype.name == "bfloat16":  # ml_dtypes arrays cross as their bits
                 tx = torch.from_numpy(x.view(np.int16)).view(torch.bfloat16)
+            elif x.dtype.name.startswith("float8"):
+                tx = torch.from_numpy(x.view(np.uint8)).view(getattr(torch, x.dtype.name))
             else:
                 tx = torch.from_numpy(x)
-            peers["torch"] = lambda: torch.softmax(tx, -1)
-        except ImportError:
+            torch_fn = getattr(torch, function)
+            peers["torch"] = lambda: torch_fn(tx, -1)
+        except (ImportError, AttributeError):
             pass
     out = np.empty_like(x)
     peers["copy"] = lambda: np.copyto(out, x)
@@ -124,28 +140,44 @@ def _stats(times: list[float], size: int) -> dict:
     }
 
 
+def _settle(f, calls: int = 50, seconds: float = 1.0) -> None:
+    """Call ``f`` once, then until three calls in a row take within 20% of each other (or
+    ``calls`` calls, or ``seconds``): timings start from its steady state."""
+    with np.errstate(all="ignore"):
+        f()  # compiles, or loads the cache: not part of the settling
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < calls and time.perf_counter() - start < seconds:
+        with np.errstate(all="ignore"):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        if len(times) >= 3 and max(times[-3:]) <= 1.2 * min(times[-3:]):
+            return
+
+
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
-              algorithms=("shifted", "naive")) -> dict:
+              algorithms=("shifted", "naive"), function: str = "softmax") -> dict:
     """Time every implementation on one case; returns the JSON record of the case."""
+    from softmax_bench.formats import format_of
     from softmax_bench.kernels import get_kernel
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(case.shape).astype(case.dtype)
+    x = rng.standard_normal(case.shape).astype(format_of(case.dtype).dtype)
     impls: dict[str, Callable[[], object]] = {}
-    out = np.empty_like(x)
+    out = np.empty(x.shape[:-1] if function == "logsumexp" else x.shape, x.dtype)
     for algorithm in algorithms:
         for compute in case.computes:
-            spec = get_kernel(algorithm, case.dtype, compute)
+            spec = get_kernel(algorithm, case.dtype, compute, function=function)
             impls[spec.id] = (lambda f: lambda: f(x))(spec.fn)
             if algorithm != "naive":  # into a preallocated array, like the copy
                 impls[spec.id + " out="] = (lambda f: lambda: f(x, out=out))(spec.fn)
     kernel_names = list(impls)
-    impls.update(_peers(x, use_torch))
+    impls.update(_peers(function, x, use_torch))
     unsupported = {}
     for name, f in list(impls.items()):  # warm-up: compile / load caches, first-touch memory
         try:
-            with np.errstate(all="ignore"):
-                f()
+            _settle(f)
         except Exception as err:  # a peer that does not take this dtype
             unsupported[name] = f"{type(err).__name__}: {err}"
             del impls[name]
@@ -168,6 +200,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     }
     return {
         "case": case.name,
+        "function": function,
         "dtype": case.dtype,
         "shape": list(case.shape),
         "elements": case.size,
@@ -212,15 +245,17 @@ def _fmt_table(records: list[dict]) -> str:
 
 
 def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print,
-        algorithms=("shifted", "naive")) -> dict:
-    """Time ``cases``; returns {"meta": ..., "cases": [...]}."""
-    info = meta()
+        algorithms=None, function="softmax") -> dict:
+    """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`);
+    returns {"meta": ..., "cases": [...]}."""
+    algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
+    info = {**meta(), "function": function, "algorithms": list(algorithms)}
     records = []
     for case in cases:
         t0 = time.perf_counter()
         records.append(
             time_case(case, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat, use_torch=use_torch,
-                      algorithms=algorithms)
+                      algorithms=algorithms, function=function)
         )
         if progress:
             progress(f"  {case.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -229,6 +264,74 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     except OSError:
         pass
     return {"meta": info, "cases": records}
+
+
+_PEERS = ("numpy", "scipy", "torch", "copy")
+
+
+def markdown(data: dict) -> str:
+    """The run as Markdown: the machine, then one table row per implementation and case (median
+    and quartiles of the wall time, ns per element, ratios of medians to each peer)."""
+    info = data["meta"]
+    machine = info.get("machine", {})
+    function = info.get("function", "softmax")
+    lines = [f"# `softmax-bench bench`: {function}", "",
+             f"{machine.get('name', info.get('cpu', '?'))} ({machine.get('processor', info.get('cpu', '?'))}, "
+             f"{info.get('cpu_count', '?')} cores); numba {info.get('numba')} on "
+             f"{info.get('numba_threads')} threads, numpy {info.get('numpy')}, torch {info.get('torch', 'absent')} "
+             f"(2 threads); {info.get('date_utc', '')[:10]}, commit {str(info.get('git_commit', ''))[:10]}.",
+             "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
+             "standard normal, rounded to the storage format; `out=`: into a preallocated array.", ""]
+    loaded = loaded_warning(info)
+    if loaded:
+        lines += [f"**{loaded}**", ""]
+    lines += ["| case | implementation | median ms | IQR ms | ns/element | " + " | ".join(f"/ {p}" for p in _PEERS) + " |",
+              "|---|---|---|---|---|" + "---|" * len(_PEERS)]
+    for rec in data["cases"]:
+        for name, r in rec["results"].items():
+            ratios = rec["ratios"].get(name, {})
+            cells = " | ".join(f"{ratios[p]:.2f}" if p in ratios else "" for p in _PEERS)
+            lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e3:.3f} | "
+                         f"{r['q1_s'] * 1e3:.3f}-{r['q3_s'] * 1e3:.3f} | {r['ns_per_element']:.3f} | {cells} |")
+        for name, why in rec["unsupported"].items():
+            lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(_PEERS))
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict, path: Path) -> bool:
+    """A bar chart of each kernel's time over torch's (over the copy's where torch is absent),
+    per case, log scale, written atomically to ``path``; False when matplotlib is not
+    installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    peer = "torch" if any("torch" in r["results"] for r in data["cases"]) else "copy"
+    names = sorted({k for r in data["cases"] for k in r["ratios"] if peer in r["ratios"][k]})
+    cases = [r for r in data["cases"] if any(peer in v for v in r["ratios"].values())]
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(cases) + 3), 5))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        xs = [j + i * width for j, r in enumerate(cases) if name in r["ratios"]]
+        ys = [r["ratios"][name][peer] for r in cases if name in r["ratios"]]
+        ax.bar(xs, ys, width, label=name.split("/", 1)[1])
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
+    ax.set_xticklabels([r["case"] for r in cases], rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel(f"time / {peer} (median; < 1 is faster)")
+    info = data["meta"]
+    ax.set_title(f"{info.get('function', 'softmax')}: kernels against {peer}\n"
+                 f"{info.get('machine', {}).get('name', info.get('cpu', ''))}, {str(info.get('date_utc', ''))[:10]}",
+                 fontsize=9)
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return True
 
 
 def loaded_warning(info: dict) -> str | None:
@@ -243,37 +346,46 @@ def loaded_warning(info: dict) -> str | None:
     return None
 
 
-def _default_out() -> Path:
+def _default_out(function: str) -> Path:
     root = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
-    return root / "results" / "bench" / "bench.json"
+    return root / "results" / "bench" / f"{function}.json"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="softmax-bench bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small shapes only (a smoke run)")
     p.add_argument("--cases", nargs="*", default=None, help="keep cases whose name contains any of these")
-    p.add_argument("--out", type=Path, default=None, help="JSON output (default results/bench/bench.json)")
+    p.add_argument("--function", default="softmax", choices=sorted(DEFAULT_ALGORITHMS))
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON output (default results/bench/FUNCTION.json; .md and .png beside it)")
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timing per case (default 2)")
     p.add_argument("--min-repeat", type=int, default=7)
     p.add_argument("--max-repeat", type=int, default=201)
     p.add_argument("--no-torch", action="store_true", help="do not time torch even if installed")
     from softmax_bench.functions import ALGORITHMS
 
-    p.add_argument("--algorithms", nargs="+", default=["shifted", "naive"], choices=ALGORITHMS["softmax"],
-                   help="softmax algorithms to time (default: shifted naive)")
+    p.add_argument("--algorithms", nargs="+", default=None, metavar="ALGORITHM",
+                   help="algorithms to time (default: softmax shifted naive, else shifted; "
+                        f"softmax has {', '.join(ALGORITHMS['softmax'])})")
     args = p.parse_args(argv)
+    unknown = [a for a in args.algorithms or () if a not in ALGORITHMS[args.function]]
+    if unknown:
+        p.error(f"{args.function} has no algorithm {', '.join(unknown)} (it has: {', '.join(ALGORITHMS[args.function])})")
     cases = QUICK_CASES if args.quick else CASES
     if args.cases:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
-               use_torch=not args.no_torch, algorithms=tuple(args.algorithms))
+               use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function)
     print(_fmt_table(data["cases"]))
     loaded = loaded_warning(data["meta"])
     if loaded:
         print(loaded, file=sys.stderr)
-    out = args.out or _default_out()
+    out = args.out or _default_out(args.function)
     write_json_atomic(out, data)
-    print(f"wrote {out}")
+    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(markdown(data)))
+    plotted = plot(data, out.with_suffix(".png"))
+    print(f"wrote {out}, {out.with_suffix('.md').name}" + (f", {out.with_suffix('.png').name}" if plotted else
+                                                           " (no plot: matplotlib is not installed)"))
     return 0
 
 

@@ -2,6 +2,9 @@
 run: no timing is asserted, timings belong to benchmarks), and the load warning."""
 import json
 
+import numpy as np
+import pytest
+
 from softmax_bench import bench
 from softmax_bench.cli import main
 
@@ -14,6 +17,8 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     data = json.loads(out.read_text())
     names = {c["case"] for c in data["cases"]}
     assert names == {"float32 1000", "bfloat16 1000", "float32 100000", "bfloat16 100000"}  # substrings
+    text = out.with_suffix(".md").read_text()
+    assert "| bfloat16 1000 | softmax/shifted/bfloat16@float32 |" in text and "/ copy" in text
     bf = next(c for c in data["cases"] if c["case"] == "bfloat16 1000")
     assert {"softmax/shifted/bfloat16@float32", "softmax/shifted/bfloat16@bfloat16", "numpy", "copy"} <= set(bf["results"])
     assert set(bf["ratios"]["softmax/shifted/bfloat16@float32"]) >= {"numpy", "copy"}
@@ -24,3 +29,30 @@ def test_loaded_machine_is_warned_about():
     assert bench.loaded_warning({"loadavg_start": [0.1, 0, 0], "loadavg_end": [0.2, 0, 0]}) is None
     text = bench.loaded_warning({"loadavg_start": [0.1, 0, 0], "loadavg_end": [64.0, 0, 0]})
     assert text and "loaded" in text and "64.00" in text
+
+
+def test_bench_times_the_other_functions_and_float8(tmp_path):
+    out = tmp_path / "lse.json"
+    argv = ["bench", "--function", "logsumexp", "--cases", "float8_e4m3fn 1000", "--budget", "0.02",
+            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert data["meta"]["function"] == "logsumexp"
+    (case,) = [c for c in data["cases"] if c["case"] == "float8_e4m3fn 1000"]
+    assert set(case["ratios"]) == {"logsumexp/shifted/float8_e4m3fn@float32",
+                                   "logsumexp/shifted/float8_e4m3fn@float32 out="}
+    assert {"numpy", "copy"} <= set(case["results"])
+
+
+def test_bench_refuses_an_algorithm_the_function_lacks(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--function", "log_softmax", "--algorithms", "online"])
+    assert "log_softmax has no algorithm online" in capsys.readouterr().err
+
+
+def test_numpy_composed_peers_compute_the_functions():
+    x = np.array([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    sm = bench._numpy_composed("softmax", x)
+    assert np.allclose(sm.sum(axis=-1), 1.0)
+    assert np.allclose(bench._numpy_composed("log_softmax", x), np.log(sm))
+    assert np.allclose(bench._numpy_composed("logsumexp", x), np.log(np.exp(x).sum(axis=-1)))
