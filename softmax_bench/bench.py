@@ -25,7 +25,8 @@ until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, o
 times, ns per element (median / elements), and ratios of medians ``implementation / peer`` for
 every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
 (``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
-ISA flags) and the load average; a load average above half the cores is warned about.
+ISA flags), the load average and the share of CPU time other processes and the hypervisor took
+during the run (from ``/proc/stat``, less this process's own); above 5% the run is marked loaded.
 
 Run: ``softmax-bench bench [--quick] [--function F] [--cases SUBSTRING ...] [--out PATH]``.
 """
@@ -221,6 +222,33 @@ def meta() -> dict:
     return info
 
 
+def _cpu_seconds() -> tuple[float, float, float] | None:
+    """(busy, steal, this process) CPU seconds so far, all cores: busy from ``/proc/stat``
+    (user, nice, system, irq, softirq), steal (time the hypervisor gave to other machines) and
+    this process's own user + system time with all its threads; None where there is no
+    ``/proc/stat``."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    own = os.times()
+    return (user + nice + system + irq + softirq) / tick, steal / tick, own.user + own.system
+
+
+def interference(start, end, wall: float) -> dict | None:
+    """The share of the machine's CPU time that other processes (busy time not this process's)
+    and the hypervisor (steal) took while the cases ran: what the load average, a minute late and
+    counting the benchmark's own threads, cannot tell."""
+    if start is None or end is None or wall <= 0:
+        return None
+    capacity = wall * (os.cpu_count() or 1)
+    others = (end[0] - start[0]) - (end[2] - start[2])
+    return {"others": max(0.0, others) / capacity, "steal": (end[1] - start[1]) / capacity}
+
+
 def _fmt_table(records: list[dict]) -> str:
     peers = ("numpy", "scipy", "torch", "copy")
     lines = []
@@ -250,6 +278,7 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     returns {"meta": ..., "cases": [...]}."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
     info = {**meta(), "function": function, "algorithms": list(algorithms)}
+    cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
     records = []
     for case in cases:
         t0 = time.perf_counter()
@@ -263,6 +292,7 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
         info["loadavg_end"] = list(os.getloadavg())
     except OSError:
         pass
+    info["interference"] = interference(cpu_start, _cpu_seconds(), time.perf_counter() - wall_start)
     return {"meta": info, "cases": records}
 
 
@@ -282,6 +312,10 @@ def markdown(data: dict) -> str:
              f"(2 threads); {info.get('date_utc', '')[:10]}, commit {str(info.get('git_commit', ''))[:10]}.",
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array.", ""]
+    share = info.get("interference")
+    if share is not None:
+        lines += [f"While it ran, other processes took {share['others']:.1%} and the hypervisor "
+                  f"{share['steal']:.1%} of the machine's CPU time.", ""]
     loaded = loaded_warning(info)
     if loaded:
         lines += [f"**{loaded}**", ""]
@@ -334,10 +368,22 @@ def plot(data: dict, path: Path) -> bool:
     return True
 
 
+#: The share of CPU time others (processes, the hypervisor) may take before a run is "loaded".
+LOADED_SHARE = 0.05
+
+
 def loaded_warning(info: dict) -> str | None:
-    """A warning when the 1-minute load average, at the start or the end, was above half the
-    cores: another process shared the CPUs and the ratios are suspect (PERF_NOTES: 2-thread
-    kernels collapse under load)."""
+    """A warning when other processes or the hypervisor took more than :data:`LOADED_SHARE` of
+    the machine's CPU time during the run (:func:`interference`; PERF_NOTES: 2-thread kernels
+    collapse under load), or, where that was not measured, when the 1-minute load average at the
+    start or the end was above half the cores."""
+    share = info.get("interference")
+    if share is not None:
+        if share["others"] + share["steal"] <= LOADED_SHARE:
+            return None
+        return (f"warning: other processes took {share['others']:.1%} and the hypervisor (steal) "
+                f"{share['steal']:.1%} of the CPU time during the run: timings and ratios are not "
+                "those of a quiet machine")
     cores = os.cpu_count() or 1
     loads = [info[k][0] for k in ("loadavg_start", "loadavg_end") if k in info]
     if loads and max(loads) > 0.5 * cores:

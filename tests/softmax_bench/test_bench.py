@@ -1,6 +1,7 @@
 """softmax_bench.bench through `softmax-bench bench`: the command runs and writes its JSON (a smoke
 run: no timing is asserted, timings belong to benchmarks), and the load warning."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +30,28 @@ def test_loaded_machine_is_warned_about():
     assert bench.loaded_warning({"loadavg_start": [0.1, 0, 0], "loadavg_end": [0.2, 0, 0]}) is None
     text = bench.loaded_warning({"loadavg_start": [0.1, 0, 0], "loadavg_end": [64.0, 0, 0]})
     assert text and "loaded" in text and "64.00" in text
+    # where the CPU time of others was measured, it decides (the load average counts our threads)
+    busy_avg = {"loadavg_start": [3.0, 0, 0], "loadavg_end": [3.0, 0, 0]}
+    assert bench.loaded_warning({**busy_avg, "interference": {"others": 0.01, "steal": 0.02}}) is None
+    text = bench.loaded_warning({**busy_avg, "interference": {"others": 0.30, "steal": 0.01}})
+    assert text and "30.0%" in text
+
+
+def test_interference_counts_other_processes():
+    import subprocess
+    import sys
+    import time
+
+    start, t0 = bench._cpu_seconds(), time.perf_counter()
+    if start is None:
+        pytest.skip("no /proc/stat")
+    subprocess.run([sys.executable, "-c", "import time\nt = time.process_time() + 0.5\n"
+                    "while time.process_time() < t: pass"], check=True)
+    wall = time.perf_counter() - t0
+    share = bench.interference(start, bench._cpu_seconds(), wall)
+    # the child's 0.5 s of CPU (plus its start-up) is others' time (the kernel counts in 10 ms ticks)
+    assert share["others"] * wall * (os.cpu_count() or 1) >= 0.45
+    assert 0.0 <= share["steal"] <= 1.0
 
 
 def test_bench_times_the_other_functions_and_float8(tmp_path):
