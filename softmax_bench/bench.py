@@ -214,7 +214,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
 def meta() -> dict:
     import numba
 
-    info = {**provenance(), "numba_threads": numba.get_num_threads()}
+    info = {**provenance(), "cores": os.cpu_count(), "numba_threads": numba.get_num_threads()}
     try:
         info["loadavg_start"] = list(os.getloadavg())
     except OSError:
@@ -303,13 +303,14 @@ def markdown(data: dict) -> str:
     """The run as Markdown: the machine, then one table row per implementation and case (median
     and quartiles of the wall time, ns per element, ratios of medians to each peer)."""
     info = data["meta"]
-    machine = info.get("machine", {})
+    machine, versions = info.get("machine", {}), info.get("versions", {})
     function = info.get("function", "softmax")
     lines = [f"# `softmax-bench bench`: {function}", "",
-             f"{machine.get('name', info.get('cpu', '?'))} ({machine.get('processor', info.get('cpu', '?'))}, "
-             f"{info.get('cpu_count', '?')} cores); numba {info.get('numba')} on "
-             f"{info.get('numba_threads')} threads, numpy {info.get('numpy')}, torch {info.get('torch', 'absent')} "
-             f"(2 threads); {info.get('date_utc', '')[:10]}, commit {str(info.get('git_commit', ''))[:10]}.",
+             f"{machine.get('name', '?')} ({machine.get('processor', '?')}, {info.get('cores', '?')} cores, "
+             f"{' '.join(machine.get('isa', []))}); numba {versions.get('numba')} on "
+             f"{info.get('numba_threads')} threads, numpy {versions.get('numpy')}, torch "
+             f"{versions.get('torch', 'absent')} (2 threads); {str(info.get('date', ''))[:10]}, "
+             f"commit {str(info.get('git_commit', ''))[:10]}.",
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array.", ""]
     share = info.get("interference")
@@ -359,7 +360,7 @@ def plot(data: dict, path: Path) -> bool:
     ax.set_ylabel(f"time / {peer} (median; < 1 is faster)")
     info = data["meta"]
     ax.set_title(f"{info.get('function', 'softmax')}: kernels against {peer}\n"
-                 f"{info.get('machine', {}).get('name', info.get('cpu', ''))}, {str(info.get('date_utc', ''))[:10]}",
+                 f"{info.get('machine', {}).get('name', '')}, {str(info.get('date', ''))[:10]}",
                  fontsize=9)
     ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()

@@ -124,7 +124,7 @@ def _rows_range(x, out, r0, r1, c, shift, leave_out):
     n = x.shape[1]
     scratch = new_buffer(n, x, out, c)
     per = bundle_rows(n)
-    if per == 1:
+    if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
         for r in range(r0, r1):
             _row(x[r], out[r], scratch, c, shift, leave_out)
     else:
