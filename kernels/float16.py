@@ -306,8 +306,8 @@ def _fpext_half(typingctx, h):
         v = args[0]
         if v.type.width > 16:
             v = builder.trunc(v, ir.IntType(16))
-        elif v.type.width < 16:
-            v = builder.zext(v, ir.IntType(16))
+        elif v.type.width < 16:  # as half_to_float's np.int64(h) & 0xFFFF: sign kept
+            v = (builder.sext if signature.args[0].signed else builder.zext)(v, ir.IntType(16))
         return builder.fpext(builder.bitcast(v, ir.HalfType()), ir.FloatType())
 
     return sig, codegen

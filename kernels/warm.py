@@ -30,7 +30,9 @@ def compile_notice(count: int, workers: int) -> str | None:
     compiled code), else None: the first run's minutes are spent compiling, once."""
     from .cache import CACHE_FOLDER
 
-    if CACHE_FOLDER is None or any(Path(CACHE_FOLDER).glob("*.nbi")):
+    if count == 0 or workers == 0 or CACHE_FOLDER is None:
+        return None
+    if any(Path(CACHE_FOLDER).rglob("*.nbi")):  # numba's index files, in a folder per package
         return None
     minutes = COMPILE_S * count / max(1, workers) / 60
     return (f"compiling {count} kernels once, about {minutes:.0f} min on {workers} "

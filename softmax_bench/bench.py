@@ -158,8 +158,10 @@ def _settle(f, calls: int = 50, seconds: float = 1.0) -> None:
 
 
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
-              algorithms=("shifted", "naive"), function: str = "softmax") -> dict:
-    """Time every implementation on one case; returns the JSON record of the case."""
+              algorithms=None, function: str = "softmax") -> dict:
+    """Time every implementation on one case (``algorithms``: default
+    :data:`DEFAULT_ALGORITHMS`); returns the JSON record of the case."""
+    algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
     from softmax_bench.formats import format_of
     from softmax_bench.kernels import get_kernel
 
@@ -309,7 +311,7 @@ def markdown(data: dict) -> str:
              f"{machine.get('name', '?')} ({machine.get('processor', '?')}, {info.get('cores', '?')} cores, "
              f"{' '.join(machine.get('isa', []))}); numba {versions.get('numba')} on "
              f"{info.get('numba_threads')} threads, numpy {versions.get('numpy')}, torch "
-             f"{versions.get('torch', 'absent')} (2 threads); {str(info.get('date', ''))[:10]}, "
+             f"{versions.get('torch') or 'absent'} (2 threads); {str(info.get('date', ''))[:10]}, "
              f"commit {str(info.get('git_commit', ''))[:10]}.",
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array.", ""]

@@ -389,3 +389,17 @@ def test_the_kernels_use_f16c_exactly_where_the_target_has_it():
     assert float16.widen_half is (float16.half_to_float_f16c if float16.F16C else half_to_float)
     assert float16.narrow_half is (float16.float_to_half_f16c if float16.F16C else float_to_half)
     assert float16.round_half is (float16.round_to_half_f16c if float16.F16C else round_to_half)
+
+
+@njit
+def _both_decodes(h):
+    return int(float_bits(half_to_float(h))), int(float_bits(float16.half_to_float_f16c(h)))
+
+
+@needs_f16c
+@pytest.mark.parametrize("h", [np.int8(-1), np.int8(5), np.uint8(200), np.int16(-32768),
+                               np.int32(-1), np.int64(0x17C01)])
+def test_f16c_decode_reads_any_integer_as_the_bit_operations_do(h):
+    # the low 16 bits of the value as a (sign-extended) integer: int8 -1 is 0xFFFF, a NaN
+    bits, f16c_bits = _both_decodes(h)
+    assert bits == f16c_bits

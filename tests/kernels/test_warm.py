@@ -10,8 +10,19 @@ def test_compile_notice_only_while_the_cache_folder_is_empty(tmp_path, monkeypat
     assert str(tmp_path) in text
     expected_min = round(warm.COMPILE_S * 126 / 2 / 60)
     assert f"about {expected_min} min" in text
-    (tmp_path / "rows-1.py311.nbi").write_bytes(b"")  # numba's index of a compiled function
+    # numba's index of a compiled function, in the folder numba makes per source package
+    (tmp_path / "kernels_0123abcd").mkdir()
+    (tmp_path / "kernels_0123abcd" / "rows-1.py311.nbi").write_bytes(b"")
     assert warm.compile_notice(126, 2) is None
+
+
+def test_the_real_cache_is_seen_once_a_kernel_is_compiled():
+    from softmax_bench.kernels import get_kernel
+    import numpy as np
+
+    get_kernel("shifted", "float32")(np.zeros(3, np.float32))  # compiled, or loaded: indexed
+    assert warm.compile_notice(126, 2) is None
+    assert warm.compile_notice(0, 2) is None and warm.compile_notice(5, 0) is None
 
 
 def test_no_notice_without_a_cache_folder(monkeypatch):
