@@ -490,36 +490,38 @@ def _row_info(rows, c, r, err, k) -> dict:
             "error": float(err[k])}
 
 
-def _keys(rows) -> np.ndarray:
-    """One integer per row, its bit patterns in order: a stable order for the kept rows."""
-    bits = rows.view(np.dtype(f"u{rows.dtype.itemsize}")).astype(np.uint64)
-    key = np.zeros(rows.shape[0], dtype=np.uint64)
-    for j in range(rows.shape[1]):
-        key = (key << np.uint64(8 * rows.dtype.itemsize)) | bits[:, j]
-    return key
-
-
-def _largest(err, rows, candidates) -> np.ndarray:
-    """The :data:`KEEP` ``candidates`` (row indices) of largest ``err``, ties in bit order."""
-    if candidates.size > KEEP:  # every row tied with the KEEP-th largest error
-        candidates = candidates[err[candidates] >= _kth_largest(err, candidates, KEEP)]
-    return candidates[np.lexsort((_keys(rows[candidates]), -err[candidates]))][:KEEP]
+def _first_rows(err, rows, candidates, by_error=True) -> np.ndarray:
+    """Up to :data:`KEEP` of ``candidates`` (row indices): the largest ``err`` first (``by_error``)
+    and, among equal errors (or all, without ``by_error``), the rows in the order of their bit
+    patterns (first entry first): a stable choice, whatever order the chunks finish in."""
+    bits = rows.view(np.dtype(f"u{rows.dtype.itemsize}"))
+    return _first_rows_of(err, bits, 8 * rows.dtype.itemsize, candidates, KEEP, by_error)
 
 
 @_cached_njit
-def _kth_largest(values, candidates, k):
-    """The ``k``-th largest of ``values[candidates]`` (``k <= candidates.size``; no NaN) in one
-    pass over them (a sorted list of ``k``; np.partition of millions of rows costs 4x more)."""
-    top = np.full(k, -np.inf)
+def _first_rows_of(err, bits, width, candidates, k, by_error):
+    """:func:`_first_rows` in one pass over the candidates, keeping a sorted list of ``k``
+    (a sort of millions of tied rows costs a hundred times more)."""
+    top = np.empty(k, dtype=np.int64)
+    top_err = np.empty(k)
+    top_key = np.empty(k, dtype=np.uint64)
+    count = 0
     for i in candidates:
-        v = values[i]
-        if v > top[k - 1]:
-            j = k - 1
-            while j > 0 and top[j - 1] < v:
-                top[j] = top[j - 1]
-                j -= 1
-            top[j] = v
-    return top[k - 1]
+        e = err[i] if by_error else 0.0
+        if count == k and e < top_err[k - 1]:
+            continue
+        key = np.uint64(0)
+        for j in range(bits.shape[1]):
+            key = (key << np.uint64(width)) | np.uint64(bits[i, j])
+        if count == k and e == top_err[k - 1] and key > top_key[k - 1]:
+            continue
+        j = count if count < k else k - 1
+        while j > 0 and (top_err[j - 1] < e or (top_err[j - 1] == e and top_key[j - 1] > key)):
+            top[j], top_err[j], top_key[j] = top[j - 1], top_err[j - 1], top_key[j - 1]
+            j -= 1
+        top[j], top_err[j], top_key[j] = i, e, key
+        count = min(count + 1, k)
+    return top[:count]
 
 
 def _classified(c, r, lo, hi, fmt):
@@ -545,14 +547,8 @@ def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
     if undecided.size:
         _settle(sweep, rows, c, r, lo, hi, undecided, faithful, err)
     finite = np.isfinite(err)
-    worst = _largest(err, rows, np.flatnonzero(finite))
-    nonfinite = np.flatnonzero(~finite)
-    if nonfinite.size:
-        keys = _keys(rows[nonfinite])
-        if nonfinite.size > KEEP:
-            pick = np.argpartition(keys, KEEP)[:KEEP]
-            nonfinite, keys = nonfinite[pick], keys[pick]
-        nonfinite = nonfinite[np.argsort(keys, kind="stable")]
+    worst = _first_rows(err, rows, np.flatnonzero(finite))
+    nonfinite = _first_rows(err, rows, np.flatnonzero(~finite), by_error=False)
     return {
         "rows": int(n), "correctly_rounded": int(cr.sum()), "faithful": int((faithful == 1).sum()),
         "max_error": float(err.max()) if n else 0.0,

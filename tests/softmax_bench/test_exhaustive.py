@@ -246,25 +246,37 @@ def test_side_beyond_double_doubles_by_interval_arithmetic():
     assert exhaustive._side("softmax", np.array([1.0, -np.inf]), 0, 1.0) == 0  # exactly 1
 
 
+def _bit_keys(rows):
+    """Each row's bit patterns as one integer, first entry most significant."""
+    bits = rows.view(np.dtype(f"u{rows.dtype.itemsize}")).astype(object)
+    return [sum(int(b) << (8 * rows.dtype.itemsize * (rows.shape[1] - 1 - j)) for j, b in enumerate(row))
+            for row in bits]
+
+
 def test_worst_rows_are_the_largest_errors_then_bit_order():
     rows = np.arange(1000, dtype=np.uint16)[::-1].reshape(-1, 2).view(np.float16)  # keys descending
-    keys = exhaustive._keys(rows)
     err = np.zeros(len(rows))
-    err[[3, 10, 20, 30, 40, 50, 60]] = 7.0  # seven rows tie at the largest error
-    err[5] = 9.0
-    got = exhaustive._largest(err, rows, np.arange(len(rows)))
     tied = np.array([3, 10, 20, 30, 40, 50, 60])
-    want = [5] + list(tied[np.argsort(keys[tied])][:exhaustive.KEEP - 1])
-    assert list(got) == want
-    assert list(exhaustive._largest(err, rows, np.array([3, 5]))) == [5, 3]
+    err[tied] = 7.0  # seven rows tie at the largest error
+    err[5] = 9.0
+    got = exhaustive._first_rows(err, rows, np.arange(len(rows)))
+    assert list(got) == [5] + list(tied[::-1][:exhaustive.KEEP - 1])  # later rows: smaller keys
+    assert list(exhaustive._first_rows(err, rows, np.array([3, 5]))) == [5, 3]
+    assert list(exhaustive._first_rows(err, rows, np.array([], dtype=np.int64))) == []
+    assert list(exhaustive._first_rows(err, rows, np.arange(len(rows)), by_error=False)) == \
+        list(range(len(rows) - 1, len(rows) - 1 - exhaustive.KEEP, -1))
 
 
 @pytest.mark.parametrize("seed", range(20))
-def test_kth_largest_is_numpys_partition(seed):
+def test_first_rows_are_a_sort_by_error_then_bits(seed):
     rng = np.random.default_rng(seed)
-    values = rng.integers(0, 6, size=200).astype(np.float64) * rng.choice([1.0, 0.25])  # ties
-    values[rng.integers(0, 200, 5)] = -np.inf
-    candidates = np.sort(rng.choice(200, size=rng.integers(1, 200), replace=False))
-    for k in range(1, min(6, candidates.size) + 1):
-        want = np.partition(values[candidates], candidates.size - k)[candidates.size - k]
-        assert exhaustive._kth_largest(values, candidates, k) == want
+    dtype, width = [(np.float16, 2), (np.uint8, 3), (np.float16, 3)][seed % 3]
+    rows = rng.integers(0, 2**(8 * np.dtype(dtype).itemsize), size=(300, width),
+                        dtype=np.uint64).astype(f"u{np.dtype(dtype).itemsize}").view(dtype)
+    err = rng.integers(0, 4, size=300).astype(np.float64) * rng.choice([1.0, 0.25])  # ties
+    candidates = np.sort(rng.choice(300, size=rng.integers(1, 300), replace=False))
+    keys = _bit_keys(rows)
+    by_error = sorted(candidates, key=lambda i: (-err[i], keys[i]))
+    by_bits = sorted(candidates, key=lambda i: keys[i])
+    assert list(exhaustive._first_rows(err, rows, candidates)) == by_error[:exhaustive.KEEP]
+    assert list(exhaustive._first_rows(err, rows, candidates, by_error=False)) == by_bits[:exhaustive.KEEP]
