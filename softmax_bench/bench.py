@@ -251,29 +251,6 @@ def interference(start, end, wall: float) -> dict | None:
     return {"others": max(0.0, others) / capacity, "steal": (end[1] - start[1]) / capacity}
 
 
-def _fmt_table(records: list[dict]) -> str:
-    peers = ("numpy", "scipy", "torch", "copy")
-    lines = []
-    head = f"{'case':22s} {'implementation':28s} {'median ms':>10s} {'IQR ms':>15s} {'ns/el':>8s}  " + " ".join(
-        f"{'/' + p:>7s}" for p in peers
-    )
-    lines.append(head)
-    lines.append("-" * len(head))
-    for rec in records:
-        for name, r in rec["results"].items():
-            rat = rec["ratios"].get(name, {})
-            cols = " ".join(f"{rat[p]:7.2f}" if p in rat else f"{'':7s}" for p in peers)
-            iqr = f"{r['q1_s'] * 1e3:.3f}-{r['q3_s'] * 1e3:.3f}"
-            lines.append(
-                f"{rec['case']:22s} {name:28s} {r['median_s'] * 1e3:10.3f} {iqr:>15s} "
-                f"{r['ns_per_element']:8.3f}  {cols}"
-            )
-        for name, why in rec["unsupported"].items():
-            lines.append(f"{rec['case']:22s} {name:28s} unsupported ({why[:60]})")
-        lines.append("")
-    return "\n".join(lines)
-
-
 def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print,
         algorithms=None, function="softmax") -> dict:
     """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`);
@@ -425,13 +402,14 @@ def main(argv=None) -> int:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
                use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function)
-    print(_fmt_table(data["cases"]))
+    table = markdown(data)  # printed as it is written: one formatting of the rows
+    print(table)
     loaded = loaded_warning(data["meta"])
     if loaded:
         print(loaded, file=sys.stderr)
     out = args.out or _default_out(args.function)
     write_json_atomic(out, data)
-    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(markdown(data)))
+    atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(table))
     plotted = plot(data, out.with_suffix(".png"))
     print(f"wrote {out}, {out.with_suffix('.md').name}" + (f", {out.with_suffix('.png').name}" if plotted else
                                                            " (no plot: matplotlib is not installed)"))

@@ -327,15 +327,56 @@ def _inverse_units(p: int, emin: int) -> np.ndarray:
 
 
 @_cached_njit
-def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, err, flags):
+def _inverse_unit(lo, hi, inv_units, emin):
+    """``1 / ulp`` of the binade of the enclosure ``[lo, hi]``'s end nearest 0 (0 where it holds
+    0; float64 subnormals and 0: ``emin``'s)."""
+    if lo <= 0.0 <= hi:
+        return inv_units[0]
+    return inv_units[max(math.frexp(min(abs(lo), abs(hi)))[1] - 1, emin) - emin]
+
+
+@_cached_njit
+def _structural_side(x, j, r, log):
+    """The sign of ``v - r`` for output ``j`` of the row ``x`` (no NaN, no +inf) where the row's
+    structure tells it, else 0: with two live entries or more, softmax lies strictly inside
+    (0, 1) and log-softmax (``log``) strictly below ``x_j - max`` (exact: 16-bit values differ by
+    less than 2**40)."""
+    if not (math.isfinite(r) and x[j] > -np.inf):
+        return 0
+    live, m = 0, -np.inf
+    for v in x:
+        live += v > -np.inf
+        m = max(m, v)
+    if live < 2:
+        return 0
+    if log:
+        return -1 if r >= x[j] - m else 0
+    return -1 if r >= 1.0 else (1 if r <= 0.0 else 0)
+
+
+@_cached_njit
+def _structural_sides(x, r, log):
+    """:func:`_structural_side` of every output."""
+    side = np.zeros(x.shape, dtype=np.int8)
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            side[i, j] = _structural_side(x[i], j, r[i, j], log)
+    return side
+
+
+@_cached_njit
+def _classify(c, r, lo, hi, x, log, inv_units, p, emin, cr, faithful, err, flags):
     """Per row: correctly rounded, faithful (1, 0, or -1 where the enclosure holds ``r`` and
-    cannot tell ``v``'s side), the error bound and the flags 1 NaN where the reference is not,
-    2 infinities that differ (an infinity where it is finite or the other infinity, a finite
-    value where it is infinite), 4 zero where it is not, 8 a number where it is NaN. ``lo_bits``, ``hi_bits``: the enclosure's ends as int64
-    views, whose exponent fields give the unit (the binade of the end nearest 0)."""
-    magnitude = np.int64(0x7FFFFFFFFFFFFFFF)
+    neither it nor the row's structure tells ``v``'s side), the error bound and the flags 1 NaN
+    where the reference is not, 2 infinities that differ (an infinity where it is finite or the
+    other infinity, a finite value where it is infinite), 4 zero where it is not, 8 a number
+    where it is NaN. Where the enclosure holds ``r``, ``c`` is not ``r`` and
+    :func:`_structural_side` tells ``v``'s side (``x``: the rows, float64), faithfulness follows
+    from it and the error is taken over the enclosure's part on that side; a row with an output
+    whose side is not told is left at -1 for :func:`_settle`."""
     for i in range(c.shape[0]):
         row_cr, row_f, row_e, row_flags = True, 1, 0.0, 0
+        sided_f, sided_e, unsided = 1, 0.0, False  # the row as the structure settles held outputs
         for j in range(c.shape[1]):
             cj, rj = c[i, j], r[i, j]
             if rj != rj or cj != cj or math.isinf(rj) or math.isinf(cj):
@@ -352,11 +393,10 @@ def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, 
             if cj == 0.0 and rj != 0.0:
                 row_flags |= 4
             lo_j, hi_j = lo[i, j], hi[i, j]
-            near = 0 if lo_j <= 0.0 <= hi_j else min(lo_bits[i, j] & magnitude, hi_bits[i, j] & magnitude)
-            binade = max((near >> 52) - 1023, emin)  # float64 subnormals and 0: below emin
-            e = max(abs(cj - lo_j), abs(cj - hi_j)) * inv_units[binade - emin]
+            e = max(abs(cj - lo_j), abs(cj - hi_j)) * _inverse_unit(lo_j, hi_j, inv_units, emin)
             if cj == rj:
                 row_e = max(row_e, min(e, 0.5))
+                sided_e = max(sided_e, min(e, 0.5))
                 continue
             row_cr = False
             row_e = max(row_e, e)
@@ -366,37 +406,35 @@ def _classify(c, r, lo, hi, lo_bits, hi_bits, inv_units, p, emin, cr, faithful, 
                 ok = 1 if cj == neighbour(rj, False, p, emin) else 0
             else:
                 ok = -1
+                side = _structural_side(x[i], j, rj, log)
+                if side == 0:
+                    unsided = True
+                else:  # the error over the enclosure's part on v's side of r (its binade: v's)
+                    lo_j, hi_j = (max(lo_j, rj), hi_j) if side > 0 else (lo_j, min(hi_j, rj))
+                    e = max(abs(cj - lo_j), abs(cj - hi_j)) * _inverse_unit(lo_j, hi_j, inv_units, emin)
+                    if cj != neighbour(rj, side > 0, p, emin):
+                        sided_f = 0
+            sided_e = max(sided_e, e)
             if ok == 0:
                 row_f = 0
             elif ok == -1 and row_f == 1:
                 row_f = -1
+        if row_f == -1 and not unsided:
+            row_f, row_e = sided_f, sided_e
         cr[i], faithful[i], err[i], flags[i] = row_cr, row_f, row_e, row_flags
 
 
-def _settle(sweep, rows, c, r, lo, hi, undecided, faithful, err):
-    """Rows whose enclosure held ``r`` where ``c`` is not ``r``. Where the row's structure tells
-    the exact value's side of ``r`` (:func:`_structural_side`), the enclosure's error stands and
-    faithfulness follows; the other rows take both from the exact double-double values
+def _settle(sweep, rows, c, r, undecided, faithful, err):
+    """Rows :func:`_classify` left open (an output whose enclosure holds ``r``, ``c`` not ``r``,
+    side not told by the structure): faithfulness and error from the exact double-double values
     (``reference.exact``, ``formats.exact_ulp_error``) and, where those round to ``r`` itself,
     from :func:`_side`."""
-    fmt = sweep.format
     x = rows[undecided].astype(np.float64)
     cu, ru = c[undecided], r[undecided]
     differ = (cu != ru) & ~(np.isnan(cu) & np.isnan(ru))
-    held = differ & (lo[undecided] <= ru) & (ru <= hi[undecided])  # what _classify left open
-    side = _structural_side(sweep.function, x, ru)
-    known = ~(held & (side == 0)).any(axis=1)
-    if known.any():
-        rows_k, held_k, side_k, r_k = undecided[known], held[known], side[known], ru[known]
-        faithful[rows_k] = _faithful(cu[known], r_k, side_k, held_k, fmt)
-        # the error over the enclosure's part on v's side of r (its binade: v's)
-        lo_k = np.where(held_k & (side_k > 0), np.maximum(lo[rows_k], r_k), lo[rows_k])
-        hi_k = np.where(held_k & (side_k < 0), np.minimum(hi[rows_k], r_k), hi[rows_k])
-        err[rows_k] = _classified(cu[known], r_k, lo_k, hi_k, fmt)[2]
-    rest = ~known
-    if rest.any():
-        faithful[undecided[rest]], err[undecided[rest]] = _settle_exact(
-            sweep, rows[undecided[rest]], x[rest], cu[rest], ru[rest], side[rest], differ[rest])
+    side = _structural_sides(x, ru, sweep.function == "log_softmax")
+    faithful[undecided], err[undecided] = _settle_exact(
+        sweep, rows[undecided], x, cu, ru, side, differ)
 
 
 def _faithful(cu, ru, side, which, fmt) -> np.ndarray:
@@ -413,17 +451,6 @@ def _neighbour_is(c, r, side, which, p, emin, ok):
         for j in range(c.shape[1]):
             if which[i, j]:
                 ok[i, j] = side[i, j] != 0 and c[i, j] == neighbour(r[i, j], side[i, j] > 0, p, emin)
-
-
-def _structural_side(function: str, x: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """The sign of ``v - r`` where the row's structure tells it, else 0 (rows: no NaN, no
-    +inf): with two live entries or more, softmax lies strictly inside (0, 1) and log-softmax
-    strictly below ``x_j - max`` (exact: 16-bit values differ by less than 2**40)."""
-    live = x > -np.inf
-    ok = live & (live.sum(axis=1, keepdims=True) >= 2) & np.isfinite(r)
-    if function == "softmax":
-        return np.where(ok & (r >= 1.0), -1, np.where(ok & (r <= 0.0), 1, 0))
-    return np.where(ok & (r >= x - x.max(axis=1, keepdims=True)), -1, 0)
 
 
 def _settle_exact(sweep, rows, x, cu, ru, known_side, differ):
@@ -524,17 +551,15 @@ def _first_rows_of(err, bits, width, candidates, k, by_error):
     return top[:count]
 
 
-def _classified(c, r, lo, hi, fmt):
+def _classified(c, r, lo, hi, x, log, fmt):
     """:func:`_classify`'s ``(correctly_rounded, faithful, error, flags)`` per row."""
     n = c.shape[0]
     cr = np.empty(n, dtype=np.bool_)
     faithful = np.empty(n, dtype=np.int8)
     err = np.empty(n)
     flags = np.empty(n, dtype=np.uint8)
-    lo, hi = np.ascontiguousarray(lo), np.ascontiguousarray(hi)
-    _classify(c, r, lo, hi, lo.view(np.int64), hi.view(np.int64),
-              _inverse_units(fmt.precision, fmt.emin), fmt.precision, fmt.emin, cr, faithful, err,
-              flags)
+    _classify(c, r, lo, hi, x.astype(np.float64), log, _inverse_units(fmt.precision, fmt.emin),
+              fmt.precision, fmt.emin, cr, faithful, err, flags)
     return cr, faithful, err, flags
 
 
@@ -542,10 +567,11 @@ def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
     """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``."""
     c = y.astype(np.float64)
     n = rows.shape[0]
-    cr, faithful, err, flags = _classified(c, r, lo, hi, sweep.format)
+    cr, faithful, err, flags = _classified(c, r, lo, hi, rows, sweep.function == "log_softmax",
+                                           sweep.format)
     undecided = np.flatnonzero(faithful < 0)
     if undecided.size:
-        _settle(sweep, rows, c, r, lo, hi, undecided, faithful, err)
+        _settle(sweep, rows, c, r, undecided, faithful, err)
     finite = np.isfinite(err)
     worst = _first_rows(err, rows, np.flatnonzero(finite))
     nonfinite = _first_rows(err, rows, np.flatnonzero(~finite), by_error=False)
