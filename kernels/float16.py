@@ -175,12 +175,12 @@ def _tiny_plus_half(a):
 
 
 @cached_njit
-def _nan_payload(a):
-    """The 10 payload bits of the binary16 NaN for a float32 NaN magnitude ``a``: its top 10
-    (as numpy), 1 where those are all 0 (so that the NaN stays a NaN)."""
+def _nan_payload(u):
+    """The 10 payload bits of the binary16 NaN for the bits ``u`` of a float32 NaN (any integer
+    type, signed or not): its top 10 (as numpy), 1 where those are all 0 (so that the NaN stays
+    a NaN)."""
     always_inline()
-    t = (a & 0x7FFFFF) >> 13
-    return t if t != 0 else 1
+    return max((u >> 13) & 0x3FF, 1)
 
 
 @cached_njit
@@ -343,7 +343,7 @@ def _nan_half(f):
     """The binary16 NaN bits for a float32 NaN ``f``, as :func:`float_to_half` gives them."""
     always_inline()
     u = np.int32(float_bits(f))
-    return np.uint16(((u >> 16) & 0x8000) | 0x7C00 | max((u >> 13) & 0x3FF, 1))
+    return np.uint16(((u >> 16) & 0x8000) | 0x7C00 | _nan_payload(u))
 
 
 @cached_njit
@@ -362,7 +362,7 @@ def round_to_half_f16c(f):
     f = np.float32(f)
     r = _fpext_half(_fptrunc_half(f))
     u = np.int32(float_bits(f))
-    nan = bits_float(np.uint32((u & np.int32(-0x800000)) | (max((u >> 13) & 0x3FF, 1) << 13)), _F32_ONE)
+    nan = bits_float(np.uint32((u & np.int32(-0x800000)) | (_nan_payload(u) << 13)), _F32_ONE)
     return nan if f != f else r
 
 
