@@ -402,11 +402,8 @@ def main(argv=None) -> int:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
                use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function)
-    table = markdown(data)  # printed as it is written: one formatting of the rows
+    table = markdown(data)  # printed as it is written (with the loaded-machine warning, if any)
     print(table)
-    loaded = loaded_warning(data["meta"])
-    if loaded:
-        print(loaded, file=sys.stderr)
     out = args.out or _default_out(args.function)
     write_json_atomic(out, data)
     atomic_write(out.with_suffix(".md"), lambda tmp: Path(tmp).write_text(table))

@@ -43,18 +43,21 @@ rows phase 1 does not take, NaN, +inf and all -inf, ``reference.exact``, exact t
 
 - correctly rounded: ``c == r`` (both NaN for a NaN; +0 and -0 count as equal, as in
   ``formats.exact_ulp_error``);
-- faithful: ``c`` is ``r`` or ``r``'s neighbour on ``v``'s side (the side from the enclosure, or
-  from ``reference.exact``'s double-double where the enclosure holds ``r``);
+- faithful: ``c`` is ``r`` or ``r``'s neighbour on ``v``'s side (the side from the enclosure;
+  where the enclosure holds ``r``, from the row's structure, :func:`_structural_side`, or else
+  from ``reference.exact``'s double-double);
 - error: an upper bound on ``|c - v| / ulp(v)``, the unit of ``formats.exact_ulp_error`` (the
   binade of ``v``), taken at the enclosure's end nearest 0: within about ``2**-40`` of the exact
   error; 0.5 at most where ``c`` is correctly rounded; inf for a NaN or infinite ``c`` where ``r``
   is finite (an overflow is neither faithful nor bounded, even where ``r`` is the largest finite
   number), a number where ``r`` is NaN, another infinity where ``r`` is one. Where the
-  enclosure holds ``r`` and ``c`` is not ``r``, the error is ``exact_ulp_error`` of
+  enclosure holds ``r`` and ``c`` is not ``r``, the error is taken over the enclosure's part on
+  ``v``'s side of ``r`` where the structure tells the side, else it is ``exact_ulp_error`` of
   ``reference.exact`` (and where that rounds to ``r`` itself, the side of ``r`` that ``v`` lies on
   from :func:`_side`). An enclosure across a power of two takes the smaller unit, so there the
   bound can be twice the error: only where ``r`` is that power of two (``c == r``, capped at
-  0.5, or ``c`` settled as above).
+  0.5; ``c`` settled as above; or ``c`` beside ``r`` in a row already unfaithful in another
+  output, which keeps the whole enclosure).
 
 A row is correctly rounded (faithful) when every output is; its error is its largest. Totals per
 implementation (:func:`summarise`): rows, ``correctly_rounded``, ``faithful``, ``max_error``,
@@ -330,9 +333,10 @@ def _inverse_units(p: int, emin: int) -> np.ndarray:
 def _inverse_unit(lo, hi, inv_units, emin):
     """``1 / ulp`` of the binade of the enclosure ``[lo, hi]``'s end nearest 0 (0 where it holds
     0; float64 subnormals and 0: ``emin``'s)."""
-    if lo <= 0.0 <= hi:
+    near = 0.0 if lo <= 0.0 <= hi else min(abs(lo), abs(hi))
+    if near == 0.0:  # frexp(0) has exponent 0
         return inv_units[0]
-    return inv_units[max(math.frexp(min(abs(lo), abs(hi)))[1] - 1, emin) - emin]
+    return inv_units[max(math.frexp(near)[1] - 1, emin) - emin]
 
 
 @_cached_njit
@@ -424,12 +428,12 @@ def _classify(c, r, lo, hi, x, log, inv_units, p, emin, cr, faithful, err, flags
         cr[i], faithful[i], err[i], flags[i] = row_cr, row_f, row_e, row_flags
 
 
-def _settle(sweep, rows, c, r, undecided, faithful, err):
+def _settle(sweep, rows, x, c, r, undecided, faithful, err):
     """Rows :func:`_classify` left open (an output whose enclosure holds ``r``, ``c`` not ``r``,
     side not told by the structure): faithfulness and error from the exact double-double values
     (``reference.exact``, ``formats.exact_ulp_error``) and, where those round to ``r`` itself,
     from :func:`_side`."""
-    x = rows[undecided].astype(np.float64)
+    x = x[undecided]
     cu, ru = c[undecided], r[undecided]
     differ = (cu != ru) & ~(np.isnan(cu) & np.isnan(ru))
     side = _structural_sides(x, ru, sweep.function == "log_softmax")
@@ -527,8 +531,8 @@ def _first_rows(err, rows, candidates, by_error=True) -> np.ndarray:
 
 @_cached_njit
 def _first_rows_of(err, bits, width, candidates, k, by_error):
-    """:func:`_first_rows` in one pass over the candidates, keeping a sorted list of ``k``
-    (a sort of millions of tied rows costs a hundred times more)."""
+    """:func:`_first_rows` in one pass over the candidates (no NaN in ``err``), keeping a sorted
+    list of ``k`` (a sort of millions of tied rows costs a hundred times more)."""
     top = np.empty(k, dtype=np.int64)
     top_err = np.empty(k)
     top_key = np.empty(k, dtype=np.uint64)
@@ -540,7 +544,7 @@ def _first_rows_of(err, bits, width, candidates, k, by_error):
         key = np.uint64(0)
         for j in range(bits.shape[1]):
             key = (key << np.uint64(width)) | np.uint64(bits[i, j])
-        if count == k and e == top_err[k - 1] and key > top_key[k - 1]:
+        if count == k and e == top_err[k - 1] and key >= top_key[k - 1]:  # equal rows: the first
             continue
         j = count if count < k else k - 1
         while j > 0 and (top_err[j - 1] < e or (top_err[j - 1] == e and top_key[j - 1] > key)):
@@ -558,20 +562,22 @@ def _classified(c, r, lo, hi, x, log, fmt):
     faithful = np.empty(n, dtype=np.int8)
     err = np.empty(n)
     flags = np.empty(n, dtype=np.uint8)
-    _classify(c, r, lo, hi, x.astype(np.float64), log, _inverse_units(fmt.precision, fmt.emin),
+    _classify(c, r, lo, hi, x, log, _inverse_units(fmt.precision, fmt.emin),
               fmt.precision, fmt.emin, cr, faithful, err, flags)
     return cr, faithful, err, flags
 
 
-def measure(sweep: Sweep, rows, y, r, lo, hi) -> dict:
-    """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``."""
+def measure(sweep: Sweep, rows, y, r, lo, hi, x=None) -> dict:
+    """The totals (:func:`summarise`'s fields) of one implementation's outputs ``y`` on ``rows``
+    (``x``: ``rows`` in float64, when the caller has it)."""
     c = y.astype(np.float64)
+    x = rows.astype(np.float64) if x is None else x
     n = rows.shape[0]
-    cr, faithful, err, flags = _classified(c, r, lo, hi, rows, sweep.function == "log_softmax",
+    cr, faithful, err, flags = _classified(c, r, lo, hi, x, sweep.function == "log_softmax",
                                            sweep.format)
     undecided = np.flatnonzero(faithful < 0)
     if undecided.size:
-        _settle(sweep, rows, c, r, undecided, faithful, err)
+        _settle(sweep, rows, x, c, r, undecided, faithful, err)
     finite = np.isfinite(err)
     worst = _first_rows(err, rows, np.flatnonzero(finite))
     nonfinite = _first_rows(err, rows, np.flatnonzero(~finite), by_error=False)
@@ -650,16 +656,17 @@ def run_chunk(sweep: Sweep, chunk: int) -> dict:
     started = time.process_time()
     rows = chunk_rows(sweep, chunk)
     r, lo, hi = chunk_reference(sweep, chunk, rows)
+    x = rows.astype(np.float64)
     seconds = {"reference": time.process_time() - started}
     totals = {}
     for name in sweep.implementations:
         started = time.process_time()
-        totals[name] = _measure_one(sweep, name, rows, r, lo, hi)
+        totals[name] = _measure_one(sweep, name, rows, x, r, lo, hi)
         seconds[name] = time.process_time() - started
     return {"totals": totals, "seconds": seconds}
 
 
-def _measure_one(sweep, name, rows, r, lo, hi) -> dict:
+def _measure_one(sweep, name, rows, x, r, lo, hi) -> dict:
     try:
         fn = _callable(name, sweep.function)
     except Exception as exc:  # noqa: BLE001 - a failure of this implementation, not the sweep
@@ -671,7 +678,7 @@ def _measure_one(sweep, name, rows, r, lo, hi) -> dict:
     y = out["y"]
     if y.dtype != rows.dtype:  # rounded into the format, as the audit does
         y = y.astype(rows.dtype)
-    totals = measure(sweep, rows, y, r, lo, hi)
+    totals = measure(sweep, rows, y, r, lo, hi, x)
     if out["modified_input"]:
         totals["failures"]["modified_input"] = "changed its input array in place"
     return totals

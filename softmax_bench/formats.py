@@ -298,8 +298,10 @@ def exact_ulp_error(computed, exact_hi, exact_lo, rounded, dtype=None) -> np.nda
     finite = np.isfinite(c) & np.isfinite(hi) & np.isfinite(r)
     a = np.where(finite, np.abs(hi), 1.0)
     mant, e2 = np.frexp(a)  # a = mant * 2**e2, mant in [0.5, 1)
-    below = (mant == 0.5) & (np.where(finite, hi, 0.0) * np.where(finite, lo, 0.0) < 0)
-    # (v just below a power of two: the binade under it)
+    hi_f, lo_f = np.where(finite, hi, 0.0), np.where(finite, lo, 0.0)
+    # v just below a power of two: the binade under it (signs compared, not multiplied: the
+    # product of 0.5 and a lo of 2**-1074 underflows to 0)
+    below = (mant == 0.5) & (((hi_f > 0) & (lo_f < 0)) | ((hi_f < 0) & (lo_f > 0)))
     exponent = np.where(a > 0, e2 - 1 - below, fmt.emin)
     unit = np.ldexp(1.0, np.maximum(exponent, fmt.emin) - fmt.precision + 1)
     with np.errstate(over="ignore", invalid="ignore"):

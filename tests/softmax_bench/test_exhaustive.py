@@ -236,6 +236,59 @@ def test_made_up_outputs_near_exactly_representable_values(dtype, function, row,
     assert got["max_error"] == pytest.approx(error, rel=1e-9, abs=1e-9), (got, r)
 
 
+@pytest.mark.parametrize("outputs,faithful,error", [
+    # output 0 held without a structural side (v = 0.5 - e^-1024 / 4: to the double-doubles),
+    # output 2 held with one (v > 0 = r): the row goes to the double-doubles whole
+    ((0.5 - 2.0**-12, 0.5, 2.0**-24), 1, 1.0),
+    ((0.5 + 2.0**-11, 0.5, 2.0**-24), 0, 2.0),
+    ((0.5, 0.5, -(2.0**-24)), 0, 1.0),
+])
+def test_made_up_rows_with_outputs_held_with_and_without_a_structural_side(outputs, faithful, error):
+    got, r = measure_made_up("float16", "softmax", (0.0, 0.0, -1024.0), outputs)
+    assert list(r) == [0.5, 0.5, 0.0]
+    assert got["correctly_rounded"] == 0 and got["faithful"] == faithful, (got, r)
+    assert got["max_error"] == pytest.approx(error, rel=1e-9), (got, r)
+
+
+def test_made_up_row_unfaithful_elsewhere_keeps_its_classification():
+    # output 0 two units off (the enclosure decides: unfaithful), output 2 the neighbour of 0 on
+    # v's side: the row is unfaithful, its error output 0's
+    row = (1.0, 0.0, -1024.0)
+    exact = [float(v) for v in reference.exact("softmax", np.array([row], np.float16))[0][0]]
+    r0 = float(np.float16(exact[0]))
+    c0 = r0 + 2 * 2.0**-11  # r0 in [0.5, 1): unit 2**-11
+    got, r = measure_made_up("float16", "softmax", row, (c0, float(np.float16(exact[1])), 2.0**-24))
+    assert got["faithful"] == 0 and got["correctly_rounded"] == 0
+    assert got["max_error"] == pytest.approx((c0 - exact[0]) / 2.0**-11, abs=1e-6)
+
+
+@pytest.mark.parametrize("emin", [-14, -126, -6, -15])
+def test_inverse_unit_is_the_binade_of_the_end_nearest_zero(emin):
+    inv = exhaustive._inverse_units(11, emin)
+    ends = [0.0, -0.0, 5e-324, 2.0**-1022, 2.0**-1022 * (1 - 2.0**-52), 2.0**emin,
+            np.nextafter(2.0**emin, 0), np.nextafter(2.0**emin, 1), 0.75, 1.0, 1.5, 2.0**1023,
+            np.finfo(np.float64).max] + list(np.random.default_rng(-emin).standard_normal(200) * 2.0**-10)
+    for a in ends:
+        for b in ends:
+            lo, hi = sorted((a, -b if b > 1 else b))
+            near = 0.0 if lo <= 0.0 <= hi else min(abs(lo), abs(hi))
+            bits = int(np.float64(near).view(np.int64))
+            binade = max((bits >> 52) - 1023, emin)  # the float64 exponent field
+            assert exhaustive._inverse_unit(lo, hi, inv, emin) == inv[binade - emin], (lo, hi)
+
+
+def test_structural_side_of_rows_with_dead_entries():
+    side = exhaustive._structural_side
+    x = np.array([0.0, -np.inf, -1.0])
+    assert side(x, 0, 1.0, False) == -1 and side(x, 2, 0.0, False) == 1
+    assert side(x, 0, 0.75, False) == 0  # inside (0, 1): not told
+    assert side(x, 1, 0.0, False) == 0  # a dead entry: exactly 0
+    assert side(np.array([2.0, -np.inf]), 0, 1.0, False) == 0  # one live entry: exactly 1
+    assert side(x, 0, 0.0, True) == -1 and side(x, 2, -1.0, True) == -1  # r >= x_j - max
+    assert side(x, 2, -1.5, True) == 0 and side(x, 0, np.inf, True) == 0
+    assert list(exhaustive._structural_sides(x[None, :], np.array([[1.0, 0.0, 0.0]]), False)[0]) == [-1, 0, 1]
+
+
 def test_side_beyond_double_doubles_by_interval_arithmetic():
     # 0.5 + 2**-80: a double-double would not round it away from 0.5 (rounding to float8 loses
     # it), mpmath's intervals tell it is above

@@ -247,6 +247,10 @@ def test_exact_ulp_error_definitions():
     below_one = exact_ulp_error(np.array([1.0, 1.0 - 2.0**-24], f32), 1.0, -(2.0**-60), np.ones(2, f32))
     assert below_one[0] == pytest.approx(2.0**-36)
     assert below_one[1] == pytest.approx(1.0 - 2.0**-36)
+    # ... however small the low part (0.5 * 2**-1074 underflows: the signs tell)
+    below_half = exact_ulp_error(np.array([0.5 + 2.0**-11], np.float16), 0.5, -(2.0**-1074),
+                                 np.array([0.5], np.float16))
+    assert below_half[0] == 2.0  # the unit of [0.25, 0.5): 2**-12
     # at 0: in smallest subnormals
     tiny = float(np.finfo(f32).smallest_subnormal)
     assert exact_ulp_error(np.array([tiny], f32), 0.0, 0.0, np.zeros(1, f32))[0] == 1.0
