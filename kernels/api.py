@@ -94,18 +94,20 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
     view = numba_view(storage)
     function = name.split("/")[0]
 
-    if view == storage:  # float32, float64: no view needed (a view costs 0.2 us per call)
+    # (C-contiguous arrays only; a reshape costs 0.15 us per call, a view 0.2 us: each only where
+    # needed)
+    if view == storage:  # float32, float64: no view needed
         def as_rows(a, n):
-            return a.reshape(-1, n)
+            return a if a.ndim == 2 else a.reshape(-1, n)
 
         def as_flat(a):
-            return a.reshape(-1)
+            return a if a.ndim == 1 else a.reshape(-1)
     else:
         def as_rows(a, n):
-            return a.reshape(-1, n).view(view)
+            return (a if a.ndim == 2 else a.reshape(-1, n)).view(view)
 
         def as_flat(a):
-            return a.reshape(-1).view(view)
+            return (a if a.ndim == 1 else a.reshape(-1)).view(view)
 
     def out_rows(a, n):  # the result array as the rows function's output
         return as_flat(a) if reduces else as_rows(a, n)
@@ -129,7 +131,9 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
         if type(axis) is int and axis == -1 and common(x, out):
             n = x.shape[-1]
             res = np.empty(x.shape[:-1] if reduces else x.shape, storage) if out is None else out
-            rows(as_rows(x, n), out_rows(res, n), marker, threads(x.size), *options)
+            size = x.size  # threads(size), inline: a call costs 0.06 us
+            rows(as_rows(x, n), out_rows(res, n), marker,
+                 1 if size < PARALLEL_MIN else numba.get_num_threads(), *options)
             return res
         axis, n, shape = check_call(name, function, storage, x, axis, out, reduces)
         last = axis == x.ndim - 1

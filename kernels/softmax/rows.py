@@ -39,7 +39,7 @@ from ..passes import (
     split_scale,
 )
 
-__all__ = ["softmax_rows"]
+__all__ = ["softmax_rows", "rows_range"]
 
 
 def _finish(s, c, leave_out):
@@ -119,7 +119,7 @@ def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
 
 
 @kernel_jit
-def _rows_range(x, out, r0, r1, c, shift, leave_out):
+def rows_range(x, out, r0, r1, c, shift, leave_out):
     """Rows ``r0..r1-1`` on the calling thread: short rows in bundles, long rows one by one."""
     n = x.shape[1]
     scratch = new_buffer(n, x, out, c)
@@ -152,8 +152,8 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
         for r in range(rows):
             _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
     elif groups == 1:
-        _rows_range(x, out, 0, rows, c, shift, leave_out)
+        rows_range(x, out, 0, rows, c, shift, leave_out)
     else:
         for g in prange(groups):
-            _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)
+            rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)
 

@@ -28,7 +28,9 @@ each other, so a long row split across threads computes them in parallel and com
 the same order: the result never depends on the schedule. Pass 2: ``y_i = fl(term(x_i, M) / S)``,
 rounded once to the storage format. A row of one block (``n <= BLOCK``) combines exactly
 (``move(0) = 0``, ``0 + S_0 = S_0``), so **online equals shifted bit for bit on such rows**
-(tests/kernels/softmax/test_streaming.py).
+(tests/kernels/softmax/test_streaming.py runs these passes on them against shifted), and the
+online kernel runs such rows by shifted's schedule (:func:`.rows.rows_range`: bundles of short
+rows, 3x faster than row by row on rows of 2 to 64 terms).
 
 Two-pass domain: the extended exp is accurate for ``|x| <=`` :data:`..exp.PARTS_LIMIT32`
 (1024, float32 compute), :data:`..exp.PARTS_LIMIT64` (2**30, float64) or 65536 (16-bit compute,
@@ -48,15 +50,16 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ..arith import (BLOCK, _is_bf16, _is_f32, _is_half, block_sum, expc, kernel_jit, key_range,
-                     key_to_max, load, put, rnd, zero)
+from ..arith import (BLOCK, ON, _is_bf16, _is_f32, _is_half, block_sum, expc, kernel_jit,
+                     key_range, key_to_max, load, put, rnd, zero)
 from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
 from ..float16 import round64_to_half
 from ..passes import SPLIT, compute_array, n_groups, term
+from .rows import rows_range
 
-__all__ = ["streaming_rows", "PARTS_LIMIT16", "PARTS_LIMITS"]
+__all__ = ["streaming_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
 
 #: The two-pass domain for 16-bit compute (every finite float16; bfloat16 beyond it falls back).
 PARTS_LIMIT16 = 65536.0
@@ -273,10 +276,29 @@ def _split_row(x, out, c, threads, exponent):
 
 
 @kernel_jit
-def _rows_range(x, out, r0, r1, c, exponent):
+def streamed_range(x, out, r0, r1, c, exponent):
+    """Rows ``r0..r1-1`` on the calling thread, one after another, by the passes above."""
     eb = compute_array(BLOCK, c)
     for r in range(r0, r1):
         _row(x[r], out[r], eb, c, exponent)
+
+
+def _rows_range(x, out, r0, r1, c, exponent):
+    """Rows ``r0..r1-1`` on the calling thread: :func:`streamed_range`, except that online rows of
+    one block (``n <= BLOCK``), whose operations are shifted's (module docstring), run shifted's
+    schedule (:func:`.rows.rows_range`: short rows in bundles, 3x faster on rows of 2 to 64)."""
+
+
+@overload(_rows_range)
+def _ov_rows_range(x, out, r0, r1, c, exponent):
+    if isinstance(exponent, types.NoneType):
+        def impl(x, out, r0, r1, c, exponent):
+            if x.shape[1] <= BLOCK:
+                rows_range(x, out, r0, r1, c, ON, None)
+            else:
+                streamed_range(x, out, r0, r1, c, exponent)
+        return impl
+    return lambda x, out, r0, r1, c, exponent: streamed_range(x, out, r0, r1, c, exponent)
 
 
 @kernel_jit(parallel=True)

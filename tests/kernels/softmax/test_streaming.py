@@ -10,7 +10,9 @@ import pytest
 from softmax_bench.bounds import element_bounds, reference_of
 from softmax_bench.formats import format_of, ulp_error
 from softmax_bench.kernels import get_kernel, list_kernels
-from softmax_bench.kernels.arith import BLOCK
+from softmax_bench.kernels.api import numba_view
+from softmax_bench.kernels.arith import BLOCK, COMPUTE_MARKERS
+from softmax_bench.kernels.softmax.streaming import streamed_range
 from softmax_bench.kernels.passes import SPLIT_MIN
 
 ONLINE = list_kernels("online", function="softmax")
@@ -29,19 +31,31 @@ def rising_rows(dtype, rows, n, seed=0):
     return (rng.standard_normal((rows, n)) * 4 + np.linspace(-20, 20, n)).astype(format_of(dtype).dtype)
 
 
+def streamed(spec, x):
+    """The online passes themselves on every row of ``x`` (the kernel hands rows of one block to
+    shifted's schedule)."""
+    view = numba_view(spec.dtype)
+    out = np.empty_like(x)
+    streamed_range(x.view(view), out.view(view), 0, x.shape[0], COMPUTE_MARKERS[spec.compute], None)
+    return out
+
+
 @pytest.mark.parametrize("spec", ONLINE, ids=lambda k: k.id)
 def test_online_is_shifted_on_rows_of_one_block(spec):
-    """One block combines exactly, so the operations are shifted's (module docstring)."""
+    """One block combines exactly, so the operations are shifted's (module docstring): the
+    online passes give shifted's bits, and so does the kernel (which runs shifted's schedule)."""
     shifted = get_kernel("shifted", spec.dtype, spec.compute)
     rng = np.random.default_rng(1)
     fmt = format_of(spec.dtype)
     big = np.inf if fmt.has_inf else fmt.max_finite  # e4m3fn: its largest finite
-    for n in (1, 7, 100, BLOCK):
+    for n in (1, 2, 7, 100, BLOCK):
         x = (rng.standard_normal((5, n)) * 10).astype(fmt.dtype)
         x[1, :: 3] = -big
         x[2, 0] = np.nan
         x[3, -1] = big
-        assert np.array_equal(bits(spec(x)), bits(shifted(x))), n
+        want = bits(shifted(x))
+        assert np.array_equal(bits(streamed(spec, x)), want), n
+        assert np.array_equal(bits(spec(x)), want), n
     x = np.full((2, 9), -np.inf if fmt.has_inf else np.nan, fmt.dtype)
     assert np.isnan(spec(x).astype(np.float64)).all()
 
