@@ -340,6 +340,12 @@ def _inverse_unit(lo, hi, inv_units, emin):
 
 
 @_cached_njit
+def _error_bound(c, lo, hi, inv_units, emin):
+    """``|c - v|`` over ``v`` in ``[lo, hi]``, in units of the binade of its end nearest 0."""
+    return max(abs(c - lo), abs(c - hi)) * _inverse_unit(lo, hi, inv_units, emin)
+
+
+@_cached_njit
 def _structural_side(x, j, r, log):
     """The sign of ``v - r`` for output ``j`` of the row ``x`` (no NaN, no +inf) where the row's
     structure tells it, else 0: with two live entries or more, softmax lies strictly inside
@@ -397,7 +403,7 @@ def _classify(c, r, lo, hi, x, log, inv_units, p, emin, cr, faithful, err, flags
             if cj == 0.0 and rj != 0.0:
                 row_flags |= 4
             lo_j, hi_j = lo[i, j], hi[i, j]
-            e = max(abs(cj - lo_j), abs(cj - hi_j)) * _inverse_unit(lo_j, hi_j, inv_units, emin)
+            e = _error_bound(cj, lo_j, hi_j, inv_units, emin)
             if cj == rj:
                 row_e = max(row_e, min(e, 0.5))
                 sided_e = max(sided_e, min(e, 0.5))
@@ -415,7 +421,7 @@ def _classify(c, r, lo, hi, x, log, inv_units, p, emin, cr, faithful, err, flags
                     unsided = True
                 else:  # the error over the enclosure's part on v's side of r (its binade: v's)
                     lo_j, hi_j = (max(lo_j, rj), hi_j) if side > 0 else (lo_j, min(hi_j, rj))
-                    e = max(abs(cj - lo_j), abs(cj - hi_j)) * _inverse_unit(lo_j, hi_j, inv_units, emin)
+                    e = _error_bound(cj, lo_j, hi_j, inv_units, emin)
                     if cj != neighbour(rj, side > 0, p, emin):
                         sided_f = 0
             sided_e = max(sided_e, e)
