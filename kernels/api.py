@@ -5,8 +5,8 @@
 reduction) into a callable that takes any array of the storage dtype, of any shape and memory
 layout, along any axis:
 
-- the input is never modified (when ``out`` may share memory with it, the result goes through a
-  fresh buffer);
+- the input is never modified except through ``out`` (when ``out`` overlaps it, the rows function
+  reads a copy of it: :func:`.passes.apart`);
 - contiguous rows along the last axis are used in place; any other layout or axis is copied to
   contiguous rows first (``np.moveaxis`` + ``np.ascontiguousarray``);
 - ``out=`` must be an ndarray of the storage dtype and the input's shape (without ``axis`` for
@@ -94,47 +94,71 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
     view = numba_view(storage)
     function = name.split("/")[0]
 
-    # (C-contiguous arrays only; a reshape costs 0.15 us per call, a view 0.2 us: each only where
-    # needed)
+    # the general path's reshapes and views (C-contiguous arrays only)
     if view == storage:  # float32, float64: no view needed
         def as_rows(a, n):
-            return a if a.ndim == 2 else a.reshape(-1, n)
+            return a.reshape(-1, n)
 
         def as_flat(a):
-            return a if a.ndim == 1 else a.reshape(-1)
+            return a.reshape(-1)
     else:
         def as_rows(a, n):
-            return (a if a.ndim == 2 else a.reshape(-1, n)).view(view)
+            return a.reshape(-1, n).view(view)
 
         def as_flat(a):
-            return (a if a.ndim == 1 else a.reshape(-1)).view(view)
+            return a.reshape(-1).view(view)
 
     def out_rows(a, n):  # the result array as the rows function's output
         return as_flat(a) if reduces else as_rows(a, n)
 
-    def common(x, out):
-        """Whether this is the common call, checked in a few steps: C rows of the storage dtype
-        along the last axis, ``out`` None or C-contiguous, writable, of the result's shape and
-        apart from ``x``. (The general path costs ~4 us more, twice a 1,000-element row.)"""
-        if type(x) is not np.ndarray or x.dtype != storage or not x.ndim or not x.size:
-            return False
-        if not x.flags.c_contiguous:
-            return False
-        if out is None:
-            return True
-        return (type(out) is np.ndarray and out.dtype == storage
-                and out.shape == (x.shape[:-1] if reduces else x.shape)
-                and out.flags.c_contiguous and out.flags.writeable
-                and not np.may_share_memory(out, x))
+    entry = None  # the compiled rows function of the fast path (compiled())
+
+    def compiled():
+        """``rows`` compiled for C rows of the storage view, as its entry point: numba's
+        dispatcher types every argument of every call (0.25 us of a 2 us call on a 1,000-element
+        row); the entry point only unboxes them, checking nothing but the item size (numba's
+        boxing.unbox_array), so the fast path calls it only with arguments it has checked: C
+        contiguous, aligned, of the storage dtype and the rows' dimensions. It takes the storage
+        array itself for the view (same item size, same bits): a ``.view`` costs 0.2 us."""
+        nonlocal entry
+        proto = np.empty((1, 1), view)
+        sig = (proto, proto[0] if reduces else proto, marker, 1, *options)
+        entry = rows.compile(tuple(numba.typeof(a) for a in sig))
+        return entry
+
+    ndarray, empty = np.ndarray, np.empty  # (closure cells: cheaper than global lookups)
 
     def kernel(x, axis=-1, out=None):
-        if type(axis) is int and axis == -1 and common(x, out):
-            n = x.shape[-1]
-            res = np.empty(x.shape[:-1] if reduces else x.shape, storage) if out is None else out
-            size = x.size  # threads(size), inline: a call costs 0.06 us
-            rows(as_rows(x, n), out_rows(res, n), marker,
-                 1 if size < PARALLEL_MIN else numba.get_num_threads(), *options)
-            return res
+        # The common call, decided in a few steps (each costs tens of ns; the whole call of a
+        # 1,000-element row is ~1.3 us, the general path below ~4 us more): C rows of the
+        # storage dtype (aligned) along the last axis, ``out`` None or C-contiguous, aligned,
+        # writable and of the result's shape (overlapping x or not: the rows function then
+        # copies x, passes.apart).
+        if type(x) is ndarray and x.dtype is storage and axis == -1 and type(axis) is int:
+            shape = x.shape
+            size = x.size
+            if size and shape and (flags := x.flags).c_contiguous and flags.aligned:
+                rshape = shape[:-1] if reduces else shape
+                if out is None:
+                    res = empty(rshape, storage)
+                elif (type(out) is ndarray and out.dtype is storage and out.shape == rshape
+                      and out.flags.carray):
+                    res = out
+                else:
+                    res = None
+                if res is not None:
+                    nd = len(shape)
+                    if nd == 2:
+                        x2, r2 = x, res
+                    elif nd == 1:  # one row (x[None]: 45 ns, a reshape 85)
+                        x2, r2 = x[None], res[None]
+                    else:
+                        x2 = x.reshape(-1, shape[-1])
+                        r2 = res.reshape(-1) if reduces else res.reshape(-1, shape[-1])
+                    (entry or compiled())(x2, r2, marker,
+                                          1 if size < PARALLEL_MIN else numba.get_num_threads(),
+                                          *options)
+                    return res
         axis, n, shape = check_call(name, function, storage, x, axis, out, reduces)
         last = axis == x.ndim - 1
         xm = x if last else np.moveaxis(x, axis, -1)
@@ -145,7 +169,7 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
 
         if out is not None:
             om = out if (last or reduces) else np.moveaxis(out, axis, -1)
-            if om.flags.c_contiguous and not np.may_share_memory(out, x):
+            if om.flags.c_contiguous:  # (out overlapping x: the rows function copies x)
                 rows(x2, out_rows(om, n), marker, threads_, *options)
                 return out
         res = np.empty(shape if reduces else xm.shape, storage)

@@ -18,10 +18,13 @@ axis) and one function (``--function``: softmax, log_softmax or logsumexp), the 
 
 Method: every implementation is first called until its timings settle (three calls in a row
 within 20% of each other, at most 50 calls or 1 s: numba compiles or loads its cache, torch's
-first calls on a new shape allocate and run 4x slower); then rounds of one call of each
+first calls on a new shape allocate and run 4x slower); then rounds of one timing of each
 implementation in turn (interleaved, so that a change in machine load hits all of them alike)
 until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
-``--max-repeat`` rounds. Reported per implementation: median, quartiles, min and max of the wall
+``--max-repeat`` rounds. A timing is of back-to-back calls, as many as make it last
+:data:`TIMING_MIN_S` (one call for most cases; ~40 for a 1,000-element row), divided by their
+number, as ``timeit`` does: one call of 1 us timed alone is mostly the timer and the caches
+the other implementations of the round left cold (it read 5-7 us here), not the call. Reported per implementation: median, quartiles, min and max of the wall
 times, ns per element (median / elements), and ratios of medians ``implementation / peer`` for
 every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
 (``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
@@ -33,6 +36,7 @@ Run: ``softmax-bench bench [--quick] [--function F] [--cases SUBSTRING ...] [--o
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -141,9 +145,14 @@ def _stats(times: list[float], size: int) -> dict:
     }
 
 
-def _settle(f, calls: int = 50, seconds: float = 1.0) -> None:
+#: The shortest timing (seconds): faster calls are repeated within one timing (module docstring).
+TIMING_MIN_S = 50e-6
+
+
+def _settle(f, calls: int = 50, seconds: float = 1.0) -> float:
     """Call ``f`` once, then until three calls in a row take within 20% of each other (or
-    ``calls`` calls, or ``seconds``): timings start from its steady state."""
+    ``calls`` calls, or ``seconds``): timings start from its steady state. Returns the median of
+    the last three calls (seconds)."""
     with np.errstate(all="ignore"):
         f()  # compiles, or loads the cache: not part of the settling
     times: list[float] = []
@@ -154,7 +163,8 @@ def _settle(f, calls: int = 50, seconds: float = 1.0) -> None:
             f()
             times.append(time.perf_counter() - t0)
         if len(times) >= 3 and max(times[-3:]) <= 1.2 * min(times[-3:]):
-            return
+            break
+    return float(np.median(times[-3:])) if times else seconds
 
 
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
@@ -178,9 +188,10 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     kernel_names = list(impls)
     impls.update(_peers(function, x, use_torch))
     unsupported = {}
+    number = {}  # calls per timing
     for name, f in list(impls.items()):  # warm-up: compile / load caches, first-touch memory
         try:
-            _settle(f)
+            number[name] = max(1, math.ceil(TIMING_MIN_S / max(_settle(f), 1e-9)))
         except Exception as err:  # a peer that does not take this dtype
             unsupported[name] = f"{type(err).__name__}: {err}"
             del impls[name]
@@ -189,12 +200,15 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     rounds = 0
     while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
         for name, f in impls.items():
+            calls = range(number[name])
             with np.errstate(all="ignore"):
                 t0 = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t0)
+                for _ in calls:
+                    f()
+                times[name].append((time.perf_counter() - t0) / len(calls))
         rounds += 1
-    results = {name: _stats(ts, case.size) for name, ts in times.items()}
+    results = {name: {**_stats(ts, case.size), "calls_per_timing": number[name]}
+               for name, ts in times.items()}
     peers = [p for p in ("numpy", "scipy", "torch", "copy") if p in results]
     ratios = {
         k: {p: results[k]["median_s"] / results[p]["median_s"] for p in peers}
@@ -291,7 +305,8 @@ def markdown(data: dict) -> str:
              f"{versions.get('torch') or 'absent'} (2 threads); {str(info.get('date', ''))[:10]}, "
              f"commit {str(info.get('git_commit', ''))[:10]}.",
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
-             "standard normal, rounded to the storage format; `out=`: into a preallocated array.", ""]
+             "standard normal, rounded to the storage format; `out=`: into a preallocated array. A timing "
+             f"is of back-to-back calls lasting at least {TIMING_MIN_S * 1e6:.0f} us, per call.", ""]
     share = info.get("interference")
     if share is not None:
         lines += [f"While it ran, other processes took {share['others']:.1%} and the hypervisor "
@@ -299,14 +314,14 @@ def markdown(data: dict) -> str:
     loaded = loaded_warning(info)
     if loaded:
         lines += [f"**{loaded}**", ""]
-    lines += ["| case | implementation | median ms | IQR ms | ns/element | " + " | ".join(f"/ {p}" for p in _PEERS) + " |",
+    lines += ["| case | implementation | median us | IQR us | ns/element | " + " | ".join(f"/ {p}" for p in _PEERS) + " |",
               "|---|---|---|---|---|" + "---|" * len(_PEERS)]
     for rec in data["cases"]:
         for name, r in rec["results"].items():
             ratios = rec["ratios"].get(name, {})
             cells = " | ".join(f"{ratios[p]:.2f}" if p in ratios else "" for p in _PEERS)
-            lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e3:.3f} | "
-                         f"{r['q1_s'] * 1e3:.3f}-{r['q3_s'] * 1e3:.3f} | {r['ns_per_element']:.3f} | {cells} |")
+            lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e6:.4g} | "
+                         f"{r['q1_s'] * 1e6:.4g}-{r['q3_s'] * 1e6:.4g} | {r['ns_per_element']:.3f} | {cells} |")
         for name, why in rec["unsupported"].items():
             lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(_PEERS))
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from numba.extending import overload
 from ..arith import kernel_jit, one, rnd
 from ..passes import (
     SPLIT,
+    apart,
     bundle_exp_sum,
     bundle_max,
     bundle_rows,
@@ -122,13 +123,14 @@ def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
 def rows_range(x, out, r0, r1, c, shift, leave_out):
     """Rows ``r0..r1-1`` on the calling thread: short rows in bundles, long rows one by one."""
     n = x.shape[1]
-    scratch = new_buffer(n, x, out, c)
     per = bundle_rows(n)
     if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
+        scratch = new_buffer(n, x, out, c)
         for r in range(r0, r1):
             _row(x[r], out[r], scratch, c, shift, leave_out)
     else:
         size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
+        scratch = new_buffer(size * n, x, out, c)
         ms = compute_array(size, c)
         ks = np.empty(size, np.int64)
         sums = compute_array(size, c)
@@ -144,7 +146,9 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
 def softmax_rows(x, out, c, threads, shift, leave_out):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out``, with compute
     marker ``c``, on up to ``threads`` threads (scheduling: :func:`..passes.n_groups`), for the
-    algorithm given by the options ``shift`` and ``leave_out`` (module docstring)."""
+    algorithm given by the options ``shift`` and ``leave_out`` (module docstring). ``out`` may
+    overlap ``x`` (:func:`..passes.apart`)."""
+    x = apart(x, out)
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
     if groups == SPLIT:

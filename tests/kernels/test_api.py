@@ -129,6 +129,36 @@ def test_out_may_alias_the_input():
     assert res is dst and _same(dst, want)
 
 
+@pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
+def test_common_call_equals_general_path(spec):
+    """The common call (C rows along the last axis: the compiled entry point, called with the
+    storage array for its integer view, no dispatch) gives the general path's bits (``axis`` given
+    as a positive int takes the general path: the rows function through numba's dispatcher), in
+    every shape it takes, with out= overlapping the input."""
+    rng = np.random.default_rng(11)
+    for shape in ((7,), (3, 7), (2, 3, 7), (1, 1000), (40, 900)):
+        x = rng.normal(0, 4, shape).astype(spec.dtype)
+        x.flat[::17] = format_of(spec.dtype).dtype.type(np.nan) if x.size > 100 else x.flat[0]
+        want = spec(x, axis=x.ndim - 1)
+        assert _same(spec(x), want)
+        out = _out_like(spec, x)
+        assert spec(x, out=out) is out and _same(out, want)
+        # out overlapping x, both C-contiguous: the rows function reads a copy of x
+        buf = np.concatenate([x.ravel(), x.ravel()[:3]])
+        src = buf[: x.size].reshape(shape)
+        dst = buf[3 : 3 + out.size].reshape(out.shape)
+        assert spec(src, out=dst) is dst and _same(dst, want)
+
+
+def test_unaligned_input_takes_the_general_path():
+    x = np.random.default_rng(4).normal(size=(3, 9)).astype(np.float32)
+    raw = np.frombuffer(bytearray(x.nbytes + 1), np.uint8)[1:]
+    u = raw.view(np.float32).reshape(3, 9)
+    u[...] = x
+    assert not u.flags.aligned
+    assert _same(F32(u), F32(x))
+
+
 @pytest.mark.parametrize(
     "call, exc, match",
     [
