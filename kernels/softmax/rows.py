@@ -23,6 +23,7 @@ from ..arith import kernel_jit, one, rnd
 from ..passes import (
     SPLIT,
     apart,
+    borrowed,
     bundle_exp_sum,
     bundle_max,
     bundle_rows,
@@ -142,13 +143,19 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
                     shift, leave_out)
 
 
-@kernel_jit(parallel=True)
+@kernel_jit
 def softmax_rows(x, out, c, threads, shift, leave_out):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out``, with compute
     marker ``c``, on up to ``threads`` threads (scheduling: :func:`..passes.n_groups`), for the
     algorithm given by the options ``shift`` and ``leave_out`` (module docstring). ``out`` may
     overlap ``x`` (:func:`..passes.apart`)."""
     x = apart(x, out)
+    _rows(borrowed(x), borrowed(out), c, threads, shift, leave_out, x)
+
+
+@kernel_jit(parallel=True)
+def _rows(x, out, c, threads, shift, leave_out, owner):
+    """:func:`softmax_rows` on borrowed arrays (``owner`` keeps ``x``'s owner alive)."""
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
     if groups == SPLIT:
