@@ -127,6 +127,7 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
         return entry
 
     ndarray, empty = np.ndarray, np.empty  # (closure cells: cheaper than global lookups)
+    one_thread = (marker, 1, *options)  # the entry's last arguments below PARALLEL_MIN
 
     def kernel(x, axis=-1, out=None):
         # The common call, decided in a few steps (each costs tens of ns; the whole call of a
@@ -147,17 +148,16 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
                 else:
                     res = None
                 if res is not None:
+                    run = entry or compiled()
+                    tail = one_thread if size < PARALLEL_MIN else (marker, numba.get_num_threads(), *options)
                     nd = len(shape)
-                    if nd == 2:
-                        x2, r2 = x, res
-                    elif nd == 1:  # one row (x[None]: 45 ns, a reshape 85)
-                        x2, r2 = x[None], res[None]
+                    if nd == 1:  # one row (x[None]: 45 ns, a reshape 85)
+                        run(x[None], res[None], *tail)
+                    elif nd == 2:
+                        run(x, res, *tail)
                     else:
-                        x2 = x.reshape(-1, shape[-1])
-                        r2 = res.reshape(-1) if reduces else res.reshape(-1, shape[-1])
-                    (entry or compiled())(x2, r2, marker,
-                                          1 if size < PARALLEL_MIN else numba.get_num_threads(),
-                                          *options)
+                        run(x.reshape(-1, shape[-1]),
+                            res.reshape(-1) if reduces else res.reshape(-1, shape[-1]), *tail)
                     return res
         axis, n, shape = check_call(name, function, storage, x, axis, out, reduces)
         last = axis == x.ndim - 1

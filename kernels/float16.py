@@ -74,6 +74,7 @@ __all__ = [
     "bits_float",
     "always_inline",
     "F16C",
+    "target_has",
     "half_to_float_f16c",
     "float_to_half_f16c",
     "round_to_half_f16c",
@@ -274,24 +275,25 @@ def round64_to_half(d):
 # ---------------------------------------------------------------------------------------------
 # hardware conversions (F16C: vcvtph2ps / vcvtps2ph), chosen at compile time
 # ---------------------------------------------------------------------------------------------
-def _target_has_f16c() -> bool:
-    """Whether numba compiles for a CPU with F16C: the features of its own target machine
-    (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES respected), which are also part of every numba cache
-    entry's key, so a cached kernel never runs on a CPU its conversions do not suit."""
+def target_has(feature: str) -> bool:
+    """Whether numba compiles for a CPU with ``feature`` (an LLVM feature name: "f16c",
+    "avx512f"): the features of its own target machine (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES
+    respected), which are also part of every numba cache entry's key, so a cached kernel never
+    runs on a CPU its instructions do not suit."""
     try:
         from numba.core.registry import cpu_target
 
         features = cpu_target.target_context.codegen()._tm_features
-    except (AttributeError, ImportError):  # another numba: the bit operations, always right
+    except (AttributeError, ImportError):  # another numba: the portable code, always right
         return False
-    return "+f16c" in features.split(",")
+    return f"+{feature}" in features.split(",")
 
 
 #: True when the kernels convert binary16 with the CPU's F16C instructions (LLVM's ``fpext`` /
 #: ``fptrunc`` on ``half``), False when with the integer bit operations above. Either way the
 #: bits are the same (tests/kernels/test_float16.py checks every input both ways): the hardware
 #: quiets signalling NaNs, so NaNs take the bit operations' result in both directions.
-F16C = _target_has_f16c()
+F16C = target_has("f16c")
 
 
 @intrinsic

@@ -40,8 +40,9 @@ from numba import njit
 
 from softmax_bench.formats import BFLOAT16, FLOAT16, FLOAT32, FLOAT64, round_rational, ulp, ulp_error
 from softmax_bench.kernels.bfloat16 import decode_bf16
-from softmax_bench.kernels.exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp16, exp32, exp64, exp_parts32,
-                                       exp_parts64, expbf16, scale_down32, scale_down64)
+from softmax_bench.kernels.exp import (PARTS_LIMIT32, PARTS_LIMIT64, SCALEF, exp16, exp32, exp64, exp_parts32,
+                                       exp_parts64, expbf16, scale_down32, scale_down64,
+                                       times_pow2_mul, times_pow2_scalef)
 from softmax_bench.kernels.float16 import bits_float, decode_half, float_bits
 
 _F32 = np.float32(0.0)
@@ -442,7 +443,9 @@ def test_loop_vectorises(loop, dtype):
     asm = loop.inspect_asm(sig)
     assert re.search(r"vfmadd\w*\s+[^\n]*%[yz]mm", asm), "no packed FMA: the loop is not vectorised"
     llvm = loop.inspect_llvm(sig)
-    assert not re.search(r"call [^\n]*@(exp|expf)\(", llvm)
+    assert not re.search(r"call [^\n]*@(exp|expf|ldexp|ldexpf)\(", llvm)
+    if SCALEF:  # the scaling by 2**k: one vscalef per vector
+        assert re.search(r"vscalefp[sd]\s+[^\n]*%[yz]mm", asm)
 
 
 @njit(fastmath=True)
@@ -565,6 +568,34 @@ def test_exp_parts64_against_mpmath():
             ulp_y = 2.0 ** (math.frexp(float(exact))[1] - 53)
             worst = max(worst, float(abs(mpmath.mpf(y) - exact)) / ulp_y)
     assert worst < EXP_ULPS["float64"]
+
+
+@njit
+def _times_pow2_both(y, k, I, a, b):
+    for i in range(y.size):
+        a[i] = times_pow2_mul(y[i], k[i], I)
+        b[i] = times_pow2_scalef(y[i], k[i], I)
+
+
+@pytest.mark.skipif(not SCALEF, reason="llvm.ldexp scales only on AVX-512 targets")
+@pytest.mark.parametrize("dtype, I, kmin, kmax", [(np.float32, (23, 127), -250, 128),
+                                                  (np.float64, (52, 1023), -2044, 1024)])
+def test_scalef_rounds_as_the_two_multiplications(dtype, I, kmin, kmax):
+    """Every k exp and the two-pass scale pass (k >> 1 and k - (k >> 1) normal), y across exp's
+    [0.7, 1.42] and the two-pass terms' [0, 2), both ends and the binade edges included: the
+    same bits (and the correctly rounded y 2**k)."""
+    rng = np.random.default_rng(5)
+    y = np.concatenate([rng.uniform(0.7, 1.42, 2000), rng.uniform(0, 2, 2000),
+                        [0.0, 0.5, 1.0, np.nextafter(1.0, 0), np.nextafter(2.0, 0), 0.70710677,
+                         1.4142135]]).astype(dtype)
+    for k in range(kmin, kmax + 1):
+        ks = np.full(y.size, k, np.int32)
+        a, b = np.empty_like(y), np.empty_like(y)
+        _times_pow2_both(y, ks, I, a, b)
+        assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), k
+        with np.errstate(over="ignore"):
+            want = np.ldexp(y.astype(np.float64), k).astype(dtype) if dtype == np.float32 else np.ldexp(y, k)
+        assert np.array_equal(a, want), k
 
 
 def test_scale_down_exact_then_one_rounding():
