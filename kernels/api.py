@@ -135,15 +135,16 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False):
         # storage dtype (aligned) along the last axis, ``out`` None or C-contiguous, aligned,
         # writable and of the result's shape (overlapping x or not: the rows function then
         # copies x, passes.apart).
-        if type(x) is ndarray and x.dtype is storage and axis == -1 and type(axis) is int:
+        if (type(axis) is int and axis == -1 and type(x) is ndarray
+                and (x.dtype is storage or x.dtype == storage)):  # (== for an unpickled dtype)
             shape = x.shape
             size = x.size
             if size and shape and (flags := x.flags).c_contiguous and flags.aligned:
                 rshape = shape[:-1] if reduces else shape
                 if out is None:
                     res = empty(rshape, storage)
-                elif (type(out) is ndarray and out.dtype is storage and out.shape == rshape
-                      and out.flags.carray):
+                elif (type(out) is ndarray and (out.dtype is storage or out.dtype == storage)
+                      and out.shape == rshape and out.flags.carray):
                     res = out
                 else:
                     res = None

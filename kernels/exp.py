@@ -224,8 +224,10 @@ def _exp_reduced(x, C, P):
 @cached_njit
 def times_pow2_mul(y, k, I):
     """``y * 2**k`` (``k`` int32, ``2 - bias <= k >> 1`` and ``k - (k >> 1) <= bias``: both halves
-    normal) by two multiplications by powers of two built from exponent bits: the first is exact,
-    the second rounds once (exact unless the result is subnormal or overflows)."""
+    normal) by two multiplications by powers of two built from exponent bits. For ``y = 0`` or
+    ``y >= 1/2`` (every caller: exp's ``y`` in [0.7, 1.42], the two-pass sums and terms) the first
+    is exact and the second rounds once (exact unless the result is subnormal or overflows), as
+    :func:`times_pow2_scalef` does; a tinier ``y`` could round twice."""
     always_inline()
     mant_bits, bias = I
     k1 = k >> 1
@@ -262,8 +264,9 @@ def _exp_core(x, C, P, I):
 
 @cached_njit
 def _scale_down(y, j, I):
-    """``y * 2**j`` for ``j <= 0`` (a float holding an integer), rounded once (exact unless the
-    result is subnormal); ``j`` below the clamp gives 0 for any ``y < 2``
+    """``y * 2**j`` for ``j <= 0`` (a float holding an integer) and ``y = 0`` or ``y >= 1/2``,
+    rounded once (exact unless the result is subnormal); ``j`` below the clamp gives 0 for any
+    ``y < 2``
     (:data:`times_pow2`, as in :func:`_exp_core`)."""
     always_inline()
     bias = I[1]

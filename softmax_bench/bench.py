@@ -140,7 +140,7 @@ def _stats(times: list[float], size: int) -> dict:
         "q3_s": float(q3),
         "min_s": float(t.min()),
         "max_s": float(t.max()),
-        "repeats": int(t.size),
+        "repeats": int(t.size),  # timings (each the mean of calls_per_timing calls)
         "ns_per_element": float(med / size * 1e9),
     }
 
@@ -306,7 +306,8 @@ def markdown(data: dict) -> str:
              f"commit {str(info.get('git_commit', ''))[:10]}.",
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array. A timing "
-             f"is of back-to-back calls lasting at least {TIMING_MIN_S * 1e6:.0f} us, per call.", ""]
+             f"is the mean call time of back-to-back calls lasting about {TIMING_MIN_S * 1e6:.0f} us or more "
+             "(the count fixed from the settled single-call time); median and IQR are over the timings.", ""]
     share = info.get("interference")
     if share is not None:
         lines += [f"While it ran, other processes took {share['others']:.1%} and the hypervisor "

@@ -144,19 +144,57 @@ def test_common_call_equals_general_path(spec):
         out = _out_like(spec, x)
         assert spec(x, out=out) is out and _same(out, want)
         # out overlapping x, both C-contiguous: the rows function reads a copy of x
+        # (a reduction's out lies in the last row: written before that row is read)
         buf = np.concatenate([x.ravel(), x.ravel()[:3]])
         src = buf[: x.size].reshape(shape)
-        dst = buf[3 : 3 + out.size].reshape(out.shape)
+        at = x.size - shape[-1] if spec.reduces else 3
+        dst = buf[at : at + out.size].reshape(out.shape)
         assert spec(src, out=dst) is dst and _same(dst, want)
 
 
-def test_unaligned_input_takes_the_general_path():
-    x = np.random.default_rng(4).normal(size=(3, 9)).astype(np.float32)
+class _PathRecorder:
+    """A rows function stand-in that records how a kernel called it: by the entry point that
+    ``compile`` returns (the common call) or through the dispatcher (the general path)."""
+
+    def __init__(self):
+        self.paths = []
+
+    def compile(self, signature):
+        def entry(x2, out2, *args):
+            self.paths.append("entry")
+            out2[...] = 0
+
+        return entry
+
+    def __call__(self, x2, out2, *args):
+        self.paths.append("dispatch")
+        out2[...] = 0
+
+
+def test_which_path_a_call_takes():
+    from softmax_bench.kernels.api import make_kernel
+    from softmax_bench.kernels.arith import ON
+
+    rows = _PathRecorder()
+    f = make_kernel(rows, (ON, None), "float32", "float32", "softmax/recorder/float32@float32")
+    x = np.ones((3, 9), np.float32)
     raw = np.frombuffer(bytearray(x.nbytes + 1), np.uint8)[1:]
-    u = raw.view(np.float32).reshape(3, 9)
-    u[...] = x
-    assert not u.flags.aligned
-    assert _same(F32(u), F32(x))
+    unaligned = raw.view(np.float32).reshape(3, 9)
+    assert not unaligned.flags.aligned
+    common = [lambda: f(x), lambda: f(x[0]), lambda: f(x.reshape(3, 3, 3)),
+              lambda: f(x, out=np.empty_like(x)), lambda: f(x, out=x)]
+    general = [lambda: f(unaligned), lambda: f(np.asfortranarray(x)), lambda: f(x[:, ::2]),
+               lambda: f(x, axis=1), lambda: f(x, axis=0), lambda: f(x, out=np.empty((9, 3), np.float32).T)]
+    for call in common:
+        rows.paths.clear()
+        call()
+        assert rows.paths == ["entry"]
+    for call in general:
+        rows.paths.clear()
+        call()
+        assert rows.paths == ["dispatch"]
+    with pytest.raises(TypeError, match="dtype"):
+        f(x.astype(x.dtype.newbyteorder()))
 
 
 @pytest.mark.parametrize(

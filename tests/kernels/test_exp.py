@@ -581,13 +581,15 @@ def _times_pow2_both(y, k, I, a, b):
 @pytest.mark.parametrize("dtype, I, kmin, kmax", [(np.float32, (23, 127), -250, 128),
                                                   (np.float64, (52, 1023), -2044, 1024)])
 def test_scalef_rounds_as_the_two_multiplications(dtype, I, kmin, kmax):
-    """Every k exp and the two-pass scale pass (k >> 1 and k - (k >> 1) normal), y across exp's
-    [0.7, 1.42] and the two-pass terms' [0, 2), both ends and the binade edges included: the
-    same bits (and the correctly rounded y 2**k)."""
+    """Every k exp and the two-pass scale pass (k >> 1 and k - (k >> 1) normal), y across the
+    domain both take (0 or y >= 1/2): exp's [0.7, 1.42], the two-pass terms' [1/2, 2) and its
+    running sums (up to the row length), both ends and the binade edges included: the same bits,
+    and the correctly rounded y 2**k."""
     rng = np.random.default_rng(5)
-    y = np.concatenate([rng.uniform(0.7, 1.42, 2000), rng.uniform(0, 2, 2000),
+    y = np.concatenate([rng.uniform(0.7, 1.42, 2000), rng.uniform(0.5, 2, 2000),
+                        np.exp2(rng.uniform(1, 24, 2000)),
                         [0.0, 0.5, 1.0, np.nextafter(1.0, 0), np.nextafter(2.0, 0), 0.70710677,
-                         1.4142135]]).astype(dtype)
+                         1.4142135, 2.0 ** 24]]).astype(dtype)
     for k in range(kmin, kmax + 1):
         ks = np.full(y.size, k, np.int32)
         a, b = np.empty_like(y), np.empty_like(y)
