@@ -26,7 +26,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from .arith import BLOCK, expc, kernel_jit, load, log1pc, logc, put, rnd, zero
-from .passes import SPLIT, apart, borrowed, compute_array, exp_block, max_index, n_groups, offset, row_shift, sum_leaving_out
+from .passes import SPLIT, apart, borrowed, compute_array, keep_alive, exp_block, max_index, n_groups, offset, row_shift, sum_leaving_out
 
 __all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
 
@@ -131,19 +131,15 @@ def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
         write_row(x[r], out, r, m, l, c, output)
 
 
-@kernel_jit
+@kernel_jit(parallel=True)
 def lse_rows(x, out, c, threads, shift, leave_out, output):
     """Every row of the C-contiguous 2-D storage array ``x``: ``(m, l)`` by the options'
     algorithm, then ``output``'s result into ``out`` (1-D for :data:`LOGSUMEXP`), with compute
     marker ``c``, rows in groups over up to ``threads`` threads. ``out`` may overlap ``x``
-    (:func:`.passes.apart`)."""
-    x = apart(x, out)
-    _lse_rows(borrowed(x), borrowed(out), c, threads, shift, leave_out, output, x)
-
-
-@kernel_jit(parallel=True)
-def _lse_rows(x, out, c, threads, shift, leave_out, output, owner):
-    """:func:`lse_rows` on borrowed arrays (``owner`` keeps ``x``'s owner alive)."""
+    (:func:`.passes.apart`); the work runs on borrowed arrays (:func:`.passes.borrowed`)."""
+    owner = apart(x, out)
+    x = borrowed(owner)
+    out = borrowed(out)
     rows, n = x.shape
     groups = row_groups(rows, n, c, threads)
     if groups == 1:
@@ -151,3 +147,4 @@ def _lse_rows(x, out, c, threads, shift, leave_out, output, owner):
     else:
         for g in prange(groups):
             _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out, output)
+    keep_alive(owner)

@@ -80,6 +80,7 @@ __all__ = [
     "split_scale",
     "apart",
     "borrowed",
+    "keep_alive",
 ]
 
 #: Shortest row that is split across threads when a batch has fewer rows than threads.
@@ -118,7 +119,8 @@ def borrowed(typingctx, x):
     """The array ``x`` (its data, shape and strides) without its owner: numba counts references
     to an array's owner on every view and call (an atomic increment and decrement each, ~40% of
     a 1-element row's time in the rows function); on an array without one the count is a null
-    test. The caller keeps ``x`` itself alive while the borrowed array is in use."""
+    test. The caller keeps ``x`` itself alive while the borrowed array is in use
+    (:func:`keep_alive` after its last use)."""
     if not isinstance(x, types.Array):
         return None
 
@@ -130,6 +132,16 @@ def borrowed(typingctx, x):
         return dst._getvalue()
 
     return x(x), codegen
+
+
+@intrinsic
+def keep_alive(typingctx, x):
+    """A use of ``x`` that does nothing: numba releases a variable after its last use, so the
+    owner of a :func:`borrowed` array must be used after the borrowed array's last use."""
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return types.none(x), codegen
 
 
 @kernel_jit

@@ -24,6 +24,7 @@ from ..passes import (
     SPLIT,
     apart,
     borrowed,
+    keep_alive,
     bundle_exp_sum,
     bundle_max,
     bundle_rows,
@@ -143,19 +144,16 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
                     shift, leave_out)
 
 
-@kernel_jit
+@kernel_jit(parallel=True)
 def softmax_rows(x, out, c, threads, shift, leave_out):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out``, with compute
     marker ``c``, on up to ``threads`` threads (scheduling: :func:`..passes.n_groups`), for the
     algorithm given by the options ``shift`` and ``leave_out`` (module docstring). ``out`` may
-    overlap ``x`` (:func:`..passes.apart`)."""
-    x = apart(x, out)
-    _rows(borrowed(x), borrowed(out), c, threads, shift, leave_out, x)
-
-
-@kernel_jit(parallel=True)
-def _rows(x, out, c, threads, shift, leave_out, owner):
-    """:func:`softmax_rows` on borrowed arrays (``owner`` keeps ``x``'s owner alive)."""
+    overlap ``x`` (:func:`..passes.apart`); the work runs on borrowed arrays
+    (:func:`..passes.borrowed`)."""
+    owner = apart(x, out)
+    x = borrowed(owner)
+    out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
     if groups == SPLIT:
@@ -167,4 +165,4 @@ def _rows(x, out, c, threads, shift, leave_out, owner):
     else:
         for g in prange(groups):
             rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)
-
+    keep_alive(owner)

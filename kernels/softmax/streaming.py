@@ -56,7 +56,7 @@ from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
 from ..float16 import round64_to_half
-from ..passes import SPLIT, apart, borrowed, compute_array, n_groups, term
+from ..passes import SPLIT, apart, borrowed, compute_array, keep_alive, n_groups, term
 from .rows import rows_range
 
 __all__ = ["streaming_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
@@ -301,18 +301,15 @@ def _ov_rows_range(x, out, r0, r1, c, exponent):
     return lambda x, out, r0, r1, c, exponent: streamed_range(x, out, r0, r1, c, exponent)
 
 
-@kernel_jit
+@kernel_jit(parallel=True)
 def streaming_rows(x, out, c, threads, exponent):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out`` by the online
     (``exponent`` None) or two-pass (ON) algorithm, scheduled as :func:`..passes.n_groups`
-    says. ``out`` may overlap ``x`` (:func:`..passes.apart`)."""
-    x = apart(x, out)
-    _streaming_rows(borrowed(x), borrowed(out), c, threads, exponent, x)
-
-
-@kernel_jit(parallel=True)
-def _streaming_rows(x, out, c, threads, exponent, owner):
-    """:func:`streaming_rows` on borrowed arrays (``owner`` keeps ``x``'s owner alive)."""
+    says. ``out`` may overlap ``x`` (:func:`..passes.apart`); the work runs on borrowed arrays
+    (:func:`..passes.borrowed`)."""
+    owner = apart(x, out)
+    x = borrowed(owner)
+    out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
     if groups == SPLIT:
@@ -323,3 +320,4 @@ def _streaming_rows(x, out, c, threads, exponent, owner):
     else:
         for g in prange(groups):
             _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, exponent)
+    keep_alive(owner)
