@@ -69,6 +69,7 @@ __all__ = [
     "kernel_jit",
     "ON",
     "one",
+    "minus_inf",
     "COMPUTE_MARKERS",
     "BLOCK",
     "LANES",
@@ -316,8 +317,15 @@ def _ov_put(out, i, v):
 
 @kernel_jit
 def one(c):
-    """1 of the compute value type."""
-    return zero(c) + 1
+    """1 of the compute value type (``zero(c) + 1`` would be a float64: numba types float32 +
+    int64 as float64)."""
+    return zero(c) + np.float32(1.0)
+
+
+@kernel_jit
+def minus_inf(c):
+    """-inf of the compute value type (``np.inf`` alone is a float64)."""
+    return zero(c) - np.float32(np.inf)
 
 
 @overload(zero)
@@ -499,7 +507,7 @@ _KEY_POSINF64, _KEY_NEGINF64 = 0x7FF0000000000000, -0x7FF0000000000001
 
 @kernel_jit
 def _nan_like(c):
-    return zero(c) + np.nan
+    return zero(c) + np.float32(np.nan)
 
 
 @overload(key_to_max)

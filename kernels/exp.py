@@ -263,14 +263,13 @@ def _exp_core(x, C, P, I):
 
 
 @cached_njit
-def _scale_down(y, j, I):
-    """``y * 2**j`` for ``j <= 0`` (a float holding an integer) and ``y = 0`` or ``y >= 1/2``,
-    rounded once (exact unless the result is subnormal); ``j`` below the clamp gives 0 for any
-    ``y < 2``
+def _scale_down(y, j, lowest, I):
+    """``y * 2**j`` for ``j <= 0`` (a float holding an integer, of ``y``'s type) and ``y = 0`` or
+    ``y >= 1/2``, rounded once (exact unless the result is subnormal); ``j`` below the clamp
+    ``lowest`` (``4 - 2 bias``, so that both halves of ``2**j`` stay normal; a float of ``y``'s
+    type: an int would make numba clamp in float64) gives 0 for any ``y < 2``
     (:data:`times_pow2`, as in :func:`_exp_core`)."""
     always_inline()
-    bias = I[1]
-    lowest = 4 - 2 * bias  # both halves of 2**j stay normal
     return times_pow2(y, np.int32(j if j > lowest else lowest), I)
 
 
@@ -353,11 +352,11 @@ def scale_down32(y, j):
     """``y * 2**j`` in float32 for ``j <= 0`` (an integer-valued float32), one rounding (only for
     a subnormal result; ``j < -250`` gives 0 for ``y < 2``)."""
     always_inline()
-    return _scale_down(np.float32(y), np.float32(j), _I32)
+    return _scale_down(np.float32(y), np.float32(j), np.float32(4 - 2 * _I32[1]), _I32)
 
 
 @cached_njit
 def scale_down64(y, j):
     """``y * 2**j`` in float64 for ``j <= 0``, as :func:`scale_down32` (clamp at -2042)."""
     always_inline()
-    return _scale_down(np.float64(y), np.float64(j), _I64)
+    return _scale_down(np.float64(y), np.float64(j), np.float64(4 - 2 * _I64[1]), _I64)

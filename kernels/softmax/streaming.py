@@ -51,7 +51,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from ..arith import (BLOCK, ON, _is_bf16, _is_f32, _is_half, block_sum, expc, kernel_jit,
-                     key_range, key_to_max, load, put, rnd, zero)
+                     key_range, key_to_max, load, minus_inf, put, rnd, zero)
 from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
@@ -198,7 +198,7 @@ def combine(M, S, h, sb, c, exponent):
 
 @kernel_jit
 def _pass1(x, eb, c, exponent):
-    M = zero(c) - np.inf
+    M = minus_inf(c)
     S = zero(c)
     n = x.size
     for lo in range(0, n, BLOCK):
@@ -255,7 +255,7 @@ def _split_write(x, out, M, S, c, exponent):
 
 @kernel_jit
 def _combine_all(hs, sbs, c, exponent):
-    M = zero(c) - np.inf
+    M = minus_inf(c)
     S = zero(c)
     for b in range(hs.size):
         M, S = combine(M, S, hs[b], sbs[b], c, exponent)
