@@ -26,7 +26,8 @@ from numba import prange, types
 from numba.extending import overload
 
 from .arith import BLOCK, expc, kernel_jit, load, log1pc, logc, put, rnd, zero
-from .passes import SPLIT, apart, borrowed, compute_array, keep_alive, exp_block, max_index, n_groups, offset, row_shift, sum_leaving_out
+from .passes import (SPLIT, apart, block_on_stack, borrowed, exp_block, keep_alive, max_index,
+                     n_groups, offset, row_shift, sum_leaving_out)
 
 __all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
 
@@ -125,7 +126,7 @@ def _ov_write_row(xr, out, r, m, l, c, output):
 
 @kernel_jit
 def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
-    buf = compute_array(BLOCK, c)
+    buf = block_on_stack(c)
     for r in range(r0, r1):
         m, l = lse_parts(x[r], buf, c, shift, leave_out)
         write_row(x[r], out, r, m, l, c, output)

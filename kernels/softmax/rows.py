@@ -28,6 +28,7 @@ from ..passes import (
     bundle_exp_sum,
     bundle_max,
     bundle_rows,
+    block_on_stack,
     bundle_scale,
     compute_array,
     exp_sum,
@@ -127,12 +128,12 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     n = x.shape[1]
     per = bundle_rows(n)
     if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
-        scratch = new_buffer(n, x, out, c)
+        scratch = new_buffer(n, x, out, c, block_on_stack(c))
         for r in range(r0, r1):
             _row(x[r], out[r], scratch, c, shift, leave_out)
     else:
         size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
-        scratch = new_buffer(size * n, x, out, c)
+        scratch = new_buffer(size * n, x, out, c, block_on_stack(c))
         ms = compute_array(size, c)
         ks = np.empty(size, np.int64)
         sums = compute_array(size, c)
@@ -157,7 +158,7 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
     if groups == SPLIT:
-        scratch = new_buffer(n, x, out, c)
+        scratch = new_buffer(n, x, out, c, block_on_stack(c))
         for r in range(rows):
             _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
     elif groups == 1:

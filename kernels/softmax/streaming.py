@@ -56,7 +56,8 @@ from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
 from ..float16 import round64_to_half
-from ..passes import SPLIT, apart, borrowed, compute_array, keep_alive, n_groups, term
+from ..passes import (SPLIT, apart, block_on_stack, borrowed, compute_array, keep_alive,
+                      n_groups, term)
 from .rows import rows_range
 
 __all__ = ["streaming_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
@@ -278,7 +279,7 @@ def _split_row(x, out, c, threads, exponent):
 @kernel_jit
 def streamed_range(x, out, r0, r1, c, exponent):
     """Rows ``r0..r1-1`` on the calling thread, one after another, by the passes above."""
-    eb = compute_array(BLOCK, c)
+    eb = block_on_stack(c)
     for r in range(r0, r1):
         _row(x[r], out[r], eb, c, exponent)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from numba import prange
 
 from ..arith import BLOCK, block_sum, kernel_jit, load, put, rnd, zero
-from ..passes import SPLIT, compute_array, n_groups
+from ..passes import SPLIT, block_on_stack, n_groups
 
 __all__ = ["vjp_rows"]
 
@@ -36,7 +36,7 @@ def _row(y, g, out, buf, c):
 
 @kernel_jit
 def _rows_range(y, g, out, r0, r1, c):
-    buf = compute_array(BLOCK, c)
+    buf = block_on_stack(c)
     for r in range(r0, r1):
         _row(y[r], g[r], out[r], buf, c)
 
