@@ -11,8 +11,9 @@ axis) and one function (``--function``: softmax, log_softmax or logsumexp), the 
   MB costs page faults and zeroing on first touch, which the copy does not pay);
 - numpy composed (shifted by the row maximum, in the input's dtype);
 - ``scipy.special.<function>(x, axis=-1)`` and ``torch.<function>(torch.from_numpy(x), -1)``
-  (with ``torch.set_num_threads(2)``) when importable (torch has no float8 softmax on the CPU:
-  recorded as unsupported);
+  (with ``torch.set_num_threads(2)``) when importable, torch also with ``out=`` into a
+  preallocated tensor (``torch out=``: our ``out=`` calls are compared with it, our allocating
+  calls with torch's; torch has no float8 softmax on the CPU: recorded as unsupported);
 - ``np.copyto(out, x)`` into a preallocated array: one read and one write of every element, the
   memory floor of any out-of-place softmax.
 
@@ -123,12 +124,18 @@ def _peers(function: str, x: np.ndarray, use_torch: bool) -> dict[str, Callable[
             else:
                 tx = torch.from_numpy(x)
             torch_fn = getattr(torch, function)
+            tout = torch.empty(tx.shape[:-1] if function == "logsumexp" else tx.shape, dtype=tx.dtype)
             peers["torch"] = lambda: torch_fn(tx, -1)
+            peers["torch out="] = lambda: torch_fn(tx, -1, out=tout)
         except (ImportError, AttributeError):
             pass
     out = np.empty_like(x)
     peers["copy"] = lambda: np.copyto(out, x)
     return peers
+
+
+#: The peers' names in the tables (each kernel's ratio to each).
+PEERS = ("numpy", "scipy", "torch", "torch out=", "copy")
 
 
 def _stats(times: list[float], size: int) -> dict:
@@ -209,7 +216,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         rounds += 1
     results = {name: {**_stats(ts, case.size), "calls_per_timing": number[name]}
                for name, ts in times.items()}
-    peers = [p for p in ("numpy", "scipy", "torch", "copy") if p in results]
+    peers = [p for p in PEERS if p in results]
     ratios = {
         k: {p: results[k]["median_s"] / results[p]["median_s"] for p in peers}
         for k in kernel_names
@@ -289,7 +296,6 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     return {"meta": info, "cases": records}
 
 
-_PEERS = ("numpy", "scipy", "torch", "copy")
 
 
 def markdown(data: dict) -> str:
@@ -315,23 +321,23 @@ def markdown(data: dict) -> str:
     loaded = loaded_warning(info)
     if loaded:
         lines += [f"**{loaded}**", ""]
-    lines += ["| case | implementation | median us | IQR us | ns/element | " + " | ".join(f"/ {p}" for p in _PEERS) + " |",
-              "|---|---|---|---|---|" + "---|" * len(_PEERS)]
+    lines += ["| case | implementation | median us | IQR us | ns/element | " + " | ".join(f"/ {p}" for p in PEERS) + " |",
+              "|---|---|---|---|---|" + "---|" * len(PEERS)]
     for rec in data["cases"]:
         for name, r in rec["results"].items():
             ratios = rec["ratios"].get(name, {})
-            cells = " | ".join(f"{ratios[p]:.2f}" if p in ratios else "" for p in _PEERS)
+            cells = " | ".join(f"{ratios[p]:.2f}" if p in ratios else "" for p in PEERS)
             lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e6:.4g} | "
                          f"{r['q1_s'] * 1e6:.4g}-{r['q3_s'] * 1e6:.4g} | {r['ns_per_element']:.3f} | {cells} |")
         for name, why in rec["unsupported"].items():
-            lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(_PEERS))
+            lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(PEERS))
     return "\n".join(lines) + "\n"
 
 
 def plot(data: dict, path: Path) -> bool:
-    """A bar chart of each kernel's time over torch's (over the copy's where torch is absent),
-    per case, log scale, written atomically to ``path``; False when matplotlib is not
-    installed."""
+    """A bar chart of each kernel's time over torch's (``out=`` calls over torch's ``out=``
+    calls; over the copy's where torch is absent), per case, log scale, written atomically to
+    ``path``; False when matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -340,19 +346,27 @@ def plot(data: dict, path: Path) -> bool:
     except ImportError:
         return False
     peer = "torch" if any("torch" in r["results"] for r in data["cases"]) else "copy"
-    names = sorted({k for r in data["cases"] for k in r["ratios"] if peer in r["ratios"][k]})
-    cases = [r for r in data["cases"] if any(peer in v for v in r["ratios"].values())]
+
+    def peer_of(name):  # like with like: out= against torch's out= where timed
+        if peer == "torch" and name.endswith(" out="):
+            return "torch out="
+        return peer
+
+    names = sorted({k for r in data["cases"] for k in r["ratios"] if peer_of(k) in r["ratios"][k]})
+    cases = [r for r in data["cases"] if any(peer_of(k) in v for k, v in r["ratios"].items())]
     fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(cases) + 3), 5))
     width = 0.8 / max(1, len(names))
     for i, name in enumerate(names):
-        xs = [j + i * width for j, r in enumerate(cases) if name in r["ratios"]]
-        ys = [r["ratios"][name][peer] for r in cases if name in r["ratios"]]
+        have = [(j, r) for j, r in enumerate(cases) if peer_of(name) in r["ratios"].get(name, {})]
+        xs = [j + i * width for j, _ in have]
+        ys = [r["ratios"][name][peer_of(name)] for _, r in have]
         ax.bar(xs, ys, width, label=name.split("/", 1)[1])
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
     ax.set_xticklabels([r["case"] for r in cases], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel(f"time / {peer} (median; < 1 is faster)")
+    ax.set_ylabel(f"time / {peer}'s (out=: / {peer} out=; median; < 1 is faster)"
+                  if peer == "torch" else f"time / {peer} (median; < 1 is faster)")
     info = data["meta"]
     ax.set_title(f"{info.get('function', 'softmax')}: kernels against {peer}\n"
                  f"{info.get('machine', {}).get('name', '')}, {str(info.get('date', ''))[:10]}",

@@ -79,3 +79,14 @@ def test_numpy_composed_peers_compute_the_functions():
     assert np.allclose(sm.sum(axis=-1), 1.0)
     assert np.allclose(bench._numpy_composed("log_softmax", x), np.log(sm))
     assert np.allclose(bench._numpy_composed("logsumexp", x), np.log(np.exp(x).sum(axis=-1)))
+
+
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
+def test_torch_peers_allocate_and_fill_out(function):
+    """torch is timed both ways, like ours: allocating, and with out= into one preallocated
+    tensor (the result the same as the allocating call's)."""
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(0).standard_normal((3, 7)).astype(np.float32)
+    peers = bench._peers(function, x, use_torch=True)
+    filled = peers["torch out="]()
+    assert torch.equal(filled, peers["torch"]()) and peers["torch out="]().data_ptr() == filled.data_ptr()
