@@ -63,6 +63,8 @@ __all__ = [
     "term",
     "keeps_terms",
     "new_buffer",
+    "bundle_shifts",
+    "bundle_max_indices",
     "block_on_stack",
     "compute_array",
     "exp_sum",
@@ -398,6 +400,41 @@ def bundle_max(xf, n, ms, c):
     """Pass 1 for a bundle: ``ms[r]`` = maximum of row ``r`` of the flat rows ``xf``."""
     for r in range(xf.size // n):
         ms[r] = row_max(xf[r * n : (r + 1) * n], c)
+
+
+def bundle_shifts(xf, n, ms, c, shift):
+    """``ms`` filled with the maxima of the bundle's rows (:func:`bundle_max`) when
+    ``shift`` is on, else None."""
+
+
+def bundle_max_indices(xf, n, ms, ks, c, leave_out):
+    """``ks`` filled with each row's first maximum index when ``leave_out`` is on, else None."""
+
+
+@overload(bundle_shifts)
+def _ov_bundle_shifts(xf, n, ms, c, shift):
+    if isinstance(shift, types.NoneType):
+        return lambda xf, n, ms, c, shift: None
+
+    def impl(xf, n, ms, c, shift):
+        bundle_max(xf, n, ms, c)
+        return ms
+
+    return impl
+
+
+@kernel_jit
+def _first_max_indices(xf, n, ms, ks, c):
+    for r in range(ks.size):
+        ks[r] = first_max_index(xf[r * n : (r + 1) * n], ms[r], c)
+    return ks
+
+
+@overload(bundle_max_indices)
+def _ov_bundle_max_indices(xf, n, ms, ks, c, leave_out):
+    if isinstance(leave_out, types.NoneType):
+        return lambda xf, n, ms, ks, c, leave_out: None
+    return lambda xf, n, ms, ks, c, leave_out: _first_max_indices(xf, n, ms, ks, c)
 
 
 @kernel_jit

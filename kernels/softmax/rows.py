@@ -26,13 +26,13 @@ from ..passes import (
     borrowed,
     keep_alive,
     bundle_exp_sum,
-    bundle_max,
+    bundle_max_indices,
+    bundle_shifts,
     bundle_rows,
     block_on_stack,
     bundle_scale,
     compute_array,
     exp_sum,
-    first_max_index,
     max_index,
     n_groups,
     new_buffer,
@@ -50,46 +50,11 @@ def _finish(s, c, leave_out):
     """The divisor: ``s``, or ``1 + s`` (one rounding) when the maximum's term was left out."""
 
 
-def bundle_shifts(xf, n, ms, c, shift):
-    """``ms`` filled with the maxima of the bundle's rows (:func:`..passes.bundle_max`) when
-    ``shift`` is on, else None."""
-
-
-def bundle_max_indices(xf, n, ms, ks, c, leave_out):
-    """``ks`` filled with each row's first maximum index when ``leave_out`` is on, else None."""
-
-
 @overload(_finish)
 def _ov_finish(s, c, leave_out):
     if isinstance(leave_out, types.NoneType):
         return lambda s, c, leave_out: s
     return lambda s, c, leave_out: rnd(one(c) + s, c)
-
-
-@overload(bundle_shifts)
-def _ov_bundle_shifts(xf, n, ms, c, shift):
-    if isinstance(shift, types.NoneType):
-        return lambda xf, n, ms, c, shift: None
-
-    def impl(xf, n, ms, c, shift):
-        bundle_max(xf, n, ms, c)
-        return ms
-
-    return impl
-
-
-@kernel_jit
-def _first_max_indices(xf, n, ms, ks, c):
-    for r in range(ks.size):
-        ks[r] = first_max_index(xf[r * n : (r + 1) * n], ms[r], c)
-    return ks
-
-
-@overload(bundle_max_indices)
-def _ov_bundle_max_indices(xf, n, ms, ks, c, leave_out):
-    if isinstance(leave_out, types.NoneType):
-        return lambda xf, n, ms, ks, c, leave_out: None
-    return lambda xf, n, ms, ks, c, leave_out: _first_max_indices(xf, n, ms, ks, c)
 
 
 @kernel_jit

@@ -237,18 +237,25 @@ def test_numpy_integer_axis():
 @pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
 def test_result_does_not_depend_on_scheduling(spec):
     """Bundles of short rows, rows one by one, a parallel batch and a long row split across
-    threads all run the same operations in the same order: bit-identical results."""
+    threads all run the same operations in the same order: bit-identical results, special values
+    included (rows with -inf, +inf, NaN, and rows of only -inf, spread over the bundles)."""
     rng = np.random.default_rng(5)
     view = numba_view(spec.dtype)
     c = COMPUTE_MARKERS[spec.compute]
     for n in (10, 700, BLOCK + 37, SPLIT_MIN + 5):
         rows = max(2, PARALLEL_MIN // n + 1)  # big enough for the parallel path
-        x = rng.normal(0, 4, (rows, n)).astype(spec.dtype)
-        batch = spec(x)
-        one = spec(np.ascontiguousarray(x[-1]))
-        assert np.array_equal(batch[-1], one, equal_nan=True), n
+        x = rng.normal(0, 4, (rows, n))
+        x.flat[::53], x.flat[7::2011], x.flat[3::3001] = -np.inf, np.inf, np.nan
+        x[1::97] = -np.inf
+        x = x.astype(spec.dtype)
+        with np.errstate(all="ignore"):
+            batch = spec(x)
+            for r in (*range(0, rows, max(1, rows // 40)), rows - 1):
+                one = spec(np.ascontiguousarray(x[r]))
+                assert np.array_equal(batch[r], one, equal_nan=True), (n, r)
         seq = _out_like(spec, x)
-        spec.rows(x.view(view), seq.view(view), c, 1, *spec.options)
+        with np.errstate(all="ignore"):
+            spec.rows(x.view(view), seq.view(view), c, 1, *spec.options)
         assert np.array_equal(batch, seq, equal_nan=True), n
     # one long row: split across 2 threads vs on one thread
     x = rng.normal(0, 4, (1, SPLIT_MIN * 2 + 11)).astype(spec.dtype)
