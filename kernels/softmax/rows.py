@@ -92,13 +92,14 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     """Rows ``r0..r1-1`` on the calling thread: short rows in bundles, long rows one by one."""
     n = x.shape[1]
     per = bundle_rows(n)
+    stack = block_on_stack(c)  # (one call: each call site is a frame slot of its own)
     if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
-        scratch = new_buffer(n, x, out, c, block_on_stack(c))
+        scratch = new_buffer(n, x, out, c, stack)
         for r in range(r0, r1):
             _row(x[r], out[r], scratch, c, shift, leave_out)
     else:
         size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
-        scratch = new_buffer(size * n, x, out, c, block_on_stack(c))
+        scratch = new_buffer(size * n, x, out, c, stack)
         ms = compute_array(size, c)
         ks = np.empty(size, np.int64)
         sums = compute_array(size, c)

@@ -34,6 +34,12 @@ def _out_like(spec, x, axis=-1):
     return np.empty(np.delete(x.shape, axis) if spec.reduces else x.shape, x.dtype)
 
 
+def _same_bits(a, b):
+    """Bit for bit (NaN payloads and signs of zero included)."""
+    bits = np.dtype(f"u{np.dtype(a.dtype).itemsize}")
+    return a.shape == b.shape and np.array_equal(np.asarray(a).view(bits), np.asarray(b).view(bits))
+
+
 def _same(a, b):
     return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
 
@@ -250,19 +256,20 @@ def test_result_does_not_depend_on_scheduling(spec):
         x = x.astype(spec.dtype)
         with np.errstate(all="ignore"):
             batch = spec(x)
-            for r in (*range(0, rows, max(1, rows // 40)), rows - 1):
+            # every row of the bundled n = 10 (42 of them hold a special value), a sample else
+            for r in range(0, rows, 1 if n == 10 else max(1, rows // 40)):
                 one = spec(np.ascontiguousarray(x[r]))
-                assert np.array_equal(batch[r], one, equal_nan=True), (n, r)
+                assert _same_bits(batch[r], one), (n, r)
         seq = _out_like(spec, x)
         with np.errstate(all="ignore"):
             spec.rows(x.view(view), seq.view(view), c, 1, *spec.options)
-        assert np.array_equal(batch, seq, equal_nan=True), n
+        assert _same_bits(batch, seq), n
     # one long row: split across 2 threads vs on one thread
     x = rng.normal(0, 4, (1, SPLIT_MIN * 2 + 11)).astype(spec.dtype)
     a, b = _out_like(spec, x), _out_like(spec, x)
     spec.rows(x.view(view), a.view(view), c, 1, *spec.options)
     spec.rows(x.view(view), b.view(view), c, max(2, numba.get_num_threads()), *spec.options)
-    assert np.array_equal(a, b, equal_nan=True)
+    assert _same_bits(a, b)
 
 
 @pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)

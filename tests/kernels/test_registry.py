@@ -1,6 +1,7 @@
 """The kernel registry (one table, stable ids) and numba's on-disk cache across processes."""
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -87,6 +88,14 @@ def test_spec_is_callable_and_fn_is_the_plain_function():
     x = np.array([1.0, 2.0, 3.0])
     assert np.array_equal(k(x), k.fn(x))
     assert k.fn.__doc__ and "softmax/shifted/float64@float64" in k.fn.__doc__
+    # spec(...) is fn itself (no forwarding layer): every way of passing the arguments, and
+    # fn's signature for introspection (inspect, mock.create_autospec)
+    out = np.empty(3)
+    assert k(x, -1, out) is out and k(x, axis=0, out=out) is out and k.__call__ is k.fn
+    assert str(inspect.signature(k)) == "(x, axis=-1, out=None)"
+    vjp = get_kernel("shifted", "float64", function="softmax_vjp")
+    assert str(inspect.signature(vjp)) == "(x, g, axis=-1, out=None)"
+    assert np.array_equal(vjp(x, x), vjp.fn(x, x))
 
 
 def test_compiled_kernels_are_cached_across_processes(tmp_path):
