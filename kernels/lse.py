@@ -17,8 +17,8 @@ logsumexp is ``f = l`` (naive) or ``rnd(m + l)``; log_softmax is ``y_i = rnd(x_i
 or ``rnd(rnd(x_i - m) - l)`` (as PyTorch orders it); the division-free softmax is
 ``y_i = exp(rnd(x_i - f))``; each rounded once more to the storage format when the compute format
 is wider. Rows are scheduled in groups over threads (:func:`.passes.
-n_groups`), short rows in bundles (the same operations, vectorised across rows: :func:`_bundle`);
-a single long row runs on one thread.
+n_groups`), short rows of the shifted algorithm in bundles (the same operations, vectorised
+across rows: :func:`_bundle`); a single long row runs on one thread.
 """
 from __future__ import annotations
 
@@ -143,22 +143,42 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
 
 
 @kernel_jit
-def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
-    """Rows ``r0..r1-1`` on the calling thread: short rows in bundles (as the softmax kernels'
-    :func:`.softmax.rows.rows_range`: 2-3x faster on rows of 10), long rows one by one."""
+def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output):
     buf = block_on_stack(c)
+    for r in range(r0, r1):
+        m, l = lse_parts(x[r], buf, c, shift, leave_out)
+        write_row(x[r], out, r, m, l, c, output)
+
+
+@kernel_jit
+def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out, output):
     per = bundle_rows(x.shape[1])
     if per == 1 or r1 - r0 == 1:
-        for r in range(r0, r1):
-            m, l = lse_parts(x[r], buf, c, shift, leave_out)
-            write_row(x[r], out, r, m, l, c, output)
-    else:
-        size = min(per, r1 - r0)  # (bundle_rows keeps a bundle's terms within one block: buf)
-        ms = compute_array(size, c)
-        ks = np.empty(size, np.int64)
-        sums = compute_array(size, c)
-        for b0 in range(r0, r1, per):
-            _bundle(x, out, b0, min(b0 + per, r1), buf, ms, ks, sums, c, shift, leave_out, output)
+        _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output)
+        return
+    buf = block_on_stack(c)  # (bundle_rows keeps a bundle's terms within one block)
+    size = min(per, r1 - r0)
+    ms = compute_array(size, c)
+    ks = np.empty(size, np.int64)
+    sums = compute_array(size, c)
+    for b0 in range(r0, r1, per):
+        _bundle(x, out, b0, min(b0 + per, r1), buf, ms, ks, sums, c, shift, leave_out, output)
+
+
+def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
+    """Rows ``r0..r1-1`` on the calling thread. The shifted algorithm (the one frameworks run and
+    ``bench`` times) takes short rows in bundles (as :func:`.softmax.rows.rows_range`: 2.4x
+    faster on rows of 10); the others take rows one by one: the bundle code costs each kernel
+    1-2 s more to compile (the default audit's cold start compiles ~50 of these kernels)."""
+
+
+@overload(_rows_range)
+def _ov_rows_range(x, out, r0, r1, c, shift, leave_out, output):
+    if isinstance(shift, types.NoneType) or not isinstance(leave_out, types.NoneType):
+        return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_one_by_one(
+            x, out, r0, r1, c, shift, leave_out, output)
+    return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_in_bundles(
+        x, out, r0, r1, c, shift, leave_out, output)
 
 
 @kernel_jit(parallel=True)
