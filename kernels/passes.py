@@ -195,9 +195,10 @@ def _ov_keeps_terms(x, out, c):
 def new_buffer(n, x, out, c, stack):
     """The buffer ``n`` terms held at once (a row's, or a bundle's of short rows) need, compute
     type: all ``n`` when they are kept but cannot go into ``out`` (``stack``, the caller's
-    :func:`block_on_stack`, when they fit in it); one block when they are recomputed (rows of at
-    least :data:`RECOMPUTE_BYTES`); none when they are kept in ``out`` (an empty view of ``out``:
-    no allocation). ``x`` is a row (or any array) of the storage type."""
+    :func:`block_on_stack`, when they fit in it; None where they never do); one block when they
+    are recomputed (rows of at least :data:`RECOMPUTE_BYTES`); none when they are kept in
+    ``out`` (an empty view of ``out``: no allocation). ``x`` is a row (or any array) of the
+    storage type."""
 
 
 def term_buffer(out, scratch):
@@ -214,17 +215,26 @@ def _ov_compute_array(n, c):
     return lambda n, c: np.empty(n, dtype)
 
 
+@kernel_jit
+def _heap_buffer(n, x, c):
+    """:func:`new_buffer`'s heap cases."""
+    if n * x.itemsize >= RECOMPUTE_BYTES:  # terms recomputed: one block buffer
+        return compute_array(BLOCK, c)
+    return compute_array(n, c)
+
+
 @overload(new_buffer)
 def _ov_new_buffer(n, x, out, c, stack):
     if _stores_in_out(out, c):  # terms kept in out
         return lambda n, x, out, c, stack: out.ravel()[:0]
 
+    if isinstance(stack, types.NoneType):
+        return lambda n, x, out, c, stack: _heap_buffer(n, x, c)
+
     def impl(n, x, out, c, stack):
         if n <= BLOCK:
             return stack[:n]
-        if n * x.itemsize >= RECOMPUTE_BYTES:  # terms recomputed: one block buffer
-            return compute_array(BLOCK, c)
-        return compute_array(n, c)
+        return _heap_buffer(n, x, c)
 
     return impl
 

@@ -296,8 +296,6 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     return {"meta": info, "cases": records}
 
 
-
-
 def markdown(data: dict) -> str:
     """The run as Markdown: the machine, then one table row per implementation and case (median
     and quartiles of the wall time, ns per element, ratios of medians to each peer)."""

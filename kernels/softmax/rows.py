@@ -123,8 +123,8 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
-    if groups == SPLIT:
-        scratch = new_buffer(n, x, out, c, block_on_stack(c))
+    if groups == SPLIT:  # (a split row is longer than a block: no stack buffer)
+        scratch = new_buffer(n, x, out, c, None)
         for r in range(rows):
             _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
     elif groups == 1:
