@@ -82,7 +82,7 @@ __all__ = [
     "put",
     "zero",
     "block_sum",
-    "splittable",
+    "SPLITTABLE",
     "lanesum",
     "row_max",
 ]
@@ -106,6 +106,10 @@ COMPUTE_MARKERS = {
     "float32": np.float32(0),
     "float64": np.float64(0),
 }
+
+#: The compute precisions whose long rows may be split into blocks summed on several threads: the
+#: block order is fixed; float16/bfloat16 arithmetic sums recursively (module docstring).
+SPLITTABLE = ("float32", "float64")
 
 #: Terms per block (float32/float64 compute). A block's exponentials (8 or 16 KiB) stay in L1
 #: between being computed and being summed.
@@ -200,11 +204,6 @@ def zero(c):
 
 def block_sum(e, s, c):
     """``s`` plus the terms of ``e`` in the summation order of ``c`` (module docstring)."""
-
-
-def splittable(c):
-    """Whether a long row's sum may be split into blocks summed on several threads (True for
-    float32/float64 compute: the block order is fixed; False for float16: recursive)."""
 
 
 @overload(load)
@@ -335,13 +334,6 @@ def _ov_zero(c):
     if _is_f64(c):
         return lambda c: np.float64(0.0)
     return None
-
-
-@overload(splittable)
-def _ov_splittable(c):
-    if _is_half(c) or _is_bf16(c):
-        return lambda c: False
-    return lambda c: True
 
 
 @intrinsic

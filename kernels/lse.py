@@ -27,7 +27,7 @@ from numba import prange, types
 from numba.extending import overload
 
 from .arith import BLOCK, expc, kernel_jit, load, log1pc, logc, put, rnd, zero
-from .passes import (SPLIT, apart, block_on_stack, borrowed, bundle_exp_sum, bundle_max_indices,
+from .passes import (apart, block_on_stack, borrowed, bundle_exp_sum, bundle_max_indices,
                      bundle_rows, bundle_shifts, compute_array, exp_block, index, keep_alive,
                      max_index, n_groups, offset, row_shift, sum_leaving_out)
 
@@ -86,13 +86,6 @@ def shifted(v, m, c):
     if m is None:
         return load(v, c)
     return rnd(load(v, c) - m, c)
-
-
-@kernel_jit
-def row_groups(rows, n, c, threads):
-    """Row groups for a ``prange`` loop (1: the calling thread only); never splits a row."""
-    g = n_groups(rows, n, c, threads)
-    return 1 if g == SPLIT else g
 
 
 def write_row(xr, out, r, m, l, c, output):
@@ -191,7 +184,7 @@ def lse_rows(x, out, c, threads, shift, leave_out, output):
     x = borrowed(owner)
     out = borrowed(out)
     rows, n = x.shape
-    groups = row_groups(rows, n, c, threads)
+    groups = n_groups(rows, n, c, threads)  # (rows are never split: one log per row)
     if groups == 1:
         _rows_range(x, out, 0, rows, c, shift, leave_out, output)
     else:

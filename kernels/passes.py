@@ -38,11 +38,13 @@ globals"). :func:`n_groups` decides. Batches of fewer than :data:`PARALLEL_MIN` 
 one thread, run row after row on the calling thread (starting the worker threads costs
 microseconds on an idle machine and milliseconds on a busy one). Other batches are cut into
 contiguous row groups, one ``prange`` iteration per group (each group allocates its buffers once).
-A batch with fewer rows than threads and rows of at least :data:`SPLIT_MIN` terms is instead done
-row by row, each row split into blocks across threads: block maxima, block terms and block sums,
-and the division run in parallel; the block sums are added in block order by one thread, so the
-sum is bit-identical to the single-thread order. float16 arithmetic rows are never split (their
-sum is recursive).
+A batch with fewer rows than threads and rows of at least :data:`SPLIT_MIN` terms (:func:`splits`)
+is instead done row by row, each row split into blocks across threads: block maxima, block terms
+and block sums, and the division run in parallel; the block sums are added in block order by one
+thread, so the sum is bit-identical to the single-thread order. That is a rows function of its own
+(an algorithm's ``SPLIT_ROWS``, called by api.py), compiled on its first use: its three parallel
+passes were 30% of a softmax kernel's compile time (2 s of 6.5), which a command that never meets
+such a batch (the audit) need not pay. Only float32/float64 compute splits (:data:`.arith.SPLITTABLE`).
 """
 from __future__ import annotations
 
@@ -52,11 +54,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 
-from .arith import BLOCK, block_sum, expc, kernel_jit, load, put, rnd, row_max, splittable, zero
+from .arith import BLOCK, block_sum, expc, kernel_jit, load, put, rnd, row_max, zero
 
 __all__ = [
-    "SPLIT",
     "SPLIT_MIN",
+    "splits",
     "PARALLEL_MIN",
     "RECOMPUTE_BYTES",
     "GROUPS_PER_THREAD",
@@ -94,8 +96,6 @@ PARALLEL_MIN = 1 << 15
 #: Rows of at least this many bytes (storage) recompute their terms in pass 3 instead of keeping
 #: them (about the size of the L2 caches of a few cores: beyond it every pass is a memory pass).
 RECOMPUTE_BYTES = 4 << 20
-#: :func:`n_groups` value for "split each row across threads".
-SPLIT = 0
 #: Row groups per thread in a batch (more than one evens out uneven progress of the threads).
 GROUPS_PER_THREAD = 4
 
@@ -484,15 +484,19 @@ def bundle_scale(of, scratch, n, sums, c):
 # ---------------------------------------------------------------------------------------------
 # scheduling, and one long row split across threads
 # ---------------------------------------------------------------------------------------------
+def splits(rows: int, n: int, threads: int) -> bool:
+    """Whether a (rows, n) batch on ``threads`` threads is done one row after another, each row
+    split across the threads (module docstring): fewer rows than threads, long rows, a batch
+    worth a parallel region."""
+    return 1 < threads and rows < threads and n >= SPLIT_MIN and rows * n >= PARALLEL_MIN
+
+
 @kernel_jit
 def n_groups(rows, n, c, threads):
-    """How a (rows, n) batch is scheduled: :data:`SPLIT` (= 0) for one split row after another,
-    1 for all rows on the calling thread (small batches, one thread), else that many row groups
-    for a ``prange`` loop."""
+    """How a (rows, n) batch is scheduled by a rows function: 1 for all rows on the calling
+    thread (small batches, one thread), else that many row groups for a ``prange`` loop."""
     if threads <= 1 or rows * n < PARALLEL_MIN:
         return 1
-    if splittable(c) and rows < threads and n >= SPLIT_MIN:
-        return SPLIT
     return max(1, min(rows, GROUPS_PER_THREAD * threads))
 
 

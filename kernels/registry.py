@@ -2,7 +2,9 @@
 
 Adding an algorithm is one file under the function's folder (its operation order in the
 docstring, ``ROWS``: the function's generic numba rows function, ``OPTIONS``: its option values)
-and one line in :data:`FUNCTIONS`; it is then registered in every mode of :data:`MODES`.
+and one line in :data:`FUNCTIONS`; it is then registered in every mode of :data:`MODES`. A softmax
+algorithm may add ``SPLIT_ROWS``: the same for batches of a few long rows, each row split across
+threads (:func:`.passes.splits`), compiled on first use (float32/float64 compute only).
 
 Stable ids: ``"<function>/<algorithm>/<storage>@<compute>"``, e.g.
 ``"softmax/shifted/float16@float32"``, ``"logsumexp/shifted_log1p/float32@float32"``.
@@ -22,6 +24,7 @@ from softmax_bench.functions import FUNCTIONS as FUNCTION_NAMES
 from softmax_bench.functions import GRADIENTS, REDUCTIONS
 
 from .api import make_kernel, make_vjp_kernel
+from .arith import SPLITTABLE
 from .log_softmax import naive as ls_naive, shifted as ls_shifted, shifted_log1p as ls_log1p
 from .logsumexp import naive as lse_naive, shifted as lse_shifted, shifted_log1p as lse_log1p
 from .softmax import division_free as sm_divfree, division_free_log1p as sm_divfree_log1p
@@ -95,6 +98,7 @@ class KernelSpec:
     compute: str  # "float16" | "bfloat16" | "float32" | "float64"
     fn: Callable = field(repr=False, compare=False)
     rows: Callable = field(repr=False, compare=False)  # the numba rows function behind fn
+    split_rows: Callable | None = field(repr=False, compare=False)  # for a few long rows (api.py)
     options: tuple = field(repr=False, compare=False)  # its option values
     description: str = ""
 
@@ -127,13 +131,14 @@ def _build() -> tuple[KernelSpec, ...]:
                 if function in GRADIENTS:  # the forward kernel's output, then the backward pass
                     forward = by_id[f"softmax/{module.FORWARD}/{storage}@{compute}"].fn
                     fn = make_vjp_kernel(forward, module.ROWS, storage, compute, kid, module.__doc__ or "")
-                    options = ()
+                    options, split_rows = (), None
                 else:
+                    split_rows = getattr(module, "SPLIT_ROWS", None) if compute in SPLITTABLE else None
                     fn = make_kernel(module.ROWS, module.OPTIONS, storage, compute, kid,
-                                     module.__doc__ or "", reduces=function in REDUCTIONS)
+                                     module.__doc__ or "", function in REDUCTIONS, split_rows)
                     options = module.OPTIONS
                 spec = KernelSpec(kid, function, algorithm, format_of(storage).dtype, compute,
-                                  fn, module.ROWS, options, description)
+                                  fn, module.ROWS, split_rows, options, description)
                 specs.append(spec)
                 by_id[kid] = spec
     return tuple(specs)

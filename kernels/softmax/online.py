@@ -20,10 +20,11 @@ beside a finite maximum: 0; a row of only ``-inf``: NaN).
 """
 from __future__ import annotations
 
-from .streaming import streaming_rows
+from .streaming import streaming_rows, streaming_split_rows
 
-__all__ = ["ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
 
-#: The rows function and its option (``exponent``: :mod:`.streaming`).
-ROWS = streaming_rows
+#: The rows functions (row groups; few long rows, each split across threads) and its option
+#: (``exponent``: :mod:`.streaming`).
+ROWS, SPLIT_ROWS = streaming_rows, streaming_split_rows
 OPTIONS = (None,)

@@ -21,7 +21,6 @@ from numba.extending import overload
 
 from ..arith import kernel_jit, one, rnd
 from ..passes import (
-    SPLIT,
     apart,
     borrowed,
     keep_alive,
@@ -43,7 +42,7 @@ from ..passes import (
     split_scale,
 )
 
-__all__ = ["softmax_rows", "rows_range"]
+__all__ = ["softmax_rows", "softmax_split_rows", "rows_range"]
 
 
 def _finish(s, c, leave_out):
@@ -114,7 +113,7 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
 @kernel_jit(parallel=True)
 def softmax_rows(x, out, c, threads, shift, leave_out):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out``, with compute
-    marker ``c``, on up to ``threads`` threads (scheduling: :func:`..passes.n_groups`), for the
+    marker ``c``, on up to ``threads`` threads (row groups: :func:`..passes.n_groups`), for the
     algorithm given by the options ``shift`` and ``leave_out`` (module docstring). ``out`` may
     overlap ``x`` (:func:`..passes.apart`); the work runs on borrowed arrays
     (:func:`..passes.borrowed`)."""
@@ -123,13 +122,22 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
-    if groups == SPLIT:  # (a split row is longer than a block: no stack buffer)
-        scratch = new_buffer(n, x, out, c, None)
-        for r in range(rows):
-            _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
-    elif groups == 1:
+    if groups == 1:
         rows_range(x, out, 0, rows, c, shift, leave_out)
     else:
         for g in prange(groups):
             rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)
+    keep_alive(owner)
+
+
+@kernel_jit
+def softmax_split_rows(x, out, c, threads, shift, leave_out):
+    """As :func:`softmax_rows` (same bits), one row after another, each split across ``threads``
+    threads: for batches of a few long rows (:func:`..passes.splits`), float32/float64 compute."""
+    owner = apart(x, out)
+    x = borrowed(owner)
+    out = borrowed(out)
+    scratch = new_buffer(x.shape[1], x, out, c, None)  # (a split row is longer than a block)
+    for r in range(x.shape[0]):
+        _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
     keep_alive(owner)

@@ -26,10 +26,11 @@ Non-finite inputs give what these operations give:
 from __future__ import annotations
 
 from ..arith import ON
-from .rows import softmax_rows
+from .rows import softmax_rows, softmax_split_rows
 
-__all__ = ["ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``: :mod:`.rows`).
-ROWS = softmax_rows
+#: The rows functions (row groups; few long rows, each split across threads) and its options
+#: (``shift``, ``leave_out``: :mod:`.rows`).
+ROWS, SPLIT_ROWS = softmax_rows, softmax_split_rows
 OPTIONS = (ON, None)

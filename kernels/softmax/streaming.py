@@ -56,11 +56,11 @@ from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
 from ..float16 import round64_to_half
-from ..passes import (SPLIT, apart, block_on_stack, borrowed, compute_array, keep_alive,
+from ..passes import (apart, block_on_stack, borrowed, compute_array, keep_alive,
                       n_groups, term)
 from .rows import rows_range
 
-__all__ = ["streaming_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
+__all__ = ["streaming_rows", "streaming_split_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
 
 #: The two-pass domain for 16-bit compute (every finite float16; bfloat16 beyond it falls back).
 PARTS_LIMIT16 = 65536.0
@@ -305,7 +305,7 @@ def _ov_rows_range(x, out, r0, r1, c, exponent):
 @kernel_jit(parallel=True)
 def streaming_rows(x, out, c, threads, exponent):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out`` by the online
-    (``exponent`` None) or two-pass (ON) algorithm, scheduled as :func:`..passes.n_groups`
+    (``exponent`` None) or two-pass (ON) algorithm, in row groups as :func:`..passes.n_groups`
     says. ``out`` may overlap ``x`` (:func:`..passes.apart`); the work runs on borrowed arrays
     (:func:`..passes.borrowed`)."""
     owner = apart(x, out)
@@ -313,12 +313,21 @@ def streaming_rows(x, out, c, threads, exponent):
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, c, threads)
-    if groups == SPLIT:
-        for r in range(rows):
-            _split_row(x[r], out[r], c, threads, exponent)
-    elif groups == 1:
+    if groups == 1:
         _rows_range(x, out, 0, rows, c, exponent)
     else:
         for g in prange(groups):
             _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, exponent)
+    keep_alive(owner)
+
+
+@kernel_jit
+def streaming_split_rows(x, out, c, threads, exponent):
+    """As :func:`streaming_rows` (same bits), one row after another, each split across
+    ``threads`` threads: for batches of a few long rows (:func:`..passes.splits`)."""
+    owner = apart(x, out)
+    x = borrowed(owner)
+    out = borrowed(out)
+    for r in range(x.shape[0]):
+        _split_row(x[r], out[r], c, threads, exponent)
     keep_alive(owner)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from numba import prange
 
 from ..arith import BLOCK, block_sum, kernel_jit, load, put, rnd, zero
-from ..passes import SPLIT, block_on_stack, n_groups
+from ..passes import block_on_stack, n_groups
 
 __all__ = ["vjp_rows"]
 
@@ -47,7 +47,7 @@ def vjp_rows(y, g, out, c, threads):
     docstring), with compute marker ``c``, on up to ``threads`` threads."""
     rows, n = y.shape
     groups = n_groups(rows, n, c, threads)
-    if groups == SPLIT or groups == 1:
+    if groups == 1:
         _rows_range(y, g, out, 0, rows, c)
     else:
         for k in prange(groups):

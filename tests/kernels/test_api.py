@@ -3,6 +3,8 @@ out=, the input left alone, errors; and that a row's result does not depend on h
 scheduled (alone, in a bundle of short rows, split across threads)."""
 from __future__ import annotations
 
+from unittest import mock
+
 import numba
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from softmax_bench.kernels import KERNELS, get_kernel
 KERNELS = [k for k in KERNELS if k.function not in GRADIENTS]
 from softmax_bench.kernels.api import numba_view
 from softmax_bench.kernels.arith import BLOCK, COMPUTE_MARKERS
-from softmax_bench.kernels.passes import PARALLEL_MIN, RECOMPUTE_BYTES, SPLIT_MIN
+from softmax_bench.kernels.passes import PARALLEL_MIN, RECOMPUTE_BYTES, SPLIT_MIN, splits
 
 F32 = get_kernel("shifted", "float32")
 
@@ -264,12 +266,37 @@ def test_result_does_not_depend_on_scheduling(spec):
         with np.errstate(all="ignore"):
             spec.rows(x.view(view), seq.view(view), c, 1, *spec.options)
         assert _same_bits(batch, seq), n
-    # one long row: split across 2 threads vs on one thread
+    # one long row: split across 2 threads (where the kernel splits) vs on one thread
     x = rng.normal(0, 4, (1, SPLIT_MIN * 2 + 11)).astype(spec.dtype)
     a, b = _out_like(spec, x), _out_like(spec, x)
     spec.rows(x.view(view), a.view(view), c, 1, *spec.options)
-    spec.rows(x.view(view), b.view(view), c, max(2, numba.get_num_threads()), *spec.options)
+    split = spec.split_rows or spec.rows
+    split(x.view(view), b.view(view), c, max(2, numba.get_num_threads()), *spec.options)
     assert _same_bits(a, b)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_the_split_decision_is_taken_on_the_calls_shape():
+    """Every kernel call of a parallel size asks passes.splits about its C rows and thread count
+    (1-D, 2-D, N-D, fast path or not); the split rows function is the scheduling test's."""
+    spec = get_kernel("shifted", "float32")
+    n = SPLIT_MIN * 2 + 5
+    x = np.random.default_rng(8).normal(0, 3, (3, n)).astype(np.float32)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        with mock.patch("softmax_bench.kernels.api.splits", wraps=splits) as spy:
+            for a, shape in ((x[0], (1, n)), (x[:1], (1, n)), (x, (3, n)), (x.reshape(3, 1, n), (3, n)),
+                             (np.asfortranarray(x), (3, n)), (np.asfortranarray(x).T, (3, n))):
+                axis = 0 if a.shape == (n, 3) else -1
+                assert _same_bits(spec(a, axis=axis), spec(np.ascontiguousarray(a), axis=axis))
+                assert spy.call_args_list[-1] == mock.call(*shape, 2)
+        # fewer rows than threads, rows of at least SPLIT_MIN, a batch of at least PARALLEL_MIN
+        assert splits(1, PARALLEL_MIN, 2) and not splits(1, PARALLEL_MIN - 1, 2)
+        assert splits(3, SPLIT_MIN, 4) and not splits(3, SPLIT_MIN - 1, 4)
+        assert not splits(2, n, 2) and not splits(1, n, 1)
+    finally:
+        numba.set_num_threads(saved)
 
 
 @pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
