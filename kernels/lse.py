@@ -27,8 +27,8 @@ from numba import prange, types
 from numba.extending import overload
 
 from .arith import BLOCK, expc, kernel_jit, load, log1pc, logc, put, rnd, zero
-from .passes import (apart, block_on_stack, borrowed, bundle_exp_sum, bundle_max_indices,
-                     bundle_rows, bundle_shifts, compute_array, exp_block, index, keep_alive,
+from .passes import (apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
+                     bundle_max_indices, bundle_rows, bundle_shifts, exp_block, index, keep_alive,
                      max_index, n_groups, offset, row_shift, sum_leaving_out)
 
 __all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
@@ -151,9 +151,7 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out, output):
         return
     buf = block_on_stack(c)  # (bundle_rows keeps a bundle's terms within one block)
     size = min(per, r1 - r0)
-    ms = compute_array(size, c)
-    ks = np.empty(size, np.int64)
-    sums = compute_array(size, c)
+    ms, ks, sums = bundle_buffers(size, c)
     for b0 in range(r0, r1, per):
         _bundle(x, out, b0, min(b0 + per, r1), buf, ms, ks, sums, c, shift, leave_out, output)
 

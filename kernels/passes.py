@@ -53,6 +53,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
+from numba.np.numpy_support import as_dtype
 
 from .arith import BLOCK, block_sum, expc, kernel_jit, load, put, rnd, row_max, zero
 
@@ -68,6 +69,7 @@ __all__ = [
     "bundle_shifts",
     "bundle_max_indices",
     "block_on_stack",
+    "bundle_buffers",
     "compute_array",
     "exp_sum",
     "first_max_index",
@@ -147,7 +149,7 @@ def block_on_stack(typingctx, c):
     returns: it must not return the array or keep it beyond. Call it once per function: each
     call site is a slot of its own in the frame (worker threads have MBs of stack; a frame with
     a few of these stays within tens of KB)."""
-    dtype = types.float64 if c == types.float64 else types.float32
+    dtype = _compute_type(c)
     arrty = types.Array(dtype, 1, "C")
 
     def codegen(context, builder, signature, args):
@@ -209,10 +211,22 @@ def compute_array(n, c):
     """An uninitialised array of ``n`` values of the compute value type of ``c``."""
 
 
+def _compute_type(c):
+    """The numba type of the compute values of marker type ``c`` (16-bit arithmetic is carried
+    in float32 values)."""
+    return types.float64 if c == types.float64 else types.float32
+
+
 @overload(compute_array)
 def _ov_compute_array(n, c):
-    dtype = np.float64 if c == types.float64 else np.float32
+    dtype = as_dtype(_compute_type(c))
     return lambda n, c: np.empty(n, dtype)
+
+
+@kernel_jit
+def bundle_buffers(size, c):
+    """The per-row values of a bundle of up to ``size`` rows: shifts, maximum indices, sums."""
+    return compute_array(size, c), np.empty(size, np.int64), compute_array(size, c)
 
 
 @kernel_jit

@@ -15,7 +15,6 @@ path runs the same operations in the same order, so where a row is computed neve
 """
 from __future__ import annotations
 
-import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
@@ -29,8 +28,8 @@ from ..passes import (
     bundle_shifts,
     bundle_rows,
     block_on_stack,
+    bundle_buffers,
     bundle_scale,
-    compute_array,
     exp_sum,
     max_index,
     n_groups,
@@ -99,9 +98,7 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     else:
         size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
         scratch = new_buffer(size * n, x, out, c, stack)
-        ms = compute_array(size, c)
-        ks = np.empty(size, np.int64)
-        sums = compute_array(size, c)
+        ms, ks, sums = bundle_buffers(size, c)
         xf = x.reshape(x.size)
         of = out.reshape(out.size)
         for b0 in range(r0, r1, per):
