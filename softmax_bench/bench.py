@@ -234,10 +234,35 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     }
 
 
+def code_targets() -> dict:
+    """What the timed code was built for, which can be less than the CPU's ISA (an AVX2 run on an
+    AVX-512 machine): numba's target CPU and its widest vector extension (the host's unless
+    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say otherwise) and torch's kernel level
+    (``ATEN_CPU_CAPABILITY`` caps it); None for what cannot be read."""
+    targets = {"numba": None, "torch": None}
+    try:
+        from numba.core.registry import cpu_target
+
+        codegen = cpu_target.target_context.codegen()
+        features = codegen._tm_features.split(",")
+        widest = next((f for f in ("avx512f", "avx2", "avx") if f"+{f}" in features), "")
+        targets["numba"] = f"{codegen._get_host_cpu_name()} {widest}".strip()
+    except (AttributeError, ImportError):
+        pass
+    try:
+        import torch
+
+        targets["torch"] = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, ImportError):
+        pass
+    return targets
+
+
 def meta() -> dict:
     import numba
 
-    info = {**provenance(), "cores": os.cpu_count(), "numba_threads": numba.get_num_threads()}
+    info = {**provenance(), "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+            "targets": code_targets()}
     try:
         info["loadavg_start"] = list(os.getloadavg())
     except OSError:
@@ -296,6 +321,14 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     return {"meta": info, "cases": records}
 
 
+def _targets_line(targets: dict | None) -> list[str]:
+    """The code targets (:func:`code_targets`) as a sentence, when recorded."""
+    if not targets:
+        return []
+    return [f"Code built for: numba `{targets.get('numba') or '?'}`, torch `{targets.get('torch') or 'absent'}`"
+            " (below the CPU's ISA when capped by NUMBA_CPU_NAME / NUMBA_CPU_FEATURES / ATEN_CPU_CAPABILITY)."]
+
+
 def markdown(data: dict) -> str:
     """The run as Markdown: the machine, then one table row per implementation and case (median
     and quartiles of the wall time, ns per element, ratios of medians to each peer)."""
@@ -308,6 +341,7 @@ def markdown(data: dict) -> str:
              f"{info.get('numba_threads')} threads, numpy {versions.get('numpy')}, torch "
              f"{versions.get('torch') or 'absent'} (2 threads); {str(info.get('date', ''))[:10]}, "
              f"commit {str(info.get('git_commit', ''))[:10]}.",
+             *_targets_line(info.get("targets")),
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array. A timing "
              f"is the mean call time of back-to-back calls lasting about {TIMING_MIN_S * 1e6:.0f} us or more "

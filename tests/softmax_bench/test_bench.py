@@ -2,6 +2,9 @@
 run: no timing is asserted, timings belong to benchmarks), and the load warning."""
 import json
 import os
+import platform
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -24,6 +27,24 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     assert {"softmax/shifted/bfloat16@float32", "softmax/shifted/bfloat16@bfloat16", "numpy", "copy"} <= set(bf["results"])
     assert set(bf["ratios"]["softmax/shifted/bfloat16@float32"]) >= {"numpy", "copy"}
     assert "processor" in data["meta"]["machine"]
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 targets")
+def test_code_targets_name_a_capped_target(tmp_path):
+    """A run with numba's target capped to AVX2 (as on an AVX-512 machine timing AVX2 code) says
+    so: the report names the target it was built for, not only the CPU's flags."""
+    env = {**os.environ, "NUMBA_CPU_NAME": "haswell", "NUMBA_CPU_FEATURES": "+avx2,+fma,+f16c",
+           "ATEN_CPU_CAPABILITY": "avx2"}
+    code = "import json; from softmax_bench import bench; print(json.dumps(bench.code_targets()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    targets = json.loads(out.stdout.strip().splitlines()[-1])
+    assert targets["numba"] == "haswell avx2"
+    assert targets["torch"] in (None, "AVX2", "DEFAULT")  # None without torch; DEFAULT on a CPU without AVX2
+    line = bench._targets_line(targets)[0]
+    assert "numba `haswell avx2`" in line
+    assert bench.code_targets()["numba"].split()[0] != ""  # the host's, unless capped
 
 
 def test_loaded_machine_is_warned_about():
