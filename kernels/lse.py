@@ -182,7 +182,7 @@ def lse_rows(x, out, c, threads, shift, leave_out, output):
     x = borrowed(owner)
     out = borrowed(out)
     rows, n = x.shape
-    groups = n_groups(rows, n, c, threads)  # (rows are never split: one log per row)
+    groups = n_groups(rows, n, threads)  # (a long row runs on one thread: one log per row)
     if groups == 1:
         _rows_range(x, out, 0, rows, c, shift, leave_out, output)
     else:

@@ -34,7 +34,9 @@ Threads
 -------
 The rows functions take the thread count as an argument (``numba.get_num_threads()`` from the
 caller; calling it inside a cached function is not possible: numba "cannot cache ... dynamic
-globals"). :func:`n_groups` decides. Batches of fewer than :data:`PARALLEL_MIN` elements, or with
+globals"). :func:`n_groups` decides how a rows function schedules a batch (:func:`splits`, in the
+caller, whether it goes to the split rows function instead). Batches of fewer than
+:data:`PARALLEL_MIN` elements, or with
 one thread, run row after row on the calling thread (starting the worker threads costs
 microseconds on an idle machine and milliseconds on a busy one). Other batches are cut into
 contiguous row groups, one ``prange`` iteration per group (each group allocates its buffers once).
@@ -506,7 +508,7 @@ def splits(rows: int, n: int, threads: int) -> bool:
 
 
 @kernel_jit
-def n_groups(rows, n, c, threads):
+def n_groups(rows, n, threads):
     """How a (rows, n) batch is scheduled by a rows function: 1 for all rows on the calling
     thread (small batches, one thread), else that many row groups for a ``prange`` loop."""
     if threads <= 1 or rows * n < PARALLEL_MIN:

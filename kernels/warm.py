@@ -39,30 +39,36 @@ def compile_notice(count: int, workers: int) -> str | None:
             f"{'core' if workers == 1 else 'cores'} (numba; later runs load them from {CACHE_FOLDER})")
 
 
-def warm(ids) -> None:
+def warm(ids, split: bool = False) -> None:
     """Compile (or load from the cache) the kernels with these ids, in this process: one call on
     a small 2-D array, the signature every call of the kernel uses (api.py passes C-contiguous
-    2-D rows)."""
+    2-D rows); with ``split``, also their split rows functions (``SPLIT_ROWS``, which a call
+    reaches only for a few long rows on several threads: the tests do, the audit need not)."""
     from softmax_bench.functions import GRADIENTS
 
+    from .api import numba_view
+    from .arith import COMPUTE_MARKERS
     from .registry import _BY_ID
 
     for kid in ids:
         spec = _BY_ID[kid]
         x = np.zeros((1, 2), spec.dtype)
         spec(x, x) if spec.function in GRADIENTS else spec(x)  # a backward pass takes (x, g)
+        if split and spec.split_rows is not None:
+            v = x.view(numba_view(spec.dtype))
+            spec.split_rows(v, v.copy(), COMPUTE_MARKERS[spec.compute], 2, *spec.options)
 
 
-def warm_parallel(ids=None, processes: int | None = None) -> None:
-    """:func:`warm` the kernels ``ids`` (default: every kernel) over ``processes`` spawned
-    processes (default: one per core), round robin."""
+def warm_parallel(ids=None, processes: int | None = None, split: bool = False) -> None:
+    """:func:`warm` the kernels ``ids`` (default: every kernel; ``split`` as there) over
+    ``processes`` spawned processes (default: one per core), round robin."""
     from .registry import KERNELS
 
     ids = [k.id for k in KERNELS] if ids is None else list(ids)
     processes = max(1, min(processes or os.cpu_count() or 1, len(ids)))
     if processes == 1:
-        warm(ids)
+        warm(ids, split)
         return
-    shares = [ids[i::processes] for i in range(processes)]
+    shares = [(ids[i::processes], split) for i in range(processes)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        pool.map(warm, shares)
+        pool.starmap(warm, shares)

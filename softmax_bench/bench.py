@@ -234,11 +234,11 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     }
 
 
-def code_targets() -> dict:
+def code_targets(use_torch: bool = True) -> dict:
     """What the timed code was built for, which can be less than the CPU's ISA (an AVX2 run on an
     AVX-512 machine): numba's target CPU and its widest vector extension (the host's unless
-    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say otherwise) and torch's kernel level
-    (``ATEN_CPU_CAPABILITY`` caps it); None for what cannot be read."""
+    ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say otherwise) and, when torch is timed, its
+    kernel level (``ATEN_CPU_CAPABILITY`` caps it); None for what is not timed or cannot be read."""
     targets = {"numba": None, "torch": None}
     try:
         from numba.core.registry import cpu_target
@@ -249,20 +249,21 @@ def code_targets() -> dict:
         targets["numba"] = f"{codegen._get_host_cpu_name()} {widest}".strip()
     except (AttributeError, ImportError):
         pass
-    try:
-        import torch
+    if use_torch:
+        try:
+            import torch
 
-        targets["torch"] = torch.backends.cpu.get_cpu_capability()
-    except (AttributeError, ImportError):
-        pass
+            targets["torch"] = torch.backends.cpu.get_cpu_capability()
+        except Exception:  # absent, or an install that fails to load: the bench goes on without it
+            pass
     return targets
 
 
-def meta() -> dict:
+def meta(use_torch: bool = True) -> dict:
     import numba
 
     info = {**provenance(), "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
-            "targets": code_targets()}
+            "targets": code_targets(use_torch)}
     try:
         info["loadavg_start"] = list(os.getloadavg())
     except OSError:
@@ -302,7 +303,7 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`);
     returns {"meta": ..., "cases": [...]}."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
-    info = {**meta(), "function": function, "algorithms": list(algorithms)}
+    info = {**meta(use_torch), "function": function, "algorithms": list(algorithms)}
     cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
     records = []
     for case in cases:

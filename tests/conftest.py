@@ -1,5 +1,6 @@
-"""The test session compiles every kernel first, in one process per core (kernels/warm.py), so
-that the tests load them from numba's cache instead of compiling them one after another."""
+"""The test session compiles every kernel first, with its split rows function, in one process
+per core (kernels/warm.py), so that the tests load them from numba's cache instead of compiling
+them one after another."""
 
 
 def pytest_sessionstart(session):
@@ -7,4 +8,4 @@ def pytest_sessionstart(session):
         return
     from softmax_bench.kernels.warm import warm_parallel
 
-    warm_parallel()
+    warm_parallel(split=True)

@@ -118,7 +118,7 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
     x = borrowed(owner)
     out = borrowed(out)
     rows, n = x.shape
-    groups = n_groups(rows, n, c, threads)
+    groups = n_groups(rows, n, threads)
     if groups == 1:
         rows_range(x, out, 0, rows, c, shift, leave_out)
     else:

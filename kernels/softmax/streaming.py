@@ -312,7 +312,7 @@ def streaming_rows(x, out, c, threads, exponent):
     x = borrowed(owner)
     out = borrowed(out)
     rows, n = x.shape
-    groups = n_groups(rows, n, c, threads)
+    groups = n_groups(rows, n, threads)
     if groups == 1:
         _rows_range(x, out, 0, rows, c, exponent)
     else:

@@ -46,7 +46,7 @@ def vjp_rows(y, g, out, c, threads):
     """``out = y * (g - <g, y>)`` row by row for C-contiguous 2-D storage arrays (module
     docstring), with compute marker ``c``, on up to ``threads`` threads."""
     rows, n = y.shape
-    groups = n_groups(rows, n, c, threads)
+    groups = n_groups(rows, n, threads)
     if groups == 1:
         _rows_range(y, g, out, 0, rows, c)
     else:

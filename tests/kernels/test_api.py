@@ -3,7 +3,6 @@ out=, the input left alone, errors; and that a row's result does not depend on h
 scheduled (alone, in a bundle of short rows, split across threads)."""
 from __future__ import annotations
 
-from unittest import mock
 
 import numba
 import numpy as np
@@ -275,26 +274,61 @@ def test_result_does_not_depend_on_scheduling(spec):
     assert _same_bits(a, b)
 
 
+class _SplitRecorder:
+    """A split rows function stand-in (called through its dispatcher): records the arrays'
+    dtypes and shapes and the thread count it is given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x2, out2, c, threads, *options):
+        self.calls.append((x2.dtype, x2.shape, out2.dtype, out2.shape, threads))
+        out2[...] = 0
+
+
+def test_the_split_rule():
+    """passes.splits: fewer rows than threads, rows of at least SPLIT_MIN, a batch worth a
+    parallel region (PARALLEL_MIN elements)."""
+    assert splits(1, PARALLEL_MIN, 2) and not splits(1, PARALLEL_MIN - 1, 2)
+    assert splits(3, SPLIT_MIN, 4) and not splits(3, SPLIT_MIN - 1, 4)
+    assert not splits(2, PARALLEL_MIN, 2) and not splits(1, PARALLEL_MIN, 1)
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
-def test_the_split_decision_is_taken_on_the_calls_shape():
-    """Every kernel call of a parallel size asks passes.splits about its C rows and thread count
-    (1-D, 2-D, N-D, fast path or not); the split rows function is the scheduling test's."""
-    spec = get_kernel("shifted", "float32")
-    n = SPLIT_MIN * 2 + 5
-    x = np.random.default_rng(8).normal(0, 3, (3, n)).astype(np.float32)
+@pytest.mark.parametrize("storage", ["float32", "float16"])
+def test_few_long_rows_go_to_the_split_rows_function(storage):
+    """Every call whose C rows split (one long row on 2 threads), by the common path or the
+    general one, reaches the split rows function once, with the numba view of the storage
+    dtype; other batches, and any batch on one thread, reach the rows function only."""
+    from softmax_bench.kernels.api import make_kernel
+    from softmax_bench.kernels.arith import ON
+
+    rows, split = _PathRecorder(), _SplitRecorder()
+    f = make_kernel(rows, (ON, None), storage, "float32", f"softmax/recorder/{storage}@float32",
+                    split_rows=split)
+    view = numba_view(storage)
+    n = max(SPLIT_MIN, PARALLEL_MIN) + 5
+    x = np.ones((3, n), storage)
+    one_row = [lambda: f(x[0]), lambda: f(x[:1]), lambda: f(x[:1].reshape(1, 1, n)),
+               lambda: f(x[:1], out=np.empty((1, n), storage)),  # the common path
+               lambda: f(x[:1].T, axis=0), lambda: f(x[0], out=np.empty(2 * n, storage)[::2]),
+               lambda: f(x[:1, ::-1])]  # the general path
     saved = numba.get_num_threads()
-    numba.set_num_threads(2)
     try:
-        with mock.patch("softmax_bench.kernels.api.splits", wraps=splits) as spy:
-            for a, shape in ((x[0], (1, n)), (x[:1], (1, n)), (x, (3, n)), (x.reshape(3, 1, n), (3, n)),
-                             (np.asfortranarray(x), (3, n)), (np.asfortranarray(x).T, (3, n))):
-                axis = 0 if a.shape == (n, 3) else -1
-                assert _same_bits(spec(a, axis=axis), spec(np.ascontiguousarray(a), axis=axis))
-                assert spy.call_args_list[-1] == mock.call(*shape, 2)
-        # fewer rows than threads, rows of at least SPLIT_MIN, a batch of at least PARALLEL_MIN
-        assert splits(1, PARALLEL_MIN, 2) and not splits(1, PARALLEL_MIN - 1, 2)
-        assert splits(3, SPLIT_MIN, 4) and not splits(3, SPLIT_MIN - 1, 4)
-        assert not splits(2, n, 2) and not splits(1, n, 1)
+        numba.set_num_threads(2)
+        for call in one_row:
+            rows.paths.clear(), split.calls.clear()
+            call()
+            assert split.calls == [(view, (1, n), view, (1, n), 2)] and rows.paths == []
+        for call, path in ((lambda: f(x), "entry"), (lambda: f(np.asfortranarray(x)), "dispatch")):
+            rows.paths.clear(), split.calls.clear()
+            call()
+            assert split.calls == [] and rows.paths == [path]
+        numba.set_num_threads(1)
+        for call, path in ((one_row[0], "entry"), (one_row[-1], "dispatch")):
+            rows.paths.clear(), split.calls.clear()
+            call()
+            assert split.calls == [] and rows.paths == [path]
     finally:
         numba.set_num_threads(saved)
 

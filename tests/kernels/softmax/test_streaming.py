@@ -13,7 +13,7 @@ from softmax_bench.kernels import get_kernel, list_kernels
 from softmax_bench.kernels.api import numba_view
 from softmax_bench.kernels.arith import BLOCK, COMPUTE_MARKERS
 from softmax_bench.kernels.softmax.streaming import streamed_range
-from softmax_bench.kernels.passes import SPLIT_MIN
+from softmax_bench.kernels.passes import PARALLEL_MIN, SPLIT_MIN, splits
 
 ONLINE = list_kernels("online", function="softmax")
 TWO_PASS = list_kernels("two_pass", function="softmax")
@@ -62,9 +62,11 @@ def test_online_is_shifted_on_rows_of_one_block(spec):
 
 @pytest.mark.parametrize("spec", STREAMING, ids=lambda k: k.id)
 def test_schedule_does_not_change_bits(spec):
-    """A long row split across threads, row groups in prange and one row on the calling thread
-    give the same bits (the block pairs are combined in block order on every path)."""
-    n = SPLIT_MIN + 3 * BLOCK + 5
+    """A long row split across threads (where numba has 2 threads or more), row groups in prange
+    and one row on the calling thread give the same bits (the block pairs are combined in block
+    order on every path)."""
+    n = max(SPLIT_MIN, PARALLEL_MIN) + 3 * BLOCK + 5  # a row that splits (passes.splits)
+    assert splits(1, n, 2)
     x = rising_rows(spec.dtype, 1, n)
     many = rising_rows(spec.dtype, 40, 3 * BLOCK + 17, seed=2)
     split, grouped = spec(x), spec(many)
