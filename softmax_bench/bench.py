@@ -239,14 +239,14 @@ def code_targets(use_torch: bool = True) -> dict:
     AVX-512 machine): numba's target CPU and its widest vector extension (the host's unless
     ``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` say otherwise) and, when torch is timed, its
     kernel level (``ATEN_CPU_CAPABILITY`` caps it); None for what is not timed or cannot be read."""
+    from softmax_bench.kernels.float16 import target_has  # (what the kernels choose their code by)
+
     targets = {"numba": None, "torch": None}
+    widest = next((f for f in ("avx512f", "avx2", "avx") if target_has(f)), "")
     try:
         from numba.core.registry import cpu_target
 
-        codegen = cpu_target.target_context.codegen()
-        features = codegen._tm_features.split(",")
-        widest = next((f for f in ("avx512f", "avx2", "avx") if f"+{f}" in features), "")
-        targets["numba"] = f"{codegen._get_host_cpu_name()} {widest}".strip()
+        targets["numba"] = f"{cpu_target.target_context.codegen()._get_host_cpu_name()} {widest}".strip()
     except (AttributeError, ImportError):
         pass
     if use_torch:
