@@ -85,6 +85,10 @@ __all__ = [
     "SPLITTABLE",
     "lanesum",
     "row_max",
+    "key_view",
+    "key_start",
+    "key_step",
+    "key_to_max",
 ]
 
 #: The decorator of every kernel function: numba's njit, cached on disk (kernels/cache.py), with IEEE semantics for
@@ -413,51 +417,68 @@ def _ov_block_sum(e, s, c):
 # is monotone in the float order over all non-NaN values (-0 < +0 in key order, harmless); the key
 # is its own inverse. NaNs map above key(+inf) (positive sign bit) or below key(-inf) (negative), so
 # a row holds a NaN exactly when its key range leaves [key(-inf), key(+inf)].
-@kernel_jit
-def _key_range8(v):
-    hi = np.int32(-128)
-    lo = np.int32(127)
-    for i in range(v.size):
+def key_view(x):
+    """The signed-integer view of a storage row whose keys (below) order its values."""
+
+
+def key_start(v):
+    """``(hi, lo)`` before any key of the integer row ``v``: its type's (smallest, largest) key;
+    ``(0, 0)`` when ``v`` is None (no keys tracked: :func:`key_step` leaves them)."""
+
+
+def key_step(hi, lo, v, i):
+    """``(hi, lo)`` widened by the key of ``v[i]``; unchanged when ``v`` is None."""
+
+
+@overload(key_view)
+def _ov_key_view(x):
+    view = {types.uint16: np.int16, types.uint8: np.int8, types.float32: np.int32,
+            types.float64: np.int64}.get(x.dtype)
+    if view is not None:
+        return lambda x: x.view(view)
+    if x.dtype in (types.int16, types.int8):  # bfloat16, e5m2: already signed
+        return lambda x: x
+    return None
+
+
+@overload(key_start)
+def _ov_key_start(v):
+    if isinstance(v, types.NoneType):
+        return lambda v: (np.int32(0), np.int32(0))
+    if v.dtype.bitwidth == 64:
+        return lambda v: (np.int64(-9223372036854775807 - 1), np.int64(9223372036854775807))
+    top = (1 << (v.dtype.bitwidth - 1)) - 1
+    return lambda v: (np.int32(-top - 1), np.int32(top))
+
+
+@overload(key_step)
+def _ov_key_step(hi, lo, v, i):
+    if isinstance(v, types.NoneType):
+        return lambda hi, lo, v, i: (hi, lo)
+    if v.dtype.bitwidth == 64:
+
+        def impl64(hi, lo, v, i):
+            k = v[i]
+            k = k ^ ((k >> 63) & 0x7FFFFFFFFFFFFFFF)
+            return max(hi, k), min(lo, k)
+
+        return impl64
+    sign = v.dtype.bitwidth - 1
+    mask = (1 << sign) - 1
+
+    def impl(hi, lo, v, i):
         k = np.int32(v[i])
-        k = np.int32(k ^ ((k >> 7) & 0x7F))
-        hi = max(hi, k)
-        lo = min(lo, k)
-    return hi, lo
+        k = np.int32(k ^ ((k >> sign) & mask))  # back to int32: numba widens k >> sign to int64
+        return max(hi, k), min(lo, k)
+
+    return impl
 
 
 @kernel_jit
-def _key_range16(v):
-    hi = np.int32(-32768)
-    lo = np.int32(32767)
+def _key_range(v):
+    hi, lo = key_start(v)
     for i in range(v.size):
-        k = np.int32(v[i])
-        k = np.int32(k ^ ((k >> 15) & 0x7FFF))  # back to int32: numba widens k >> 15 to int64
-        hi = max(hi, k)
-        lo = min(lo, k)
-    return hi, lo
-
-
-@kernel_jit
-def _key_range32(v):
-    hi = np.int32(-2147483648)
-    lo = np.int32(2147483647)
-    for i in range(v.size):
-        k = v[i]
-        k = np.int32(k ^ ((k >> 31) & 0x7FFFFFFF))
-        hi = max(hi, k)
-        lo = min(lo, k)
-    return hi, lo
-
-
-@kernel_jit
-def _key_range64(v):
-    hi = np.int64(-9223372036854775807 - 1)
-    lo = np.int64(9223372036854775807)
-    for i in range(v.size):
-        k = v[i]
-        k = k ^ ((k >> 63) & 0x7FFFFFFFFFFFFFFF)
-        hi = max(hi, k)
-        lo = min(lo, k)
+        hi, lo = key_step(hi, lo, v, i)
     return hi, lo
 
 
@@ -472,20 +493,7 @@ def key_to_max(hi, lo, x, c):
 
 @overload(key_range)
 def _ov_key_range(x):
-    dt = x.dtype
-    if dt == types.uint16:
-        return lambda x: _key_range16(x.view(np.int16))
-    if dt == types.int16:  # bfloat16 bits: sign-magnitude like binary16
-        return lambda x: _key_range16(x)
-    if dt == types.uint8:  # e4m3fn
-        return lambda x: _key_range8(x.view(np.int8))
-    if dt == types.int8:  # e5m2
-        return lambda x: _key_range8(x)
-    if dt == types.float32:
-        return lambda x: _key_range32(x.view(np.int32))
-    if dt == types.float64:
-        return lambda x: _key_range64(x.view(np.int64))
-    return None
+    return lambda x: _key_range(key_view(x))
 
 
 _F32, _F64 = np.float32(0.0), np.float64(0.0)  # type witnesses for bits_float

@@ -36,6 +36,8 @@ from ..passes import (
     new_buffer,
     row_shift,
     scale,
+    shift_of,
+    ahead_keys,
     split_exp_sum,
     split_shift,
     split_scale,
@@ -56,17 +58,15 @@ def _ov_finish(s, c, leave_out):
 
 
 @kernel_jit
-def _row(x, out, scratch, c, shift, leave_out):
-    """One row on the calling thread."""
-    m = row_shift(x, c, shift)
+def _row_sum(x, out, scratch, m, c, leave_out):
+    """Pass 2 of one row on the calling thread, its shift ``m`` found already: the divisor."""
     k = max_index(x, m, c, leave_out)
-    s = _finish(exp_sum(x, m, k, out, scratch, c), c, leave_out)
-    scale(x, m, out, scratch, s, c)
+    return _finish(exp_sum(x, m, k, out, scratch, c), c, leave_out)
 
 
 @kernel_jit
 def _split_row(x, out, scratch, c, threads, shift, leave_out):
-    """One long row, each pass split into blocks across threads (same result as :func:`_row`)."""
+    """One long row, each pass split into blocks across threads (same result as on one thread)."""
     m = split_shift(x, c, shift)
     k = max_index(x, m, c, leave_out)
     s = _finish(split_exp_sum(x, m, k, out, scratch, c, threads), c, leave_out)
@@ -75,7 +75,7 @@ def _split_row(x, out, scratch, c, threads, shift, leave_out):
 
 @kernel_jit
 def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
-    """A bundle of short rows (flat views, ``n`` terms each); same operations as :func:`_row`."""
+    """A bundle of short rows (flat views, ``n`` terms each); same operations as a row alone."""
     g = xf.size // n
     bms = bundle_shifts(xf, n, ms[:g], c, shift)
     bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
@@ -93,8 +93,13 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     stack = block_on_stack(c)  # (one call: each call site is a frame slot of its own)
     if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
         scratch = new_buffer(n, x, out, c, stack)
-        for r in range(r0, r1):
-            _row(x[r], out[r], scratch, c, shift, leave_out)
+        m = row_shift(x[r0], c, shift)
+        for r in range(r0, r1 - 1):  # pass 3 of each row finds the next row's shift
+            s = _row_sum(x[r], out[r], scratch, m, c, leave_out)
+            keys = scale(x[r], m, out[r], scratch, s, c, ahead_keys(x[r + 1], shift))
+            m = shift_of(keys, x[r + 1], c, shift)
+        s = _row_sum(x[r1 - 1], out[r1 - 1], scratch, m, c, leave_out)
+        scale(x[r1 - 1], m, out[r1 - 1], scratch, s, c, None)
     else:
         size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
         scratch = new_buffer(size * n, x, out, c, stack)
