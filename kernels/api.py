@@ -84,13 +84,16 @@ def threads(size: int) -> int:
     return 1 if size < PARALLEL_MIN else numba.get_num_threads()
 
 
-def make_kernel(rows, options, storage, compute, name, doc="", reduces=False, split_rows=None):
+def make_kernel(rows, options, storage, compute, name, doc="", reduces=False, split_rows=None,
+                one_row=None):
     """The ``f(x, axis=-1, out=None)`` callable for ``rows`` with the algorithm ``options``,
     specialised to ``storage`` dtype and ``compute`` precision (names as in
     :data:`.arith.COMPUTE_MARKERS`). ``reduces``: one output per row (logsumexp), so the result
     (and ``out``) has the input's shape without ``axis``. ``split_rows``: the rows function (same
     arguments, same bits) for batches of a few long rows, each split across threads
-    (:func:`.passes.splits`), compiled on its first use."""
+    (:func:`.passes.splits`), compiled on its first use. ``one_row``: the rows function of one
+    row given as 1-D arrays (not for reductions), for the fast path's short 1-D rows, compiled
+    on its first use."""
     storage = format_of(storage).dtype
     marker = COMPUTE_MARKERS[compute]
     view = numba_view(storage)
@@ -113,19 +116,24 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False, sp
     def out_rows(a, n):  # the result array as the rows function's output
         return as_flat(a) if reduces else as_rows(a, n)
 
-    entry = None  # the compiled rows function of the fast path (compiled())
+    entry = entry1 = None  # the compiled rows functions of the fast path (compiled())
 
-    def compiled():
-        """``rows`` compiled for C rows of the storage view, as its entry point: numba's
-        dispatcher types every argument of every call (0.25 us of a 2 us call on a 1,000-element
-        row); the entry point only unboxes them, checking nothing but the item size (numba's
-        boxing.unbox_array), so the fast path calls it only with arguments it has checked: C
-        contiguous, aligned, of the storage dtype and the rows' dimensions. It takes the storage
-        array itself for the view (same item size, same bits): a ``.view`` costs 0.2 us."""
-        nonlocal entry
-        proto = np.empty((1, 1), view)
-        sig = (proto, proto[0] if reduces else proto, marker, 1, *options)
-        entry = rows.compile(tuple(numba.typeof(a) for a in sig))
+    def compiled(ndim=2):
+        """``rows`` (``one_row`` for ``ndim`` 1) compiled for C rows of the storage view, as its
+        entry point: numba's dispatcher types every argument of every call (0.25 us of a 2 us
+        call on a 1,000-element row); the entry point only unboxes them, checking nothing but
+        the item size (numba's boxing.unbox_array), so the fast path calls it only with arguments
+        it has checked: C contiguous, aligned, of the storage dtype and the rows' dimensions. It
+        takes the storage array itself for the view (same item size, same bits): a ``.view``
+        costs 0.2 us."""
+        nonlocal entry, entry1
+        proto = np.empty((1,) * ndim, view)
+        sig = tuple(numba.typeof(a) for a in (proto, proto[0] if reduces else proto, marker, 1,
+                                                *options))
+        if ndim == 1:
+            entry1 = one_row.compile(sig)
+            return entry1
+        entry = rows.compile(sig)
         return entry
 
     def split(x2, threads_):
@@ -157,6 +165,9 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False, sp
                     res = None
                 if res is not None:
                     nd = len(shape)
+                    if nd == 1 and one_row is not None and size < PARALLEL_MIN:
+                        (entry1 or compiled(1))(x, res, *one_thread)
+                        return res
                     if nd == 1:  # one row (x[None]: 45 ns, a reshape 85)
                         x2, r2 = x[None], res[None]
                     elif nd == 2:

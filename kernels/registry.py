@@ -4,7 +4,8 @@ Adding an algorithm is one file under the function's folder (its operation order
 docstring, ``ROWS``: the function's generic numba rows function, ``OPTIONS``: its option values)
 and one line in :data:`FUNCTIONS`; it is then registered in every mode of :data:`MODES`. A softmax
 algorithm may add ``SPLIT_ROWS``: the same for batches of a few long rows, each row split across
-threads (:func:`.passes.splits`), compiled on first use (float32/float64 compute only).
+threads (:func:`.passes.splits`), compiled on first use (float32/float64 compute only), and
+``ONE_ROW``: the same for one row as 1-D arrays (api.py's fast path, compiled on first use).
 
 Stable ids: ``"<function>/<algorithm>/<storage>@<compute>"``, e.g.
 ``"softmax/shifted/float16@float32"``, ``"logsumexp/shifted_log1p/float32@float32"``.
@@ -135,7 +136,8 @@ def _build() -> tuple[KernelSpec, ...]:
                 else:
                     split_rows = getattr(module, "SPLIT_ROWS", None) if compute in SPLITTABLE else None
                     fn = make_kernel(module.ROWS, module.OPTIONS, storage, compute, kid,
-                                     module.__doc__ or "", function in REDUCTIONS, split_rows)
+                                     module.__doc__ or "", function in REDUCTIONS, split_rows,
+                                     getattr(module, "ONE_ROW", None))
                     options = module.OPTIONS
                 spec = KernelSpec(kid, function, algorithm, format_of(storage).dtype, compute,
                                   fn, module.ROWS, split_rows, options, description)

@@ -21,11 +21,11 @@ What the operations give at the edges (this is the point of the naive kernel):
 """
 from __future__ import annotations
 
-from .rows import softmax_rows, softmax_split_rows
+from .rows import softmax_row, softmax_rows, softmax_split_rows
 
-__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "ONE_ROW", "OPTIONS"]
 
-#: The rows functions (row groups; few long rows, each split across threads) and its options
-#: (``shift``, ``leave_out``: :mod:`.rows`).
-ROWS, SPLIT_ROWS = softmax_rows, softmax_split_rows
+#: The rows functions (row groups; few long rows, each split across threads; one row as 1-D
+#: arrays) and its options (``shift``, ``leave_out``: :mod:`.rows`).
+ROWS, SPLIT_ROWS, ONE_ROW = softmax_rows, softmax_split_rows, softmax_row
 OPTIONS = (None, None)

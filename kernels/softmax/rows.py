@@ -43,7 +43,7 @@ from ..passes import (
     split_scale,
 )
 
-__all__ = ["softmax_rows", "softmax_split_rows", "rows_range"]
+__all__ = ["softmax_rows", "softmax_split_rows", "softmax_row", "rows_range"]
 
 
 def _finish(s, c, leave_out):
@@ -143,3 +143,11 @@ def softmax_split_rows(x, out, c, threads, shift, leave_out):
     for r in range(x.shape[0]):
         _split_row(x[r], out[r], scratch, c, threads, shift, leave_out)
     keep_alive(owner)
+
+
+@kernel_jit
+def softmax_row(x, out, c, threads, shift, leave_out):
+    """:func:`softmax_rows` of one row given as 1-D arrays (for api.py's fast path: the reshape
+    here costs less than ``x[None]`` and ``out[None]`` in Python, 0.09 us of a 1.2 us call on a
+    1,000-element row)."""
+    softmax_rows(x.reshape(1, x.size), out.reshape(1, out.size), c, threads, shift, leave_out)

@@ -202,6 +202,18 @@ def test_which_path_a_call_takes():
         assert rows.paths == ["dispatch"]
     with pytest.raises(TypeError, match="dtype"):
         f(x.astype(x.dtype.newbyteorder()))
+    # with a one-row function: short 1-D rows go to its entry point, all else as before
+    one = _PathRecorder()
+    f = make_kernel(rows, (ON, None), "float32", "float32", "softmax/recorder/float32@float32",
+                    one_row=one)
+    for call, want in ((lambda: f(x[0]), (["entry"], [])),
+                       (lambda: f(x[0], out=np.empty(9, np.float32)), (["entry"], [])),
+                       (lambda: f(np.ones(PARALLEL_MIN, np.float32)), ([], ["entry"])),
+                       (lambda: f(x), ([], ["entry"])), (lambda: f(x[0, ::2]), ([], ["dispatch"]))):
+        rows.paths.clear()
+        one.paths.clear()
+        call()
+        assert (one.paths, rows.paths) == want
 
 
 @pytest.mark.parametrize(
