@@ -20,8 +20,11 @@ axis) and one function (``--function``: softmax, log_softmax or logsumexp), the 
 Method: every implementation is first called until its timings settle (three calls in a row
 within 20% of each other, at most 50 calls or 1 s: numba compiles or loads its cache, torch's
 first calls on a new shape allocate and run 4x slower); then rounds of one timing of each
-implementation in turn (interleaved, so that a change in machine load hits all of them alike)
-until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
+implementation in turn (interleaved, so that a change in machine load hits all of them alike;
+each round starting one implementation further along, so that none always comes first or after
+the same one: the first timing after another implementation's calls pays for what they left,
+e.g. a heap that the allocator trimmed and must grow again with page faults, 2x on a 10^5-element
+float16 row) until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
 ``--max-repeat`` rounds. A timing is of back-to-back calls, as many as make it last
 :data:`TIMING_MIN_S` (one call for most cases; ~40 for a 1,000-element row), divided by their
 number, as ``timeit`` does: one call of 1 us timed alone is mostly the timer and the caches
@@ -205,8 +208,10 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     times: dict[str, list[float]] = {name: [] for name in impls}
     start = time.perf_counter()
     rounds = 0
+    order = list(impls.items())
     while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
-        for name, f in impls.items():
+        k = rounds % len(order)  # each round starts one further along (module docstring)
+        for name, f in order[k:] + order[:k]:
             calls = range(number[name])
             with np.errstate(all="ignore"):
                 t0 = time.perf_counter()
