@@ -88,6 +88,8 @@ __all__ = [
     "key_view",
     "key_start",
     "key_step",
+    "key_range_of",
+    "nan_like",
     "key_to_max",
 ]
 
@@ -474,12 +476,23 @@ def _ov_key_step(hi, lo, v, i):
     return impl
 
 
+def key_range_of(v):
+    """``(hi, lo)`` over the integer row ``v`` (:func:`key_start` when ``v`` is None)."""
+
+
 @kernel_jit
 def _key_range(v):
     hi, lo = key_start(v)
     for i in range(v.size):
         hi, lo = key_step(hi, lo, v, i)
     return hi, lo
+
+
+@overload(key_range_of)
+def _ov_key_range_of(v):
+    if isinstance(v, types.NoneType):
+        return lambda v: key_start(v)
+    return lambda v: _key_range(v)
 
 
 def key_range(x):
@@ -493,7 +506,7 @@ def key_to_max(hi, lo, x, c):
 
 @overload(key_range)
 def _ov_key_range(x):
-    return lambda x: _key_range(key_view(x))
+    return lambda x: key_range_of(key_view(x))
 
 
 _F32, _F64 = np.float32(0.0), np.float64(0.0)  # type witnesses for bits_float
@@ -506,7 +519,8 @@ _KEY_POSINF64, _KEY_NEGINF64 = 0x7FF0000000000000, -0x7FF0000000000001
 
 
 @kernel_jit
-def _nan_like(c):
+def nan_like(c):
+    """The quiet NaN of positive sign, as a compute value."""
     return zero(c) + np.float32(np.nan)
 
 
@@ -517,7 +531,7 @@ def _ov_key_to_max(hi, lo, x, c):
 
         def impl(hi, lo, x, c):
             if hi > _KEY_POSINF16 or lo < _KEY_NEGINF16:
-                return _nan_like(c)
+                return nan_like(c)
             b = hi ^ ((hi >> 15) & 0x7FFF)
             return load(np.uint16(b & 0xFFFF), c)
 
@@ -526,7 +540,7 @@ def _ov_key_to_max(hi, lo, x, c):
 
         def impl(hi, lo, x, c):
             if hi > _KEY_POSINFBF16 or lo < _KEY_NEGINFBF16:
-                return _nan_like(c)
+                return nan_like(c)
             b = hi ^ ((hi >> 15) & 0x7FFF)
             return load(np.int16(b & 0xFFFF), c)
 
@@ -538,7 +552,7 @@ def _ov_key_to_max(hi, lo, x, c):
 
         def impl(hi, lo, x, c):
             if hi > top or lo < bottom:
-                return _nan_like(c)
+                return nan_like(c)
             b = hi ^ ((hi >> 7) & 0x7F)
             return load(bits(b & 0xFF), c)
 
@@ -547,7 +561,7 @@ def _ov_key_to_max(hi, lo, x, c):
 
         def impl(hi, lo, x, c):
             if hi > _KEY_POSINF32 or lo < _KEY_NEGINF32:
-                return _nan_like(c)
+                return nan_like(c)
             b = np.int32(hi ^ ((hi >> 31) & 0x7FFFFFFF))
             return load(bits_float(b, _F32), c)
 
@@ -556,7 +570,7 @@ def _ov_key_to_max(hi, lo, x, c):
 
         def impl(hi, lo, x, c):
             if hi > _KEY_POSINF64 or lo < _KEY_NEGINF64:
-                return _nan_like(c)
+                return nan_like(c)
             b = np.int64(hi ^ ((hi >> 63) & 0x7FFFFFFFFFFFFFFF))
             return load(bits_float(b, _F64), c)
 

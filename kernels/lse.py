@@ -7,7 +7,9 @@ in :mod:`.softmax.rows`): ``shift`` subtracts the row maximum ``m`` before ``exp
 (Blanchard, Higham & Higham 2021, Alg. 4.1). Every operation is rounded in the compute mode
 (:mod:`.arith`):
 
-- ``m`` by integer keys (:func:`.arith.row_max`), ``k`` the first index with ``x_k = m``;
+- ``m`` by integer keys (:func:`.arith.row_max`; for the rows after the first of a batch's rows
+  taken one by one, tracked in the previous row's output pass, as :func:`.passes.scale` does),
+  ``k`` the first index with ``x_k = m``;
 - ``e_i = exp(rnd(x_i - m))`` (naive: ``exp(x_i)``) block by block into an L1 buffer, each block
   summed at once in the order of :func:`.arith.block_sum` (term ``k`` counted as 0 when left out);
 - ``l = log(s)``, or ``l = log1p(s')`` when the maximum's term was left out (:func:`.arith.logc`,
@@ -26,10 +28,11 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .arith import BLOCK, expc, kernel_jit, load, log1pc, logc, put, rnd, zero
-from .passes import (apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
+from .arith import (BLOCK, expc, kernel_jit, key_range_of, key_start, key_step, load, log1pc, logc,
+                    nan_like, put, rnd, zero)
+from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
                      bundle_max_indices, bundle_rows, bundle_shifts, exp_block, index, keep_alive,
-                     max_index, n_groups, offset, row_shift, sum_leaving_out)
+                     max_index, n_groups, offset, row_shift, shift_of, sum_leaving_out)
 
 __all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
 
@@ -65,16 +68,15 @@ def _ov_log_of_sum(s, c, leave_out):
 
 
 @kernel_jit
-def lse_parts(x, buf, c, shift, leave_out):
-    """``(m, l)`` for one row: the shift (None without ``shift``) and ``l = log(s)``, or
-    ``log1p(s')`` with ``leave_out`` (module docstring)."""
-    m = row_shift(x, c, shift)
-    return m, _log_of_sum(_sum_terms(x, m, max_index(x, m, c, leave_out), buf, c), c, leave_out)
+def log_of_sum(x, m, buf, c, leave_out):
+    """``l = log(s)``, or ``log1p(s')`` with ``leave_out``, for one row of shift ``m`` (None
+    without ``shift``; module docstring)."""
+    return _log_of_sum(_sum_terms(x, m, max_index(x, m, c, leave_out), buf, c), c, leave_out)
 
 
 @kernel_jit
 def shift_back(m, l, c):
-    """``rnd(m + l)`` (``m`` None: ``l``): the logsumexp from :func:`lse_parts`."""
+    """``rnd(m + l)`` (``m`` None: ``l``): the logsumexp from :func:`log_of_sum`."""
     if m is None:
         return l
     return rnd(m + l, c)
@@ -88,31 +90,45 @@ def shifted(v, m, c):
     return rnd(load(v, c) - m, c)
 
 
-def write_row(xr, out, r, m, l, c, output):
-    """Row ``r``'s output from its ``(m, l)`` (:func:`lse_parts`), as ``output`` selects."""
+def write_row(xr, out, r, m, l, c, output, ahead):
+    """Row ``r``'s output from its shift ``m`` and ``l`` (:func:`log_of_sum`), as ``output``
+    selects; returns the key range of ``ahead`` (the next row's integer view, or None), tracked
+    in the output pass as :func:`.passes.scale` does (logsumexp, which has no such pass, finds it
+    in a pass of its own)."""
 
 
 @overload(write_row)
-def _ov_write_row(xr, out, r, m, l, c, output):
+def _ov_write_row(xr, out, r, m, l, c, output, ahead):
     if output == types.uint8:  # LOGSUMEXP
 
-        def impl(xr, out, r, m, l, c, output):
-            put(out, r, shift_back(m, l, c))
+        def impl(xr, out, r, m, l, c, output, ahead):
+            # a NaN result is the positive quiet NaN: which NaN operand of m + l the code passes
+            # on (its sign) depends on how LLVM compiled the addition, which differed between a
+            # row alone and a row in a batch
+            f = shift_back(m, l, c)
+            put(out, r, f if f == f else nan_like(c))
+            return key_range_of(ahead)
 
     elif output == types.uint16:  # LOG_SOFTMAX
 
-        def impl(xr, out, r, m, l, c, output):
+        def impl(xr, out, r, m, l, c, output, ahead):
             orow = out[r]
+            hi, lo = key_start(ahead)
             for i in range(xr.size):
                 put(orow, i, rnd(shifted(xr[i], m, c) - l, c))
+                hi, lo = key_step(hi, lo, ahead, i)
+            return hi, lo
 
     elif output == types.uint32:  # DIVISION_FREE
 
-        def impl(xr, out, r, m, l, c, output):
+        def impl(xr, out, r, m, l, c, output, ahead):
             f = shift_back(m, l, c)
             orow = out[r]
+            hi, lo = key_start(ahead)
             for i in range(xr.size):
                 put(orow, i, expc(rnd(load(xr[i], c) - f, c), c))
+                hi, lo = key_step(hi, lo, ahead, i)
+            return hi, lo
 
     else:
         return None
@@ -122,7 +138,7 @@ def _ov_write_row(xr, out, r, m, l, c, output):
 @kernel_jit
 def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
     """Rows ``b0..b1-1``, short, as a bundle: their maxima, terms and sums by the bundle passes of
-    :mod:`.passes` (the operations of :func:`lse_parts`, in the same order, vectorised across
+    :mod:`.passes` (the operations of :func:`log_of_sum`, in the same order, vectorised across
     the bundle's rows), then each row's ``l`` and output."""
     n = x.shape[1]
     g = b1 - b0
@@ -132,15 +148,19 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
     bundle_exp_sum(xf, n, bms, bks, buf, buf, sums, c)
     for r in range(g):
         write_row(x[b0 + r], out, b0 + r, index(bms, r), _log_of_sum(sums[r], c, leave_out), c,
-                  output)
+                  output, None)
 
 
 @kernel_jit
 def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output):
     buf = block_on_stack(c)
-    for r in range(r0, r1):
-        m, l = lse_parts(x[r], buf, c, shift, leave_out)
-        write_row(x[r], out, r, m, l, c, output)
+    m = row_shift(x[r0], c, shift)
+    for r in range(r0, r1 - 1):  # the output pass of each row finds the next row's shift
+        keys = write_row(x[r], out, r, m, log_of_sum(x[r], m, buf, c, leave_out), c, output,
+                         ahead_keys(x[r + 1], shift))
+        m = shift_of(keys, x[r + 1], c, shift)
+    write_row(x[r1 - 1], out, r1 - 1, m, log_of_sum(x[r1 - 1], m, buf, c, leave_out), c, output,
+              None)
 
 
 @kernel_jit
