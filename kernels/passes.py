@@ -61,8 +61,8 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 from numba.np.numpy_support import as_dtype
 
-from .arith import (BLOCK, block_sum, expc, kernel_jit, key_start, key_step, key_to_max, key_view, load,
-                    put, rnd, row_max, zero)
+from .arith import (BLOCK, block_sum, expc, kernel_jit, key_start, key_step, key_to_max, key_view,
+                    load, put, rnd, row_max, zero)
 
 __all__ = [
     "SPLIT_MIN",
