@@ -42,9 +42,10 @@ def compile_notice(count: int, workers: int) -> str | None:
 def warm(ids, split: bool = False) -> None:
     """Compile (or load from the cache) the kernels with these ids, in this process: one call on
     a small 2-D array, the signature every call of the kernel uses (api.py passes C-contiguous
-    2-D rows), and one on a 1-D row (a softmax's ``ONE_ROW`` function, 0.4 s); with ``split``,
-    also their split rows functions (``SPLIT_ROWS``, which a call reaches only for a few long
-    rows on several threads: the tests do, the audit need not)."""
+    2-D rows; a softmax's ``ONE_ROW``, for short 1-D rows, is compiled on its first use: 0.4 s
+    that the audit need not pay); with ``split``, also their split rows functions
+    (``SPLIT_ROWS``, which a call reaches only for a few long rows on several threads: the tests
+    do, the audit need not)."""
     from softmax_bench.functions import GRADIENTS
 
     from .api import numba_view
@@ -54,11 +55,7 @@ def warm(ids, split: bool = False) -> None:
     for kid in ids:
         spec = _BY_ID[kid]
         x = np.zeros((1, 2), spec.dtype)
-        if spec.function in GRADIENTS:  # a backward pass takes (x, g)
-            spec(x, x)
-        else:
-            spec(x)
-            spec(x[0])
+        spec(x, x) if spec.function in GRADIENTS else spec(x)  # a backward pass takes (x, g)
         if split and spec.split_rows is not None:
             v = x.view(numba_view(spec.dtype))
             spec.split_rows(v, v.copy(), COMPUTE_MARKERS[spec.compute], 2, *spec.options)

@@ -94,12 +94,13 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
         scratch = new_buffer(n, x, out, c, stack)
         m = row_shift(x[r0], c, shift)
-        for r in range(r0, r1 - 1):  # pass 3 of each row finds the next row's shift
+        for r in range(r0, r1):  # (one call site of _row_sum: LLVM inlines each one)
             s = _row_sum(x[r], out[r], scratch, m, c, leave_out)
-            keys = scale(x[r], m, out[r], scratch, s, c, ahead_keys(x[r + 1], shift))
-            m = shift_of(keys, x[r + 1], c, shift)
-        s = _row_sum(x[r1 - 1], out[r1 - 1], scratch, m, c, leave_out)
-        scale(x[r1 - 1], m, out[r1 - 1], scratch, s, c, None)
+            if r + 1 < r1:  # pass 3 finds the next row's shift
+                keys = scale(x[r], m, out[r], scratch, s, c, ahead_keys(x[r + 1], shift))
+                m = shift_of(keys, x[r + 1], c, shift)
+            else:
+                scale(x[r], m, out[r], scratch, s, c, None)
     else:
         size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
         scratch = new_buffer(size * n, x, out, c, stack)
