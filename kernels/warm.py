@@ -42,8 +42,8 @@ def compile_notice(count: int, workers: int) -> str | None:
 def warm(ids, split: bool = False) -> None:
     """Compile (or load from the cache) the kernels with these ids, in this process: one call on
     a small 2-D array, the signature every call of the kernel uses (api.py passes C-contiguous
-    2-D rows; a softmax's ``ONE_ROW``, for short 1-D rows, is compiled on its first use: 0.4 s
-    that the audit need not pay); with ``split``, also their split rows functions
+    2-D rows; a softmax's ``ONE_ROW``, for short 1-D rows, is compiled in each process on its
+    first use, 0.4 s, and never cached: see :func:`.softmax.rows.softmax_row`); with ``split``, also their split rows functions
     (``SPLIT_ROWS``, which a call reaches only for a few long rows on several threads: the tests
     do, the audit need not)."""
     from softmax_bench.functions import GRADIENTS

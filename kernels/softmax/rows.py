@@ -15,7 +15,7 @@ path runs the same operations in the same order, so where a row is computed neve
 """
 from __future__ import annotations
 
-from numba import prange, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from ..arith import kernel_jit, one, rnd
@@ -146,9 +146,12 @@ def softmax_split_rows(x, out, c, threads, shift, leave_out):
     keep_alive(owner)
 
 
-@kernel_jit
+@njit(error_model="numpy")  # not cached (kernel_jit): loaded from numba's cache, it crashed
 def softmax_row(x, out, c, threads, shift, leave_out):
     """:func:`softmax_rows` of one row given as 1-D arrays (for api.py's fast path: the reshape
     here costs less than ``x[None]`` and ``out[None]`` in Python, 0.09 us of a 1.2 us call on a
-    1,000-element row)."""
+    1,000-element row). Compiled in each process on its first call (0.4 s; it calls the cached
+    rows function): loaded from numba's on-disk cache, this wrapper of a ``parallel=True``
+    function crashed the process (segfault) on its first call, where compiled in the process it
+    runs (seen in the asv run of CI and reproduced, numba 0.68.1)."""
     softmax_rows(x.reshape(1, x.size), out.reshape(1, out.size), c, threads, shift, leave_out)
