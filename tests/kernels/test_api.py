@@ -371,7 +371,7 @@ def test_recomputed_terms_equal_kept_terms(spec):
         assert not y[head.size :].any()
 
 
-def test_one_row_call_in_fresh_processes():
+def test_one_row_call_in_fresh_processes(tmp_path):
     """A short 1-D row (the ONE_ROW entry) in two fresh processes, the second after the first
     filled the cache: loaded from numba's cache, that wrapper of a parallel rows function crashed
     its process on the first call (segfault), so it is compiled in each process instead."""
@@ -382,5 +382,7 @@ def test_one_row_call_in_fresh_processes():
             "f = get_kernel('naive', 'float16', 'float16').fn; "
             "print(f(np.array([1.0, 0.0], np.float16)))")
     for _ in range(2):
-        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300, cwd=tmp_path)  # (not the checkout: its softmax_bench/
+        # folder would shadow the installed package, which holds the kernels)
         assert run.returncode == 0, run.stderr[-2000:]
