@@ -155,7 +155,7 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
 def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output):
     buf = block_on_stack(c)
     m = row_shift(x[r0], c, shift)
-    for r in range(r0, r1):  # (one call site of log_of_sum: LLVM inlines each one)
+    for r in range(r0, r1):
         l = log_of_sum(x[r], m, buf, c, leave_out)
         if r + 1 < r1:  # the output pass finds the next row's shift
             keys = write_row(x[r], out, r, m, l, c, output, ahead_keys(x[r + 1], shift))

@@ -94,7 +94,7 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
         scratch = new_buffer(n, x, out, c, stack)
         m = row_shift(x[r0], c, shift)
-        for r in range(r0, r1):  # (one call site of _row_sum: LLVM inlines each one)
+        for r in range(r0, r1):
             s = _row_sum(x[r], out[r], scratch, m, c, leave_out)
             if r + 1 < r1:  # pass 3 finds the next row's shift
                 keys = scale(x[r], m, out[r], scratch, s, c, ahead_keys(x[r + 1], shift))
