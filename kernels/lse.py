@@ -177,20 +177,26 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out, output):
         _bundle(x, out, b0, min(b0 + per, r1), buf, ms, ks, sums, c, shift, leave_out, output)
 
 
-def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
+def _schedule(x, out, r0, r1, c, shift, leave_out, output):
     """Rows ``r0..r1-1`` on the calling thread. The shifted algorithm (the one frameworks run and
     ``bench`` times) takes short rows in bundles (as :func:`.softmax.rows.rows_range`: 2.4x
     faster on rows of 10); the others take rows one by one: the bundle code costs each kernel
     1-2 s more to compile (the default audit's cold start compiles ~50 of these kernels)."""
 
 
-@overload(_rows_range)
-def _ov_rows_range(x, out, r0, r1, c, shift, leave_out, output):
+@overload(_schedule)
+def _ov_schedule(x, out, r0, r1, c, shift, leave_out, output):
     if isinstance(shift, types.NoneType) or not isinstance(leave_out, types.NoneType):
         return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_one_by_one(
             x, out, r0, r1, c, shift, leave_out, output)
     return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_in_bundles(
         x, out, r0, r1, c, shift, leave_out, output)
+
+
+@kernel_jit
+def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
+    # (a jit function over the overload: numba compiles an overload again for a prange body)
+    _schedule(x, out, r0, r1, c, shift, leave_out, output)
 
 
 @kernel_jit(parallel=True)
@@ -204,8 +210,8 @@ def lse_rows(x, out, c, threads, shift, leave_out, output):
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, threads)  # (a long row runs on one thread: one log per row)
-    if groups == 1:
-        _rows_range(x, out, 0, rows, c, shift, leave_out, output)
+    if groups == 1:  # (an int64 0: a literal 0 would compile _rows_range a second time)
+        _rows_range(x, out, np.int64(0), rows, c, shift, leave_out, output)
     else:
         for g in prange(groups):
             _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out, output)

@@ -15,6 +15,7 @@ path runs the same operations in the same order, so where a row is computed neve
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
@@ -125,8 +126,8 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, threads)
-    if groups == 1:
-        rows_range(x, out, 0, rows, c, shift, leave_out)
+    if groups == 1:  # (an int64 0: a literal 0 would compile rows_range a second time)
+        rows_range(x, out, np.int64(0), rows, c, shift, leave_out)
     else:
         for g in prange(groups):
             rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, shift, leave_out)

@@ -284,14 +284,14 @@ def streamed_range(x, out, r0, r1, c, exponent):
         _row(x[r], out[r], eb, c, exponent)
 
 
-def _rows_range(x, out, r0, r1, c, exponent):
+def _schedule(x, out, r0, r1, c, exponent):
     """Rows ``r0..r1-1`` on the calling thread: :func:`streamed_range`, except that online rows of
     one block (``n <= BLOCK``), whose operations are shifted's (module docstring), run shifted's
     schedule (:func:`.rows.rows_range`: short rows in bundles, 3x faster on rows of 2 to 64)."""
 
 
-@overload(_rows_range)
-def _ov_rows_range(x, out, r0, r1, c, exponent):
+@overload(_schedule)
+def _ov_schedule(x, out, r0, r1, c, exponent):
     if isinstance(exponent, types.NoneType):
         def impl(x, out, r0, r1, c, exponent):
             if x.shape[1] <= BLOCK:
@@ -300,6 +300,12 @@ def _ov_rows_range(x, out, r0, r1, c, exponent):
                 streamed_range(x, out, r0, r1, c, exponent)
         return impl
     return lambda x, out, r0, r1, c, exponent: streamed_range(x, out, r0, r1, c, exponent)
+
+
+@kernel_jit
+def _rows_range(x, out, r0, r1, c, exponent):
+    # (a jit function over the overload: numba compiles an overload again for a prange body)
+    _schedule(x, out, r0, r1, c, exponent)
 
 
 @kernel_jit(parallel=True)
@@ -313,8 +319,8 @@ def streaming_rows(x, out, c, threads, exponent):
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, threads)
-    if groups == 1:
-        _rows_range(x, out, 0, rows, c, exponent)
+    if groups == 1:  # (an int64 0: a literal 0 would compile _rows_range a second time)
+        _rows_range(x, out, np.int64(0), rows, c, exponent)
     else:
         for g in prange(groups):
             _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, exponent)

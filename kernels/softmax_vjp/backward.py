@@ -12,6 +12,7 @@ by IEEE arithmetic (a NaN or inf in ``y`` or ``g`` makes ``c``, and so the row, 
 """
 from __future__ import annotations
 
+import numpy as np
 from numba import prange
 
 from ..arith import BLOCK, block_sum, kernel_jit, load, put, rnd, zero
@@ -47,8 +48,8 @@ def vjp_rows(y, g, out, c, threads):
     docstring), with compute marker ``c``, on up to ``threads`` threads."""
     rows, n = y.shape
     groups = n_groups(rows, n, threads)
-    if groups == 1:
-        _rows_range(y, g, out, 0, rows, c)
+    if groups == 1:  # (an int64 0: a literal 0 would compile _rows_range a second time)
+        _rows_range(y, g, out, np.int64(0), rows, c)
     else:
         for k in prange(groups):
             _rows_range(y, g, out, k * rows // groups, (k + 1) * rows // groups, c)
