@@ -28,11 +28,12 @@ a 2-core Zen 3 with 1e7-element rows: keeping in ``out`` beats recomputing for f
 about 30%; recomputing beats a float64 scratch for float32@float64 by about 35%.) Kept or
 recomputed, the terms are the same bits.
 
-Short rows (``n < BLOCK // 4``) go in bundles of ``BLOCK // n`` rows (:func:`bundle_rows`): the
-terms of the whole bundle are computed by one flat loop (one vector loop instead of one short loop
-per row whose scalar remainder would dominate), then summed and divided row by row. (Longer rows
-go one by one: for float32 rows of 600-1,024 that was 5-15% faster than bundles, the next row's
-maximum found in pass 3; 16-bit rows of 300-600 are faster in bundles, float32 rows of 300 too.)
+Short rows (``n < BLOCK // 4``; the shifted algorithm's, see :func:`.softmax.rows.rows_range`) go
+in bundles of ``BLOCK // n`` rows (:func:`bundle_rows`): the terms of the whole bundle are computed
+by one flat loop (one vector loop instead of one short loop per row whose scalar remainder would
+dominate), then summed and divided row by row. (Longer rows go one by one: for float32 rows of
+600-1,024 that was 5-15% faster than bundles, the next row's maximum found in pass 3; 16-bit rows
+of 300-600 are faster in bundles, float32 rows of 300 too.)
 
 Threads
 -------

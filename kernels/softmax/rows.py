@@ -10,8 +10,9 @@ An algorithm is a choice of two options (each None or :data:`.arith.ON`, pruned 
   as 0 (:func:`..passes.sum_leaving_out`), so the summation depth is that of ``n`` terms.
 
 Then ``y_i = e_i / s``, rounded once to the storage format. The schedule (one row, bundles of
-short rows, one long row split across threads, row groups in ``prange``) is :mod:`..passes`'; every
-path runs the same operations in the same order, so where a row is computed never changes it.
+short rows for the shifted algorithm, one long row split across threads, row groups in ``prange``)
+is :mod:`..passes`'; every path runs the same operations in the same order, so where a row is
+computed never changes it.
 """
 from __future__ import annotations
 
@@ -87,31 +88,59 @@ def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
 
 
 @kernel_jit
-def rows_range(x, out, r0, r1, c, shift, leave_out):
-    """Rows ``r0..r1-1`` on the calling thread: short rows in bundles, long rows one by one."""
+def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out):
+    n = x.shape[1]
+    scratch = new_buffer(n, x, out, c, block_on_stack(c))
+    m = row_shift(x[r0], c, shift)
+    for r in range(r0, r1):
+        s = _row_sum(x[r], out[r], scratch, m, c, leave_out)
+        if r + 1 < r1:  # pass 3 finds the next row's shift
+            keys = scale(x[r], m, out[r], scratch, s, c, ahead_keys(x[r + 1], shift))
+            m = shift_of(keys, x[r + 1], c, shift)
+        else:
+            scale(x[r], m, out[r], scratch, s, c, None)
+
+
+@kernel_jit
+def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
     n = x.shape[1]
     per = bundle_rows(n)
-    stack = block_on_stack(c)  # (one call: each call site is a frame slot of its own)
-    if per == 1 or r1 - r0 == 1:  # one row: no bundle buffers to allocate (same operations)
-        scratch = new_buffer(n, x, out, c, stack)
-        m = row_shift(x[r0], c, shift)
-        for r in range(r0, r1):
-            s = _row_sum(x[r], out[r], scratch, m, c, leave_out)
-            if r + 1 < r1:  # pass 3 finds the next row's shift
-                keys = scale(x[r], m, out[r], scratch, s, c, ahead_keys(x[r + 1], shift))
-                m = shift_of(keys, x[r + 1], c, shift)
-            else:
-                scale(x[r], m, out[r], scratch, s, c, None)
-    else:
-        size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
-        scratch = new_buffer(size * n, x, out, c, stack)
-        ms, ks, sums = bundle_buffers(size, c)
-        xf = x.reshape(x.size)
-        of = out.reshape(out.size)
-        for b0 in range(r0, r1, per):
-            b1 = min(b0 + per, r1)
-            _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, ms, ks, sums, c,
-                    shift, leave_out)
+    if per == 1 or r1 - r0 == 1:  # long rows, or one row (no bundle buffers: same operations)
+        _rows_one_by_one(x, out, r0, r1, c, shift, leave_out)
+        return
+    size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
+    scratch = new_buffer(size * n, x, out, c, block_on_stack(c))
+    ms, ks, sums = bundle_buffers(size, c)
+    xf = x.reshape(x.size)
+    of = out.reshape(out.size)
+    for b0 in range(r0, r1, per):
+        b1 = min(b0 + per, r1)
+        _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, ms, ks, sums, c, shift,
+                leave_out)
+
+
+def _schedule(x, out, r0, r1, c, shift, leave_out):
+    """:func:`rows_range`'s schedule, chosen by the algorithm: the shifted softmax (the one
+    frameworks run and ``bench`` times; also the online kernel's rows of one block) takes short
+    rows in bundles (3x faster on rows of 2 to 64), the others one row after another, as in
+    :mod:`..lse`: the bundle code cost each naive and shifted_log1p kernel ~0.8 s more to compile
+    (14 of the default audit's 98 kernels)."""
+
+
+@overload(_schedule)
+def _ov_schedule(x, out, r0, r1, c, shift, leave_out):
+    if isinstance(shift, types.NoneType) or not isinstance(leave_out, types.NoneType):
+        return lambda x, out, r0, r1, c, shift, leave_out: _rows_one_by_one(
+            x, out, r0, r1, c, shift, leave_out)
+    return lambda x, out, r0, r1, c, shift, leave_out: _rows_in_bundles(
+        x, out, r0, r1, c, shift, leave_out)
+
+
+@kernel_jit
+def rows_range(x, out, r0, r1, c, shift, leave_out):
+    """Rows ``r0..r1-1`` on the calling thread: short rows in bundles (shifted only: see
+    ``_schedule``), long rows one by one."""
+    _schedule(x, out, r0, r1, c, shift, leave_out)
 
 
 @kernel_jit(parallel=True)
