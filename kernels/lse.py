@@ -32,7 +32,8 @@ from .arith import (BLOCK, expc, kernel_jit, key_range_of, key_start, key_step, 
                     nan_like, put, rnd, zero)
 from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
                      bundle_max_indices, bundle_rows, bundle_shifts, exp_block, index, keep_alive,
-                     max_index, n_groups, offset, row_shift, shift_of, sum_leaving_out)
+                     max_index, n_groups, offset, row_shift, shift_of, sum_leaving_out,
+                     takes_bundles)
 
 __all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
 
@@ -178,18 +179,16 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out, output):
 
 
 def _schedule(x, out, r0, r1, c, shift, leave_out, output):
-    """Rows ``r0..r1-1`` on the calling thread. The shifted algorithm (the one frameworks run and
-    ``bench`` times) takes short rows in bundles (as :func:`.softmax.rows.rows_range`: 2.4x
-    faster on rows of 10); the others take rows one by one: the bundle code costs each kernel
-    1-2 s more to compile (the default audit's cold start compiles ~50 of these kernels)."""
+    """Rows ``r0..r1-1`` on the calling thread, scheduled as :func:`.passes.takes_bundles` says
+    for the algorithm (the shifted one's short rows in bundles: 2.4x faster on rows of 10)."""
 
 
 @overload(_schedule)
 def _ov_schedule(x, out, r0, r1, c, shift, leave_out, output):
-    if isinstance(shift, types.NoneType) or not isinstance(leave_out, types.NoneType):
-        return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_one_by_one(
+    if takes_bundles(shift, leave_out):
+        return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_in_bundles(
             x, out, r0, r1, c, shift, leave_out, output)
-    return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_in_bundles(
+    return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_one_by_one(
         x, out, r0, r1, c, shift, leave_out, output)
 
 

@@ -18,8 +18,8 @@ __all__ = ["warm", "warm_parallel", "compile_notice", "COMPILE_S"]
 
 #: Seconds one kernel adds to a run with an empty cache, per core: in a fresh venv the default
 #: audit's first run took 166 s and a warm one 39 s, 127 s more for its 98 kernels on 2 case
-#: workers (2.6 s each), on the 2-core AMD EPYC (Zen 5) development machine (numba 0.68.1); 159
-#: s and 37 s in an earlier round, 189 s cold for the build before this one. (Compiled one
+#: workers (2.6 s each), on the 2-core AMD EPYC (Zen 5) development machine (numba 0.68.1);
+#: 159 s and 37 s in an earlier round, 189 s cold for the build before this one. (Compiled one
 #: after another in a process of their own, the 7 shifted softmax kernels took 4.0 to 4.7 s
 #: each, the first 6.3 s: the helpers they share are typed once per process.)
 COMPILE_S = 2.6
@@ -44,9 +44,9 @@ def warm(ids, split: bool = False) -> None:
     """Compile (or load from the cache) the kernels with these ids, in this process: one call on
     a small 2-D array, the signature every call of the kernel uses (api.py passes C-contiguous
     2-D rows; a softmax's ``ONE_ROW``, for short 1-D rows, is compiled in each process on its
-    first use, 0.4 s, and never cached: see :func:`.softmax.rows.softmax_row`); with ``split``, also their split rows functions
-    (``SPLIT_ROWS``, which a call reaches only for a few long rows on several threads: the tests
-    do, the audit need not)."""
+    first use, 0.4 s, and never cached: see :func:`.softmax.rows.softmax_row`); with ``split``,
+    also their split rows functions (``SPLIT_ROWS``, which a call reaches only for a few long
+    rows on several threads: the tests do, the audit need not)."""
     from softmax_bench.functions import GRADIENTS
 
     from .api import numba_view

@@ -43,6 +43,7 @@ from ..passes import (
     split_exp_sum,
     split_shift,
     split_scale,
+    takes_bundles,
 )
 
 __all__ = ["softmax_rows", "softmax_split_rows", "softmax_row", "rows_range"]
@@ -120,20 +121,17 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
 
 
 def _schedule(x, out, r0, r1, c, shift, leave_out):
-    """:func:`rows_range`'s schedule, chosen by the algorithm: the shifted softmax (the one
-    frameworks run and ``bench`` compares; also the online kernel's rows of one block) takes short
-    rows in bundles, the others one row after another, as in :mod:`..lse`: the bundle code cost
-    each naive and shifted_log1p kernel 0.7 s more to compile (14 of the default audit's 98
-    kernels), and those rows run 2-4x slower without it (naive float32 65536 x 10: 441 us in
-    bundles, 1,749 us one by one; 4096 x 100: 83 and 161 us)."""
+    """:func:`rows_range`'s schedule, chosen by the algorithm (:func:`..passes.takes_bundles`:
+    the shifted softmax, and so the online kernel's rows of one block, in bundles; naive and
+    shifted_log1p one row after another)."""
 
 
 @overload(_schedule)
 def _ov_schedule(x, out, r0, r1, c, shift, leave_out):
-    if isinstance(shift, types.NoneType) or not isinstance(leave_out, types.NoneType):
-        return lambda x, out, r0, r1, c, shift, leave_out: _rows_one_by_one(
+    if takes_bundles(shift, leave_out):
+        return lambda x, out, r0, r1, c, shift, leave_out: _rows_in_bundles(
             x, out, r0, r1, c, shift, leave_out)
-    return lambda x, out, r0, r1, c, shift, leave_out: _rows_in_bundles(
+    return lambda x, out, r0, r1, c, shift, leave_out: _rows_one_by_one(
         x, out, r0, r1, c, shift, leave_out)
 
 
