@@ -31,9 +31,11 @@ recomputed, the terms are the same bits.
 Short rows (``n < BLOCK // 4``; the shifted algorithm's, see :func:`.softmax.rows.rows_range`) go
 in bundles of ``BLOCK // n`` rows (:func:`bundle_rows`): the terms of the whole bundle are computed
 by one flat loop (one vector loop instead of one short loop per row whose scalar remainder would
-dominate), then summed and divided row by row. (Longer rows go one by one: for float32 rows of
-600-1,024 that was 5-15% faster than bundles, the next row's maximum found in pass 3; 16-bit rows
-of 300-600 are faster in bundles, float32 rows of 300 too.)
+dominate), then summed and divided row by row. Softmax rows of fewer than :data:`.arith.LANES`
+terms go further: each row of the bundle is a vector lane and every pass a loop over the rows
+(:func:`lane_bundle`). (Longer rows go one by one: for float32 rows of 600-1,024 that was 5-15%
+faster than bundles, the next row's maximum found in pass 3; 16-bit rows of 300-600 are faster
+in bundles, float32 rows of 300 too.)
 
 Threads
 -------
@@ -62,8 +64,8 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 from numba.np.numpy_support import as_dtype
 
-from .arith import (BLOCK, block_sum, expc, kernel_jit, key_start, key_step, key_to_max, key_view,
-                    load, put, rnd, row_max, zero)
+from .arith import (BLOCK, LANES, block_sum, expc, kernel_jit, key_start, key_step, key_to_max,
+                    key_view, load, minus_inf, nan_like, put, rnd, row_max, zero)
 
 __all__ = [
     "SPLIT_MIN",
@@ -93,6 +95,7 @@ __all__ = [
     "bundle_max",
     "bundle_exp_sum",
     "bundle_scale",
+    "lane_bundle",
     "n_groups",
     "split_max",
     "split_exp_sum",
@@ -545,6 +548,13 @@ def _ov_bundle_max_indices(xf, n, ms, ks, c, leave_out):
 
 
 @kernel_jit
+def exp_inplace(e, c):
+    """``e_k = exp(e_k)`` in the compute mode."""
+    for k in range(e.size):
+        e[k] = expc(e[k], c)
+
+
+@kernel_jit
 def bundle_exp_sum(xf, n, ms, ks, of, scratch, sums, c):
     """Pass 2 for a bundle of short rows (flat views ``xf``, ``of``): the terms of the whole
     bundle (kept, in ``of`` or ``scratch``), then ``sums[r]`` = the sum of row ``r``, in the order
@@ -563,8 +573,7 @@ def bundle_exp_sum(xf, n, ms, ks, of, scratch, sums, c):
             er = e[r * n : (r + 1) * n]
             for i in range(n):
                 er[i] = rnd(load(xr[i], c) - m, c)
-        for k in range(e.size):
-            e[k] = expc(e[k], c)
+        exp_inplace(e, c)
     for r in range(g):
         sums[r] = sum_leaving_out(e[r * n : (r + 1) * n], index(ks, r), zero(c), c)
 
@@ -574,6 +583,47 @@ def bundle_scale(of, scratch, n, sums, c):
     """Pass 3 for a bundle: row ``r`` of the flat output ``of`` divided by ``sums[r]``."""
     for r in range(of.size // n):
         scale_range(of, scratch, r * n, (r + 1) * n, sums[r], c, None)
+
+
+@kernel_jit
+def lane_bundle(xf, of, n, columns, ms, sums, c):
+    """A bundle of shifted softmax rows of ``n < LANES`` terms (flat views ``xf``, ``of``), each
+    row a vector lane: the bundle is copied column by column into ``columns`` (compute type,
+    ``columns[j g + r] = x_rj`` for its ``g`` rows), so that every pass is a loop over the rows,
+    one vector operation for 8 or 16 of them, instead of a loop of ``n`` terms per row, whose
+    set-up and scalar remainder cost more than its terms (measured below :data:`PARALLEL_MIN`
+    ...). Slower than :func:`bundle_exp_sum`'s loops from about 20 terms on.
+
+    Same operations in the same order as :func:`bundle_max`, :func:`bundle_exp_sum` and
+    :func:`bundle_scale`, so the same bits: a sum of fewer than :data:`.arith.LANES` terms in
+    :func:`.arith.block_sum`'s order is recursive from 0, ``((0 + e_0) + e_1) + ...``, which is
+    the running sum down a column. The maximum is found by comparisons, a NaN made
+    :func:`.arith.nan_like` as :func:`.arith.key_to_max` gives it; where the keys give +0 this
+    may give -0, which changes no term: ``x - (-0) = x - (+0)`` for every ``x`` but -0, whose
+    term is ``exp(+-0) = 1`` either way."""
+    g = xf.size // n
+    for r in range(g):
+        ms[r] = minus_inf(c)
+        sums[r] = zero(c)
+    for j in range(n):
+        for r in range(g):
+            v = load(xf[r * n + j], c)
+            columns[j * g + r] = v
+            m = ms[r]
+            ms[r] = v if (v > m or v != v) else m
+    for r in range(g):
+        if ms[r] != ms[r]:
+            ms[r] = nan_like(c)
+    for j in range(n):
+        for r in range(g):
+            columns[j * g + r] = rnd(columns[j * g + r] - ms[r], c)
+    exp_inplace(columns[: g * n], c)
+    for j in range(n):
+        for r in range(g):
+            sums[r] = rnd(sums[r] + columns[j * g + r], c)
+    for j in range(n):
+        for r in range(g):
+            put(of, r * n + j, rnd(columns[j * g + r] / sums[r], c))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ..arith import kernel_jit, one, rnd
+from ..arith import LANES, kernel_jit, one, rnd
 from ..passes import (
     apart,
     borrowed,
@@ -33,6 +33,7 @@ from ..passes import (
     bundle_buffers,
     bundle_scale,
     exp_sum,
+    lane_bundle,
     max_index,
     n_groups,
     new_buffer,
@@ -77,8 +78,12 @@ def _split_row(x, out, scratch, c, threads, shift, leave_out):
 
 
 @kernel_jit
-def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
-    """A bundle of short rows (flat views, ``n`` terms each); same operations as a row alone."""
+def _bundle(xf, of, n, scratch, columns, ms, ks, sums, c, shift, leave_out):
+    """A bundle of short rows (flat views, ``n`` terms each); same operations as a row alone.
+    (Only the shifted algorithm takes bundles: see ``_schedule``.)"""
+    if n < LANES:
+        lane_bundle(xf, of, n, columns, ms, sums, c)
+        return
     g = xf.size // n
     bms = bundle_shifts(xf, n, ms[:g], c, shift)
     bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
@@ -111,13 +116,14 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
         return
     size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
     scratch = new_buffer(size * n, x, out, c, block_on_stack(c))
+    columns = block_on_stack(c)
     ms, ks, sums = bundle_buffers(size, c)
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
     for b0 in range(r0, r1, per):
         b1 = min(b0 + per, r1)
-        _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, ms, ks, sums, c, shift,
-                leave_out)
+        _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, columns, ms, ks, sums, c,
+                shift, leave_out)
 
 
 def _schedule(x, out, r0, r1, c, shift, leave_out):

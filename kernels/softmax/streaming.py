@@ -29,8 +29,8 @@ the same order: the result never depends on the schedule. Pass 2: ``y_i = fl(ter
 rounded once to the storage format. A row of one block (``n <= BLOCK``) combines exactly
 (``move(0) = 0``, ``0 + S_0 = S_0``), so **online equals shifted bit for bit on such rows**
 (tests/kernels/softmax/test_streaming.py runs these passes on them against shifted), and the
-online kernel runs such rows by shifted's schedule (:func:`.rows.rows_range`: bundles of short
-rows, 3x faster than row by row on rows of 2 to 64 terms).
+online rows function hands a batch of such rows to shifted's (:func:`.rows.softmax_rows`: short
+rows in bundles, 3x faster than row by row on rows of 2 to 64 terms, 10x on rows of 2).
 
 Two-pass domain: the extended exp is accurate for ``|x| <=`` :data:`..exp.PARTS_LIMIT32`
 (1024, float32 compute), :data:`..exp.PARTS_LIMIT64` (2**30, float64) or 65536 (16-bit compute,
@@ -58,7 +58,7 @@ from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale
 from ..float16 import round64_to_half
 from ..passes import (apart, block_on_stack, borrowed, compute_array, keep_alive,
                       n_groups, term)
-from .rows import rows_range
+from .rows import softmax_rows
 
 __all__ = ["streaming_rows", "streaming_split_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
 
@@ -284,28 +284,23 @@ def streamed_range(x, out, r0, r1, c, exponent):
         _row(x[r], out[r], eb, c, exponent)
 
 
-def _schedule(x, out, r0, r1, c, exponent):
-    """Rows ``r0..r1-1`` on the calling thread: :func:`streamed_range`, except that online rows of
-    one block (``n <= BLOCK``), whose operations are shifted's (module docstring), run shifted's
-    schedule (:func:`.rows.rows_range`: short rows in bundles, 3x faster on rows of 2 to 64)."""
+def _as_shifted(x, out, c, threads, exponent):
+    """Online rows of one block (``n <= BLOCK``), whose operations are shifted's (module
+    docstring), done by shifted's rows function; True when done so. (A call of shifted's
+    compiled function: running shifted's row schedule from the online row groups instead, as
+    before, compiled that schedule a second time into each online kernel, 6 of its 10 s.)"""
 
 
-@overload(_schedule)
-def _ov_schedule(x, out, r0, r1, c, exponent):
+@overload(_as_shifted)
+def _ov_as_shifted(x, out, c, threads, exponent):
     if isinstance(exponent, types.NoneType):
-        def impl(x, out, r0, r1, c, exponent):
+        def impl(x, out, c, threads, exponent):
             if x.shape[1] <= BLOCK:
-                rows_range(x, out, r0, r1, c, ON, None)
-            else:
-                streamed_range(x, out, r0, r1, c, exponent)
+                softmax_rows(x, out, c, threads, ON, None)
+                return True
+            return False
         return impl
-    return lambda x, out, r0, r1, c, exponent: streamed_range(x, out, r0, r1, c, exponent)
-
-
-@kernel_jit
-def _rows_range(x, out, r0, r1, c, exponent):
-    # (a jit function over the overload: numba compiles an overload again for a prange body)
-    _schedule(x, out, r0, r1, c, exponent)
+    return lambda x, out, c, threads, exponent: False
 
 
 @kernel_jit(parallel=True)
@@ -314,16 +309,18 @@ def streaming_rows(x, out, c, threads, exponent):
     (``exponent`` None) or two-pass (ON) algorithm, in row groups as :func:`..passes.n_groups`
     says. ``out`` may overlap ``x`` (:func:`..passes.apart`); the work runs on borrowed arrays
     (:func:`..passes.borrowed`)."""
+    if _as_shifted(x, out, c, threads, exponent):
+        return
     owner = apart(x, out)
     x = borrowed(owner)
     out = borrowed(out)
     rows, n = x.shape
     groups = n_groups(rows, n, threads)
-    if groups == 1:  # (an int64 0: a literal 0 would compile _rows_range a second time)
-        _rows_range(x, out, np.int64(0), rows, c, exponent)
+    if groups == 1:  # (an int64 0: a literal 0 would compile streamed_range a second time)
+        streamed_range(x, out, np.int64(0), rows, c, exponent)
     else:
         for g in prange(groups):
-            _rows_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, exponent)
+            streamed_range(x, out, g * rows // groups, (g + 1) * rows // groups, c, exponent)
     keep_alive(owner)
 
 
