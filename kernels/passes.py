@@ -64,7 +64,7 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 from numba.np.numpy_support import as_dtype
 
-from .arith import (BLOCK, LANES, block_sum, expc, kernel_jit, key_start, key_step, key_to_max,
+from .arith import (BLOCK, block_sum, expc, kernel_jit, key_start, key_step, key_to_max,
                     key_view, load, minus_inf, nan_like, put, rnd, row_max, zero)
 
 __all__ = [
@@ -591,8 +591,9 @@ def lane_bundle(xf, of, n, columns, ms, sums, c):
     row a vector lane: the bundle is copied column by column into ``columns`` (compute type,
     ``columns[j g + r] = x_rj`` for its ``g`` rows), so that every pass is a loop over the rows,
     one vector operation for 8 or 16 of them, instead of a loop of ``n`` terms per row, whose
-    set-up and scalar remainder cost more than its terms (measured below :data:`PARALLEL_MIN`
-    ...). Slower than :func:`bundle_exp_sum`'s loops from about 20 terms on.
+    set-up and scalar remainder cost more than its terms (float32 1,000 x 10 on one thread:
+    13.3 us against 27.9 us by the row loops; 1,000 x 2: 3.4 against 24.5 us; 1,000 x 15: 19.3
+    against 36.9 us). Slower than the row loops from about 20 terms on.
 
     Same operations in the same order as :func:`bundle_max`, :func:`bundle_exp_sum` and
     :func:`bundle_scale`, so the same bits: a sum of fewer than :data:`.arith.LANES` terms in
