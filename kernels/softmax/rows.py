@@ -78,12 +78,8 @@ def _split_row(x, out, scratch, c, threads, shift, leave_out):
 
 
 @kernel_jit
-def _bundle(xf, of, n, scratch, columns, ms, ks, sums, c, shift, leave_out):
-    """A bundle of short rows (flat views, ``n`` terms each); same operations as a row alone.
-    (Only the shifted algorithm takes bundles: see ``_schedule``.)"""
-    if n < LANES:
-        lane_bundle(xf, of, n, columns, ms, sums, c)
-        return
+def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
+    """A bundle of short rows (flat views, ``n`` terms each); same operations as a row alone."""
     g = xf.size // n
     bms = bundle_shifts(xf, n, ms[:g], c, shift)
     bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
@@ -115,15 +111,20 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
         _rows_one_by_one(x, out, r0, r1, c, shift, leave_out)
         return
     size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
-    scratch = new_buffer(size * n, x, out, c, block_on_stack(c))
-    columns = block_on_stack(c)
+    stack = block_on_stack(c)
+    scratch = new_buffer(size * n, x, out, c, stack)
     ms, ks, sums = bundle_buffers(size, c)
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
+    if n < LANES:  # rows as lanes (shifted only, as every bundle: see _schedule)
+        for b0 in range(r0, r1, per):
+            b1 = min(b0 + per, r1)
+            lane_bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, stack, ms, sums, c)
+        return
     for b0 in range(r0, r1, per):
         b1 = min(b0 + per, r1)
-        _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, columns, ms, ks, sums, c,
-                shift, leave_out)
+        _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, ms, ks, sums, c, shift,
+                leave_out)
 
 
 def _schedule(x, out, r0, r1, c, shift, leave_out):
