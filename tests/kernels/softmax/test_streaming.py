@@ -33,7 +33,7 @@ def rising_rows(dtype, rows, n, seed=0):
 
 def streamed(spec, x):
     """The online passes themselves on every row of ``x`` (the kernel hands rows of one block to
-    shifted's schedule)."""
+    shifted's rows function)."""
     view = numba_view(spec.dtype)
     out = np.empty_like(x)
     streamed_range(x.view(view), out.view(view), 0, x.shape[0], COMPUTE_MARKERS[spec.compute], None)
@@ -43,7 +43,8 @@ def streamed(spec, x):
 @pytest.mark.parametrize("spec", ONLINE, ids=lambda k: k.id)
 def test_online_is_shifted_on_rows_of_one_block(spec):
     """One block combines exactly, so the operations are shifted's (module docstring): the
-    online passes give shifted's bits, and so does the kernel (which runs shifted's schedule)."""
+    online passes give shifted's bits, and so does the kernel (which calls shifted's rows
+    function for them)."""
     shifted = get_kernel("shifted", spec.dtype, spec.compute)
     rng = np.random.default_rng(1)
     fmt = format_of(spec.dtype)
