@@ -77,10 +77,12 @@ def log_of_sum(x, m, buf, c, leave_out):
 
 @kernel_jit
 def shift_back(m, l, c):
-    """``rnd(m + l)`` (``m`` None: ``l``): the logsumexp from :func:`log_of_sum`."""
-    if m is None:
-        return l
-    return rnd(m + l, c)
+    """``rnd(m + l)`` (``m`` None: ``l``): the logsumexp from :func:`log_of_sum`. A NaN is made
+    the positive quiet NaN: which NaN operand of ``m + l`` the code passes on (its sign and
+    payload) depends on how LLVM ordered the commutative addition, which differed between a row
+    alone and a row in a batch, and between builds of the same source."""
+    f = l if m is None else rnd(m + l, c)
+    return f if f == f else nan_like(c)
 
 
 @kernel_jit
@@ -103,11 +105,7 @@ def _ov_write_row(xr, out, r, m, l, c, output, ahead):
     if output == types.uint8:  # LOGSUMEXP
 
         def impl(xr, out, r, m, l, c, output, ahead):
-            # a NaN result is the positive quiet NaN: which NaN operand of m + l the code passes
-            # on (its sign) depends on how LLVM compiled the addition, which differed between a
-            # row alone and a row in a batch
-            f = shift_back(m, l, c)
-            put(out, r, f if f == f else nan_like(c))
+            put(out, r, shift_back(m, l, c))
             return key_range_of(ahead)
 
     elif output == types.uint16:  # LOG_SOFTMAX
