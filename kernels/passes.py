@@ -95,6 +95,7 @@ __all__ = [
     "bundle_max",
     "bundle_exp_sum",
     "bundle_scale",
+    "lane_terms",
     "lane_bundle",
     "n_groups",
     "split_max",
@@ -586,22 +587,22 @@ def bundle_scale(of, scratch, n, sums, c):
 
 
 @kernel_jit
-def lane_bundle(xf, of, n, columns, ms, sums, c):
-    """A bundle of shifted softmax rows of ``n < LANES`` terms (flat views ``xf``, ``of``), each
-    row a vector lane: the bundle is copied column by column into ``columns`` (compute type,
-    ``columns[j g + r] = x_rj`` for its ``g`` rows), so that every pass is a loop over the rows,
-    one vector operation for 8 or 16 of them, instead of a loop of ``n`` terms per row, whose
-    set-up and scalar remainder cost more than its terms (float32 1,000 x 10 on one thread:
-    13.3 us against 27.9 us by the row loops; 1,000 x 2: 3.4 against 24.5 us; 1,000 x 15: 19.3
-    against 36.9 us). Slower than the row loops from about 20 terms on.
+def lane_terms(xf, n, columns, ms, sums, c):
+    """The maxima ``ms``, terms and sums ``sums`` of a bundle of shifted rows of ``n < LANES``
+    terms (flat view ``xf``), each row a vector lane: the bundle is copied column by column into
+    ``columns`` (compute type, ``columns[j g + r] = x_rj`` for its ``g`` rows), so that every pass
+    is a loop over the rows, one vector operation for 8 or 16 of them, instead of a loop of
+    ``n`` terms per row, whose set-up and scalar remainder cost more than its terms. The terms
+    stay in ``columns``, column by column.
 
-    Same operations in the same order as :func:`bundle_max`, :func:`bundle_exp_sum` and
-    :func:`bundle_scale`, so the same bits: a sum of fewer than :data:`.arith.LANES` terms in
-    :func:`.arith.block_sum`'s order is recursive from 0, ``((0 + e_0) + e_1) + ...``, which is
-    the running sum down a column. The maximum is found by comparisons, a NaN made
-    :func:`.arith.nan_like` as :func:`.arith.key_to_max` gives it; where the keys give +0 this
-    may give -0, which changes no term: ``x - (-0) = x - (+0)`` for every ``x`` but -0, whose
-    term is ``exp(+-0) = 1`` either way."""
+    Same operations in the same order as :func:`bundle_max` and :func:`bundle_exp_sum`, so the
+    same bits: a sum of fewer than :data:`.arith.LANES` terms in :func:`.arith.block_sum`'s order
+    is recursive from 0, ``((0 + e_0) + e_1) + ...``, which is the running sum down a column. The
+    maximum is found by comparisons, a NaN made :func:`.arith.nan_like` as
+    :func:`.arith.key_to_max` gives it; where the keys give +0 this may give -0 (a row holding
+    both zeros, -0 first), which changes no term: ``x - (-0) = x - (+0)`` for every ``x`` but -0,
+    whose term is ``exp(+-0) = 1`` either way; nor a log-softmax output ``rnd(x - m) - l``, as
+    that row's sum is at least 2, so ``l > 0`` absorbs the zero's sign."""
     g = xf.size // n
     for r in range(g):
         ms[r] = minus_inf(c)
@@ -622,6 +623,17 @@ def lane_bundle(xf, of, n, columns, ms, sums, c):
     for j in range(n):
         for r in range(g):
             sums[r] = rnd(sums[r] + columns[j * g + r], c)
+
+
+@kernel_jit
+def lane_bundle(xf, of, n, columns, ms, sums, c):
+    """A bundle of shifted softmax rows of ``n < LANES`` terms (flat views ``xf``, ``of``) as
+    vector lanes (:func:`lane_terms`), divided and stored column by column as
+    :func:`bundle_scale` divides them: float32 1,000 x 10 on one thread 13.3 us against 27.9 us
+    by the row loops; 1,000 x 2: 3.4 against 24.5 us; 1,000 x 15: 19.3 against 36.9 us. Slower
+    than the row loops from about 20 terms on (the two transposes cost ~1 ns per element)."""
+    lane_terms(xf, n, columns, ms, sums, c)
+    g = xf.size // n
     for j in range(n):
         for r in range(g):
             put(of, r * n + j, rnd(columns[j * g + r] / sums[r], c))
