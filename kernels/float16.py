@@ -334,11 +334,11 @@ def half_to_float_f16c(h):
     signalling NaN comes back quiet (its quiet bit set, payload and sign kept).
 
     Why the kernels may use it: they use a loaded value only as an operand of float arithmetic
-    (a subtraction, a comparison), never store or bit-test it as it is, and on x86 the NaN result
-    of an arithmetic instruction is the first NaN operand *quieted* (Intel SDM 4.8.3.5). A
-    signalling NaN quieted here or there gives the same result bits. Keeping the bit operations'
-    signalling NaN instead cost a compare and a blend per vector (float16 softmax 12-37% slower,
-    AVX2 and AVX-512)."""
+    (a subtraction, a comparison), never store or bit-test it as it is, and on x86 the NaN
+    result of an arithmetic instruction is its first NaN operand *quieted* (Intel SDM vol. 1,
+    "Operating on SNaNs and QNaNs"): a signalling NaN quieted here or there gives the same
+    result bits. Keeping the bit operations' signalling NaN instead cost a compare and a blend
+    per vector (float16 softmax 12-37% slower, AVX2 and AVX-512)."""
     always_inline()
     return _fpext_half(h)
 

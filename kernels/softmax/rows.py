@@ -112,7 +112,6 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
         return
     size = min(per, r1 - r0)  # each bundle fills what it uses: no initial values needed
     stack = block_on_stack(c)
-    scratch = new_buffer(size * n, x, out, c, stack)
     ms, ks, sums = bundle_buffers(size, c)
     xf = x.reshape(x.size)
     of = out.reshape(out.size)
@@ -121,6 +120,7 @@ def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
             b1 = min(b0 + per, r1)
             lane_bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, stack, ms, sums, c)
         return
+    scratch = new_buffer(size * n, x, out, c, stack)
     for b0 in range(r0, r1, per):
         b1 = min(b0 + per, r1)
         _bundle(xf[b0 * n : b1 * n], of[b0 * n : b1 * n], n, scratch, ms, ks, sums, c, shift,
