@@ -156,7 +156,8 @@ def _lane_bundle(x, out, b0, b1, columns, ms, sums, c, output):
     """Rows ``b0..b1-1``, of fewer than :data:`.arith.LANES` terms, as vector lanes: their maxima,
     terms and sums by :func:`.passes.lane_terms` (the operations of :func:`log_of_sum`, in the same
     order: the same bits), then each row's ``l`` and output. float32 logsumexp 65536 x 10 on 2
-    threads: 2.2x faster than the bundle passes."""
+    threads: 303 us against 893 us by the bundle passes (log_softmax: 401 against 1,003 us; its
+    output pass stays a loop per row, recomputing ``rnd(x - m)``, which the terms overwrote)."""
     n = x.shape[1]
     lane_terms(x.reshape(x.size)[b0 * n : b1 * n], n, columns, ms, sums, c)
     for r in range(b1 - b0):  # (no term left out in a bundle: l = log(s))

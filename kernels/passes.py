@@ -31,9 +31,10 @@ recomputed, the terms are the same bits.
 Short rows (``n < BLOCK // 4``; the shifted algorithm's, see :func:`.softmax.rows.rows_range`) go
 in bundles of ``BLOCK // n`` rows (:func:`bundle_rows`): the terms of the whole bundle are computed
 by one flat loop (one vector loop instead of one short loop per row whose scalar remainder would
-dominate), then summed and divided row by row. Softmax rows of fewer than :data:`.arith.LANES`
-terms go further: each row of the bundle is a vector lane and every pass a loop over the rows
-(:func:`lane_bundle`). (Longer rows go one by one: for float32 rows of 600-1,024 that was 5-15%
+dominate), then summed and divided row by row. Rows of fewer than :data:`.arith.LANES` terms
+go further: each row of the bundle is a vector lane and every pass a loop over the rows
+(:func:`lane_terms`; softmax's :func:`lane_bundle`, and the log-sum-exp kernels' through
+:mod:`.lse`). (Longer rows go one by one: for float32 rows of 600-1,024 that was 5-15%
 faster than bundles, the next row's maximum found in pass 3; 16-bit rows of 300-600 are faster
 in bundles, float32 rows of 300 too.)
 
