@@ -48,6 +48,8 @@ LOGSUMEXP, LOG_SOFTMAX, DIVISION_FREE = np.uint8(0), np.uint16(0), np.uint32(0)
 def _sum_terms(x, m, k, buf, c):
     """The sum of the terms of row ``x`` (term ``k`` left out; ``k`` None: none), block by block
     through the L1 buffer ``buf``."""
+    x = borrowed(x)
+    buf = borrowed(buf)
     n = x.size
     s = zero(c)
     for lo in range(0, n, BLOCK):
@@ -140,6 +142,11 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
     """Rows ``b0..b1-1``, short, as a bundle: their maxima, terms and sums by the bundle passes of
     :mod:`.passes` (the operations of :func:`log_of_sum`, in the same order, vectorised across
     the bundle's rows), then each row's ``l`` and output."""
+    x = borrowed(x)
+    out = borrowed(out)
+    buf = borrowed(buf)
+    ms = borrowed(ms)
+    ks = borrowed(ks)
     n = x.shape[1]
     g = b1 - b0
     xf = x.reshape(x.size)[b0 * n : b1 * n]
@@ -158,6 +165,8 @@ def _lane_bundle(x, out, b0, b1, columns, ms, sums, c, output):
     order: the same bits), then each row's ``l`` and output. float32 logsumexp 65536 x 10 on 2
     threads: 303 us against 893 us by the bundle passes (log_softmax: 401 against 1,003 us; its
     output pass stays a loop per row, recomputing ``rnd(x - m)``, which the terms overwrote)."""
+    x = borrowed(x)
+    out = borrowed(out)
     n = x.shape[1]
     lane_terms(x.reshape(x.size)[b0 * n : b1 * n], n, columns, ms, sums, c)
     for r in range(b1 - b0):  # (no term left out in a bundle: l = log(s))
@@ -166,6 +175,8 @@ def _lane_bundle(x, out, b0, b1, columns, ms, sums, c, output):
 
 @kernel_jit
 def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output):
+    x = borrowed(x)
+    out = borrowed(out)
     buf = block_on_stack(c)
     m = row_shift(x[r0], c, shift)
     for r in range(r0, r1):
@@ -179,6 +190,8 @@ def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output):
 
 @kernel_jit
 def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out, output):
+    x = borrowed(x)
+    out = borrowed(out)
     per = bundle_rows(x.shape[1])
     if per == 1 or r1 - r0 == 1:
         _rows_one_by_one(x, out, r0, r1, c, shift, leave_out, output)

@@ -65,6 +65,7 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 from numba.np.numpy_support import as_dtype
 
+from .float16 import always_inline
 from .arith import (BLOCK, block_sum, expc, kernel_jit, key_start, key_step, key_to_max,
                     key_view, load, minus_inf, nan_like, put, rnd, row_max, zero)
 
@@ -310,6 +311,7 @@ def _ov_exp_block(xb, m, eb, c):
 # three-pass float32 4096 x 1024 batch out of cache: ~10% faster). They return the key range.
 @kernel_jit
 def _scale_inplace(ob, s, c, ahead):
+    always_inline()
     # one array, not two views of it: LLVM's runtime alias check sends two aliasing views to the
     # scalar loop
     hi, lo = key_start(ahead)
@@ -321,6 +323,7 @@ def _scale_inplace(ob, s, c, ahead):
 
 @kernel_jit
 def _scale_from(eb, ob, s, c, ahead):
+    always_inline()
     hi, lo = key_start(ahead)
     for i in range(eb.size):
         put(ob, i, rnd(eb[i] / s, c))
@@ -442,6 +445,7 @@ def sum_leaving_out(eb, j, s, c):
     """``s`` plus the terms of block ``eb`` in the order of :func:`.arith.block_sum`, with term
     ``j`` (if ``0 <= j < eb.size``; ``j`` None: none) counted as 0: the sum's order, and so its
     depth, is unchanged, and adding a zero is exact. The term itself is left in place."""
+    always_inline()
     if j is None or j < 0 or j >= eb.size:
         return block_sum(eb, s, c)
     kept = eb[j]
@@ -466,6 +470,9 @@ def exp_sum(x, m, k, out, scratch, c):
     """Pass 2 of one row: the terms, block by block, and their sum in the order of :mod:`.arith`
     (kept in ``out`` or ``scratch`` for pass 3 when :func:`keeps_terms`); term ``k`` left out of
     the sum (``k`` None: none)."""
+    x = borrowed(x)
+    out = borrowed(out)
+    scratch = borrowed(scratch)
     keep = keeps_terms(x, out, c)
     kept = term_buffer(out, scratch)
     n = x.size
@@ -510,6 +517,8 @@ def bundle_rows(n):
 @kernel_jit
 def bundle_max(xf, n, ms, c):
     """Pass 1 for a bundle: ``ms[r]`` = maximum of row ``r`` of the flat rows ``xf``."""
+    xf = borrowed(xf)
+    ms = borrowed(ms)
     for r in range(xf.size // n):
         ms[r] = row_max(xf[r * n : (r + 1) * n], c)
 
@@ -537,6 +546,7 @@ def _ov_bundle_shifts(xf, n, ms, c, shift):
 
 @kernel_jit
 def _first_max_indices(xf, n, ms, ks, c):
+    xf = borrowed(xf)
     for r in range(ks.size):
         ks[r] = first_max_index(xf[r * n : (r + 1) * n], ms[r], c)
     return ks
@@ -563,6 +573,9 @@ def bundle_exp_sum(xf, n, ms, ks, of, scratch, sums, c):
     of :func:`exp_sum`, term ``ks[r]`` of row ``r`` left out. ``ms`` None: no shift; ``ks`` None:
     nothing left out. Same operations as :func:`term`: the shifted difference is rounded in one
     loop and exponentiated in the next."""
+    xf = borrowed(xf)
+    of = borrowed(of)
+    scratch = borrowed(scratch)
     e = term_buffer(of, scratch)[: xf.size]
     g = xf.size // n
     if ms is None:
@@ -583,6 +596,8 @@ def bundle_exp_sum(xf, n, ms, ks, of, scratch, sums, c):
 @kernel_jit
 def bundle_scale(of, scratch, n, sums, c):
     """Pass 3 for a bundle: row ``r`` of the flat output ``of`` divided by ``sums[r]``."""
+    of = borrowed(of)
+    scratch = borrowed(scratch)
     for r in range(of.size // n):
         scale_range(of, scratch, r * n, (r + 1) * n, sums[r], c, None)
 

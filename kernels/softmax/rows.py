@@ -80,6 +80,11 @@ def _split_row(x, out, scratch, c, threads, shift, leave_out):
 @kernel_jit
 def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
     """A bundle of short rows (flat views, ``n`` terms each); same operations as a row alone."""
+    xf = borrowed(xf)
+    of = borrowed(of)
+    scratch = borrowed(scratch)
+    ms = borrowed(ms)
+    ks = borrowed(ks)
     g = xf.size // n
     bms = bundle_shifts(xf, n, ms[:g], c, shift)
     bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
@@ -91,6 +96,8 @@ def _bundle(xf, of, n, scratch, ms, ks, sums, c, shift, leave_out):
 
 @kernel_jit
 def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out):
+    x = borrowed(x)
+    out = borrowed(out)
     n = x.shape[1]
     scratch = new_buffer(n, x, out, c, block_on_stack(c))
     m = row_shift(x[r0], c, shift)
