@@ -77,6 +77,7 @@ __all__ = [
     "GROUPS_PER_THREAD",
     "term",
     "keeps_terms",
+    "term_buffer",
     "new_buffer",
     "bundle_shifts",
     "bundle_max_indices",
@@ -690,11 +691,11 @@ def split_max(x, c):
 
 
 @kernel_jit(parallel=True)
-def split_exp_sum(x, m, k, out, scratch, c, threads):
-    """Pass 2 of one long row across threads (contiguous runs of blocks, one per thread); the
-    block sums are added in block order, so the result equals :func:`exp_sum`'s bit for bit."""
-    keep = keeps_terms(x, out, c)
-    kept = term_buffer(out, scratch)
+def split_exp_sum(x, m, k, kept, keep, c, threads):
+    """Pass 2 of one long row across threads (contiguous runs of blocks, one per thread): the
+    terms kept in ``kept`` when ``keep`` (:func:`keeps_terms`, :func:`term_buffer`), else
+    through a block buffer per thread; the block sums are added in block order, so the result
+    equals :func:`exp_sum`'s (and the log-sum-exp kernels' sum's) bit for bit."""
     n = x.size
     nb = (n + BLOCK - 1) // BLOCK
     bs = np.full(nb, zero(c))

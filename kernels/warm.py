@@ -59,7 +59,8 @@ def warm(ids, split: bool = False) -> None:
         spec(x, x) if spec.function in GRADIENTS else spec(x)  # a backward pass takes (x, g)
         if split and spec.split_rows is not None:
             v = x.view(numba_view(spec.dtype))
-            spec.split_rows(v, v.copy(), COMPUTE_MARKERS[spec.compute], 2, *spec.options)
+            out = v[:, 0].copy() if spec.reduces else v.copy()  # (a reduction: one per row)
+            spec.split_rows(v, out, COMPUTE_MARKERS[spec.compute], 2, *spec.options)
 
 
 def warm_parallel(ids=None, processes: int | None = None, split: bool = False) -> None:

@@ -12,10 +12,11 @@ inf``); ``-inf`` entries add 0; a row of only ``-inf``: NaN (``-inf - -inf``; th
 from __future__ import annotations
 
 from ..arith import ON
-from ..lse import LOGSUMEXP, lse_rows
+from ..lse import LOGSUMEXP, lse_rows, lse_split_rows
 
-__all__ = ["ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
-ROWS = lse_rows
+#: The rows functions (a few long rows: split across threads) and the options (``shift``,
+#: ``leave_out``, the output: :mod:`..lse`).
+ROWS, SPLIT_ROWS = lse_rows, lse_split_rows
 OPTIONS = (ON, None, LOGSUMEXP)

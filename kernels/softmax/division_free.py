@@ -16,10 +16,11 @@ underflows, so ``y_i = exp(+inf) = inf``. NaN anywhere: NaN row; ``-inf`` entrie
 """
 from __future__ import annotations
 
-from ..lse import DIVISION_FREE, lse_rows
+from ..lse import DIVISION_FREE, lse_rows, lse_split_rows
 
-__all__ = ["ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
 
-#: The rows function and its options (``shift``, ``leave_out``, the output: :mod:`..lse`).
-ROWS = lse_rows
+#: The rows functions (a few long rows: split across threads) and the options (``shift``,
+#: ``leave_out``, the output: :mod:`..lse`).
+ROWS, SPLIT_ROWS = lse_rows, lse_split_rows
 OPTIONS = (None, None, DIVISION_FREE)

@@ -33,6 +33,7 @@ from ..passes import (
     bundle_buffers,
     bundle_scale,
     exp_sum,
+    keeps_terms,
     lane_bundle,
     max_index,
     n_groups,
@@ -45,6 +46,7 @@ from ..passes import (
     split_shift,
     split_scale,
     takes_bundles,
+    term_buffer,
 )
 
 __all__ = ["softmax_rows", "softmax_split_rows", "softmax_row", "rows_range"]
@@ -73,7 +75,8 @@ def _split_row(x, out, scratch, c, threads, shift, leave_out):
     """One long row, each pass split into blocks across threads (same result as on one thread)."""
     m = split_shift(x, c, shift)
     k = max_index(x, m, c, leave_out)
-    s = _finish(split_exp_sum(x, m, k, out, scratch, c, threads), c, leave_out)
+    s = split_exp_sum(x, m, k, term_buffer(out, scratch), keeps_terms(x, out, c), c, threads)
+    s = _finish(s, c, leave_out)
     split_scale(x, m, out, scratch, s, c)
 
 
