@@ -199,6 +199,7 @@ def combine(M, S, h, sb, c, exponent):
 
 @kernel_jit
 def _pass1(x, eb, c, exponent):
+    x = borrowed(x)
     M = minus_inf(c)
     S = zero(c)
     n = x.size
@@ -279,6 +280,8 @@ def _split_row(x, out, c, threads, exponent):
 @kernel_jit
 def streamed_range(x, out, r0, r1, c, exponent):
     """Rows ``r0..r1-1`` on the calling thread, one after another, by the passes above."""
+    x = borrowed(x)
+    out = borrowed(out)
     eb = block_on_stack(c)
     for r in range(r0, r1):
         _row(x[r], out[r], eb, c, exponent)

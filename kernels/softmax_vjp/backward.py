@@ -16,13 +16,14 @@ import numpy as np
 from numba import prange
 
 from ..arith import BLOCK, block_sum, kernel_jit, load, put, rnd, zero
-from ..passes import block_on_stack, n_groups
+from ..passes import block_on_stack, borrowed, n_groups
 
 __all__ = ["vjp_rows"]
 
 
 @kernel_jit
 def _row(y, g, out, buf, c):
+    buf = borrowed(buf)
     n = y.size
     s = zero(c)
     for lo in range(0, n, BLOCK):
@@ -37,6 +38,7 @@ def _row(y, g, out, buf, c):
 
 @kernel_jit
 def _rows_range(y, g, out, r0, r1, c):
+    y, g, out = borrowed(y), borrowed(g), borrowed(out)  # (views without owners: passes.borrowed)
     buf = block_on_stack(c)
     for r in range(r0, r1):
         _row(y[r], g[r], out[r], buf, c)
