@@ -35,7 +35,8 @@ every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
 ISA flags), the load average and the share of CPU time other processes and the hypervisor took
 during the run (from ``/proc/stat``, less this process's own); above 5% the run is marked loaded.
 
-Run: ``softmax-bench bench [--quick] [--function F] [--cases SUBSTRING ...] [--out PATH]``.
+Run: ``softmax-bench bench [--quick] [--function F] [--shapes RxN ...] [--cases SUBSTRING ...]
+[--out PATH]`` (``--shapes``: your own shapes, in every format, instead of the grid's).
 """
 from __future__ import annotations
 
@@ -440,6 +441,17 @@ def loaded_warning(info: dict) -> str | None:
     return None
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    """``"65536x64"`` -> (65536, 64): positive sizes joined by ``x``."""
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not shape or min(shape) < 1:
+        raise ValueError(f"--shapes: {text!r} is not a shape such as 65536x64 or 256000")
+    return shape
+
+
 def _default_out(function: str) -> Path:
     root = _REPO if (_REPO / "pyproject.toml").is_file() else Path.cwd()
     return root / "results" / "bench" / f"{function}.json"
@@ -449,6 +461,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="softmax-bench bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small shapes only (a smoke run)")
     p.add_argument("--cases", nargs="*", default=None, help="keep cases whose name contains any of these")
+    p.add_argument("--shapes", nargs="+", default=None, metavar="RxN",
+                   help="time these shapes (e.g. 65536x64 256000) in every format instead of the grid's")
     p.add_argument("--function", default="softmax", choices=sorted(DEFAULT_ALGORITHMS))
     p.add_argument("--out", type=Path, default=None,
                    help="JSON output (default results/bench/FUNCTION.json; .md and .png beside it)")
@@ -466,6 +480,12 @@ def main(argv=None) -> int:
     if unknown:
         p.error(f"{args.function} has no algorithm {', '.join(unknown)} (it has: {', '.join(ALGORITHMS[args.function])})")
     cases = QUICK_CASES if args.quick else CASES
+    if args.shapes:
+        try:
+            shapes = [_shape(text) for text in args.shapes]
+        except ValueError as e:
+            p.error(str(e))
+        cases = [Case(dt, shape, computes) for dt, computes in _COMPUTES for shape in shapes]
     if args.cases:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,

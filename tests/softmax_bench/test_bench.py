@@ -112,3 +112,17 @@ def test_torch_peers_allocate_and_fill_out(function):
     peers = bench._peers(function, x, use_torch=True)
     filled = peers["torch out="]()
     assert torch.equal(filled, peers["torch"]()) and peers["torch out="]().data_ptr() == filled.data_ptr()
+
+
+def test_bench_times_given_shapes(tmp_path, capsys):
+    """--shapes replaces the grid's shapes (in every format; --cases still filters them); a
+    malformed shape is refused by name."""
+    out = tmp_path / "shapes.json"
+    argv = ["bench", "--shapes", "3x16", "40", "--cases", "float32", "--budget", "0.02",
+            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--out", str(out)]
+    assert main(argv) == 0
+    data = json.loads(out.read_text())
+    assert [c["case"] for c in data["cases"]] == ["float32 3x16", "float32 40"]
+    with pytest.raises(SystemExit):
+        main(["bench", "--shapes", "64x0"])
+    assert "'64x0' is not a shape" in capsys.readouterr().err
