@@ -312,7 +312,6 @@ def _ov_exp_block(xb, m, eb, c):
 # three-pass float32 4096 x 1024 batch out of cache: ~10% faster). They return the key range.
 @kernel_jit
 def _scale_inplace(ob, s, c, ahead):
-    always_inline()
     # one array, not two views of it: LLVM's runtime alias check sends two aliasing views to the
     # scalar loop
     hi, lo = key_start(ahead)
@@ -324,7 +323,6 @@ def _scale_inplace(ob, s, c, ahead):
 
 @kernel_jit
 def _scale_from(eb, ob, s, c, ahead):
-    always_inline()
     hi, lo = key_start(ahead)
     for i in range(eb.size):
         put(ob, i, rnd(eb[i] / s, c))
