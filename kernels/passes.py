@@ -144,7 +144,16 @@ def borrowed(typingctx, x):
     to an array's owner on every view and call (an atomic increment and decrement each, ~40% of
     a 1-element row's time in the rows function); on an array without one the count is a null
     test. The caller keeps ``x`` itself alive while the borrowed array is in use
-    (:func:`keep_alive` after its last use)."""
+    (:func:`keep_alive` after its last use).
+
+    Every function that makes views in a loop (a row or a block per iteration) borrows its array
+    arguments again itself, though its caller passed borrowed ones: a function cannot see that
+    its arguments have no owner, so numba emits for each view a call of ``NRT_incref`` and
+    ``NRT_decref`` (not inlined; the null test is inside them), with ``vzeroupper`` and vector
+    registers spilled around each call. Borrowed in the function, the owner is a null constant
+    and the calls fold away: a bundle's per-row maxima of 16-term float32 rows 10 -> 6 ns a row
+    (3.3 with :func:`.arith.row_max` inlined), the whole 65536 x 16 batch 2x faster. (An
+    argument outlives the call, so no :func:`keep_alive` is needed there.)"""
     if not isinstance(x, types.Array):
         return None
 
