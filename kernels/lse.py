@@ -33,6 +33,7 @@ from numba.extending import overload
 
 from .arith import (BLOCK, LANES, expc, kernel_jit, key_range_of, key_start, key_step, load,
                     log1pc, logc, nan_like, put, rnd, zero)
+from .float16 import always_inline
 from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
                      bundle_max_indices, bundle_rows, bundle_shifts, compute_array, exp_block,
                      index, keep_alive, lane_terms, max_index, n_groups, offset, row_shift,
@@ -98,6 +99,43 @@ def shifted(v, m, c):
     return rnd(load(v, c) - m, c)
 
 
+def row_constant(m, l, c, output):
+    """What every output element of a row takes beside its input (:func:`element`): ``l``
+    (log_softmax), or the logsumexp ``f`` (:func:`shift_back`; the division-free softmax)."""
+
+
+def element(v, m, a, c, output):
+    """The output for one storage element ``v`` of a row of shift ``m`` and row constant ``a``
+    (:func:`row_constant`): log_softmax ``rnd(rnd(x - m) - l)``, division-free softmax
+    ``exp(rnd(x - f))``."""
+
+
+@overload(row_constant)
+def _ov_row_constant(m, l, c, output):
+    if output == types.uint16:  # LOG_SOFTMAX
+        return lambda m, l, c, output: l
+    return lambda m, l, c, output: shift_back(m, l, c)
+
+
+@overload(element)
+def _ov_element(v, m, a, c, output):
+    if output == types.uint16:  # LOG_SOFTMAX
+
+        def impl(v, m, a, c, output):
+            always_inline()
+            return rnd(shifted(v, m, c) - a, c)
+
+    elif output == types.uint32:  # DIVISION_FREE
+
+        def impl(v, m, a, c, output):
+            always_inline()
+            return expc(rnd(load(v, c) - a, c), c)
+
+    else:
+        return None
+    return impl
+
+
 def write_row(xr, out, r, m, l, c, output, ahead):
     """Row ``r``'s output from its shift ``m`` and ``l`` (:func:`log_of_sum`), as ``output``
     selects; returns the key range of ``ahead`` (the next row's integer view, or None), tracked
@@ -113,29 +151,17 @@ def _ov_write_row(xr, out, r, m, l, c, output, ahead):
             put(out, r, shift_back(m, l, c))
             return key_range_of(ahead)
 
-    elif output == types.uint16:  # LOG_SOFTMAX
+        return impl
 
-        def impl(xr, out, r, m, l, c, output, ahead):
-            orow = out[r]
-            hi, lo = key_start(ahead)
-            for i in range(xr.size):
-                put(orow, i, rnd(shifted(xr[i], m, c) - l, c))
-                hi, lo = key_step(hi, lo, ahead, i)
-            return hi, lo
+    def impl(xr, out, r, m, l, c, output, ahead):  # LOG_SOFTMAX, DIVISION_FREE
+        a = row_constant(m, l, c, output)
+        orow = out[r]
+        hi, lo = key_start(ahead)
+        for i in range(xr.size):
+            put(orow, i, element(xr[i], m, a, c, output))
+            hi, lo = key_step(hi, lo, ahead, i)
+        return hi, lo
 
-    elif output == types.uint32:  # DIVISION_FREE
-
-        def impl(xr, out, r, m, l, c, output, ahead):
-            f = shift_back(m, l, c)
-            orow = out[r]
-            hi, lo = key_start(ahead)
-            for i in range(xr.size):
-                put(orow, i, expc(rnd(load(xr[i], c) - f, c), c))
-                hi, lo = key_step(hi, lo, ahead, i)
-            return hi, lo
-
-    else:
-        return None
     return impl
 
 
@@ -251,39 +277,23 @@ def lse_rows(x, out, c, threads, shift, leave_out, output):
 # ---------------------------------------------------------------------------------------------
 # a few long rows, each split across threads
 # ---------------------------------------------------------------------------------------------
-def _output_block(xb, ob, m, l, c, output):
-    """The output elements of the block ``xb`` of a row (shift ``m``, ``l``) into ``ob``, as
-    :func:`write_row` computes them (log_softmax, division-free softmax)."""
-
-
-@overload(_output_block)
-def _ov_output_block(xb, ob, m, l, c, output):
-    if output == types.uint16:  # LOG_SOFTMAX
-
-        def impl(xb, ob, m, l, c, output):
-            for i in range(xb.size):
-                put(ob, i, rnd(shifted(xb[i], m, c) - l, c))
-
-    elif output == types.uint32:  # DIVISION_FREE
-
-        def impl(xb, ob, m, l, c, output):
-            f = shift_back(m, l, c)
-            for i in range(xb.size):
-                put(ob, i, expc(rnd(load(xb[i], c) - f, c), c))
-
-    else:
-        return None
-    return impl
+@kernel_jit
+def _output_block(xb, ob, m, a, c, output):
+    """The :func:`element` of each of the block ``xb`` of a row into ``ob``."""
+    for i in range(xb.size):
+        put(ob, i, element(xb[i], m, a, c, output))
 
 
 @kernel_jit(parallel=True)
 def _split_output(xr, orow, m, l, c, output):
-    """The output pass of one long row, its blocks across threads."""
+    """The output pass of one long row (log_softmax, division-free softmax), its blocks across
+    threads."""
+    a = row_constant(m, l, c, output)
     n = xr.size
     for b in prange((n + BLOCK - 1) // BLOCK):
         lo = b * BLOCK
         hi = min(lo + BLOCK, n)
-        _output_block(xr[lo:hi], orow[lo:hi], m, l, c, output)
+        _output_block(xr[lo:hi], orow[lo:hi], m, a, c, output)
 
 
 def _split_write_row(xr, out, r, m, l, c, output):
