@@ -396,14 +396,7 @@ def lanesum(e, z):
 
 
 @kernel_jit
-def _lanes_after(e, s, c):
-    """``s + lanesum(e)``: the float32/float64 :func:`block_sum`."""
-    always_inline()
-    return s + lanesum(e, zero(c))
-
-
-@kernel_jit
-def _recursive_half_sum(e, s, c):
+def _recursive_half_sum(e, s):
     always_inline()
     for i in range(e.size):
         s = round_half(s + e[i])
@@ -411,7 +404,7 @@ def _recursive_half_sum(e, s, c):
 
 
 @kernel_jit
-def _recursive_bf16_sum(e, s, c):
+def _recursive_bf16_sum(e, s):
     always_inline()
     for i in range(e.size):
         s = round_to_bf16(s + e[i])
@@ -420,19 +413,27 @@ def _recursive_bf16_sum(e, s, c):
 
 @overload(block_sum)
 def _ov_block_sum(e, s, c):
+    # (bodies inlined into their callers, as the helpers they call: see row_max)
     if _is_half(c):
-        summed = _recursive_half_sum
+
+        def impl(e, s, c):
+            always_inline()
+            return _recursive_half_sum(e, s)
+
     elif _is_bf16(c):
-        summed = _recursive_bf16_sum
+
+        def impl(e, s, c):
+            always_inline()
+            return _recursive_bf16_sum(e, s)
+
     elif _is_f32(c) or _is_f64(c):
-        summed = _lanes_after
+
+        def impl(e, s, c):
+            always_inline()
+            return s + lanesum(e, zero(c))
+
     else:
         return None
-
-    def impl(e, s, c):
-        always_inline()
-        return summed(e, s, c)
-
     return impl
 
 

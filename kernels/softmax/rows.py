@@ -115,6 +115,8 @@ def _rows_one_by_one(x, out, r0, r1, c, shift, leave_out):
 
 @kernel_jit
 def _rows_in_bundles(x, out, r0, r1, c, shift, leave_out):
+    x = borrowed(x)
+    out = borrowed(out)
     n = x.shape[1]
     per = bundle_rows(n)
     if per == 1 or r1 - r0 == 1:  # long rows, or one row (no bundle buffers: same operations)
