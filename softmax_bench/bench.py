@@ -85,10 +85,16 @@ _COMPUTES = [
     ("float8_e4m3fn", ("float32",)),
     ("float8_e5m2", ("float32",)),
 ]
-CASES: tuple[Case, ...] = tuple(Case(dt, shape, computes) for dt, computes in _COMPUTES for shape in _SHAPES)
+
+
+def _cases_of(shapes, computes=_COMPUTES) -> tuple[Case, ...]:
+    """Every shape in every storage format of ``computes``, format by format."""
+    return tuple(Case(dt, shape, comp) for dt, comp in computes for shape in shapes)
+
+
+CASES: tuple[Case, ...] = _cases_of(_SHAPES)
 _QUICK_SHAPES = [(1000,), (100_000,), (4096, 10), (256, 1024)]
-QUICK_CASES: tuple[Case, ...] = tuple(
-    Case(dt, shape, computes) for dt, computes in _COMPUTES[:4] for shape in _QUICK_SHAPES)
+QUICK_CASES: tuple[Case, ...] = _cases_of(_QUICK_SHAPES, _COMPUTES[:4])
 
 #: The functions ``bench`` times, with their default algorithms.
 DEFAULT_ALGORITHMS = {"softmax": ("shifted", "naive"), "log_softmax": ("shifted",),
@@ -485,7 +491,7 @@ def main(argv=None) -> int:
             shapes = [_shape(text) for text in args.shapes]
         except ValueError as e:
             p.error(str(e))
-        cases = [Case(dt, shape, computes) for dt, computes in _COMPUTES for shape in shapes]
+        cases = _cases_of(shapes)
     if args.cases:
         cases = [c for c in cases if any(s in c.name for s in args.cases)]
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
