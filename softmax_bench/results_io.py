@@ -147,14 +147,26 @@ def cpu_flags() -> list[str]:
     return []
 
 
+def _microarchitecture() -> str:
+    """The CPU's micro-architecture as LLVM names it (``znver4``, ``sapphirerapids``; what numba
+    compiles for), or "" when LLVM does not know it (``generic``)."""
+    from llvmlite import binding
+
+    name = binding.get_host_cpu_name()
+    return "" if name == "generic" else name
+
+
 def machine_name() -> str:
     """A name for this machine's results that differs between machines whose timings differ: the
-    CPU model, the core count and the widest vector ISA (``amd-epyc-2cpu-avx2``); asv files its
-    history under it (``asv machine --machine NAME``), so two machines never share one history."""
+    CPU model, its micro-architecture, the core count and the widest vector ISA
+    (``amd-epyc-znver4-2cpu-avx512``); asv files its history under it (``asv machine --machine
+    NAME``), so two machines never share one history. The micro-architecture is there because a
+    hypervisor may show one model string for several generations: Zen 4 and Zen 5 machines both
+    call themselves "AMD EPYC" here."""
     import re
 
     model = re.sub(r"\((r|tm)\)|cpu|@.*|processor", " ", _cpu_model().lower())
-    slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-") or platform.machine()
+    slug = re.sub(r"[^a-z0-9]+", "-", f"{model} {_microarchitecture()}").strip("-") or platform.machine()
     flags = cpu_flags()
     isa = next((name for name, flag in (("avx512", "avx512f"), ("avx2", "avx2"), ("avx", "avx"))
                 if flag in flags), platform.machine())

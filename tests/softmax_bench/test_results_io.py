@@ -42,16 +42,28 @@ def test_temporary_files_of_killed_writers_are_removed_on_the_next_write(tmp_pat
     assert not dead.exists() and alive.exists() and other.exists()
 
 
-def test_machine_name_tells_machines_apart_by_cpu_cores_and_isa(monkeypatch):
+def test_machine_name_tells_machines_apart_by_cpu_microarchitecture_cores_and_isa(monkeypatch):
     from softmax_bench import results_io
 
     monkeypatch.setattr(results_io, "_cpu_model", lambda: "Intel(R) Xeon(R) Platinum 8481C CPU @ 2.70GHz")
+    monkeypatch.setattr(results_io, "_microarchitecture", lambda: "sapphirerapids")
     monkeypatch.setattr(results_io, "cpu_flags", lambda: ["avx2", "fma", "avx512f", "avx512_fp16"])
     monkeypatch.setattr(results_io.os, "cpu_count", lambda: 2)
-    assert results_io.machine_name() == "intel-xeon-platinum-8481c-2cpu-avx512"
+    assert results_io.machine_name() == "intel-xeon-platinum-8481c-sapphirerapids-2cpu-avx512"
     monkeypatch.setattr(results_io, "_cpu_model", lambda: "AMD EPYC 7B13 64-Core Processor")
+    monkeypatch.setattr(results_io, "_microarchitecture", lambda: "znver3")
     monkeypatch.setattr(results_io, "cpu_flags", lambda: ["avx", "avx2", "fma"])
-    assert results_io.machine_name() == "amd-epyc-7b13-64-core-2cpu-avx2"
+    assert results_io.machine_name() == "amd-epyc-7b13-64-core-znver3-2cpu-avx2"
+    # a hypervisor's one model string for two generations: the micro-architecture tells them apart
+    monkeypatch.setattr(results_io, "_cpu_model", lambda: "AMD EPYC")
+    monkeypatch.setattr(results_io, "cpu_flags", lambda: ["avx2", "avx512f"])
+    names = set()
+    for uarch in ("znver4", "znver5"):
+        monkeypatch.setattr(results_io, "_microarchitecture", lambda: uarch)
+        names.add(results_io.machine_name())
+    assert names == {"amd-epyc-znver4-2cpu-avx512", "amd-epyc-znver5-2cpu-avx512"}
+    monkeypatch.setattr(results_io, "_microarchitecture", lambda: "")  # LLVM's "generic"
+    assert results_io.machine_name() == "amd-epyc-2cpu-avx512"
     monkeypatch.undo()
     made = results_io.provenance()["machine"]
     assert made["name"] == results_io.machine_name() and set(made["isa"]) <= set(results_io.ISA_FLAGS)
