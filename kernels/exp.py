@@ -26,7 +26,7 @@ Algorithm (one generic body, :func:`_exp_core`, specialised by the types of its 
 t = 24 or 53 is the precision):
 
 1. Specials by selects: x > ``hi`` clamps to ``hi`` (gives +inf; so +inf -> +inf), x < ``lo`` to
-   ``lo`` (gives +0; so -inf -> +0), NaN is replaced by 0 for the computation and returned as
+   ``lo`` (gives +0; so -inf -> +0), NaN is clamped to ``hi`` for the computation and returned as
    ``x + x`` at the end. ``hi``/``lo`` lie just beyond the overflow threshold ln(max + ulp/2) and
    the underflow threshold ln(min_subnormal/2).
 2. k = floor(x * log2(e) + 1/2) (one FMA, then ``llvm.floor``; the magic-number add/subtract
@@ -154,9 +154,8 @@ def _constants(ftype, lo, hi, coeffs, mant_bits, bias):
         f(1.4426950408889634),  # 2: log2(e), rounded to the format
         ln2_hi,  # 3
         ln2_lo,  # 4
-        f(0.0),  # 5
-        f(0.5),  # 6
-        f(1.0),  # 7
+        f(0.5),  # 5
+        f(1.0),  # 6
     ), tuple(f(c) for c in coeffs), (mant_bits, bias)
 
 
@@ -208,7 +207,7 @@ def _exp_reduced(x, C, P):
     interval): ``exp`` passes its clamped input, :func:`exp_parts32` / :func:`exp_parts64` state
     their own limits."""
     always_inline()
-    log2e, ln2_hi, ln2_lo, half, one = C[2], C[3], C[4], C[6], C[7]
+    log2e, ln2_hi, ln2_lo, half, one = C[2], C[3], C[4], C[5], C[6]
     kf = _floor(fma(x, log2e, half))
     r_hi = fma(-kf, ln2_hi, x)  # exact
     d = -kf * ln2_lo  # r = r_hi + d (+ the error of ln2_hi + ln2_lo, ~2**-2t relative)
@@ -251,11 +250,13 @@ def _exp_core(x, C, P, I):
     """exp(x) in the precision of ``x`` (float32 or float64); ``C`` float constants, ``P`` the
     polynomial coefficients, ``I`` = (mantissa bits, exponent bias); see the module docstring."""
     always_inline()
-    lo, hi, zero = C[0], C[1], C[5]
+    lo, hi = C[0], C[1]
     is_nan = x != x
-    xc = hi if x > hi else x
-    xc = lo if xc < lo else xc
-    xc = zero if is_nan else xc  # keep the float -> int conversion below defined
+    # clamps that turn a NaN into hi (keeping the float -> int conversion below defined) with no
+    # select of their own: x < hi is false for NaN (vminps(x, hi) returns hi), one vector op
+    # fewer than clamping and then replacing a NaN (float32 batches ~2% faster, same bits)
+    xc = x if x < hi else hi
+    xc = xc if xc > lo else lo
     y, kf = _exp_reduced(xc, C, P)
     # int32, not int64: AVX2 has no vector float -> int64 conversion (LLVM would scalarise it)
     y = times_pow2(y, np.int32(kf), I)
