@@ -64,6 +64,7 @@ from .bfloat16 import bf16_to_float, float_to_bf16, round_to_bf16
 from .exp import exp16, exp32, exp64, expbf16
 from .float16 import always_inline, bits_float, narrow_half, round_half, widen_half
 from .float8 import e4m3_to_float, e5m2_to_float, float_to_e4m3, float_to_e5m2
+from .log import log_of_float32
 
 __all__ = [
     "kernel_jit",
@@ -193,7 +194,8 @@ def expc(d, c):
 
 def logc(v, c):
     """log in the compute mode: float64 ``log`` of the value rounded to the compute format
-    (float16, bfloat16, float32: through float32 or directly; float64: libm's ``log``)."""
+    (float16, bfloat16, float32: :func:`.log.log_of_float32`, which vectorises, through float32
+    or directly; float64: libm's ``log``)."""
 
 
 def log1pc(v, c):
@@ -255,27 +257,31 @@ def _ov_expc(d, c):
     return None
 
 
-def _log_overload(fn):
-    """The overload of a logarithm in each compute mode. 16-bit and float32 modes evaluate it in
-    float64 (libm, within 1 float64 ULP) and round to the compute format: through float32 for the
-    16-bit formats, a second rounding whose error is at most 2**-13 of their ULP (bounds.py)."""
+def _log_overload(narrow, wide):
+    """The overload of a logarithm in each compute mode: ``wide`` (libm) in float64; ``narrow`` in
+    float32 and the 16-bit modes, which evaluate it in float64 (within 1 float64 ULP of the
+    logarithm) and round to the compute format: through float32 for the 16-bit formats, a second
+    rounding whose error is at most 2**-13 of their ULP (bounds/common.py: LOG_ULPS)."""
 
     def ov(v, c):
         if _is_half(c):
-            return lambda v, c: round_half(np.float32(fn(np.float64(v))))
+            return lambda v, c: round_half(np.float32(narrow(np.float64(v))))
         if _is_bf16(c):
-            return lambda v, c: round_to_bf16(np.float32(fn(np.float64(v))))
+            return lambda v, c: round_to_bf16(np.float32(narrow(np.float64(v))))
         if _is_f32(c):
-            return lambda v, c: np.float32(fn(np.float64(v)))
+            return lambda v, c: np.float32(narrow(np.float64(v)))
         if _is_f64(c):
-            return lambda v, c: fn(np.float64(v))
+            return lambda v, c: wide(np.float64(v))
         return None
 
     return ov
 
 
-overload(logc)(_log_overload(math.log))
-overload(log1pc)(_log_overload(math.log1p))
+# log: our vectorisable log of float32 values (kernels/log.py: the same float32 results as libm's
+# on every float32 input) where the values are float32 ones, so that a loop over a bundle's sums
+# vectorises; libm's in float64 and for log1p (once per row, rows one by one).
+overload(logc)(_log_overload(log_of_float32, math.log))
+overload(log1pc)(_log_overload(math.log1p, math.log1p))
 
 
 @overload(put)

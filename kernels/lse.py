@@ -181,9 +181,10 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
     bms = bundle_shifts(xf, n, ms[:g], c, shift)
     bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
     bundle_exp_sum(xf, n, bms, bks, buf, buf, sums, c)
+    for r in range(g):  # the logarithms in a loop of their own: it vectorises (kernels/log.py)
+        sums[r] = _log_of_sum(sums[r], c, leave_out)
     for r in range(g):
-        write_row(x[b0 + r], out, b0 + r, index(bms, r), _log_of_sum(sums[r], c, leave_out), c,
-                  output, None)
+        write_row(x[b0 + r], out, b0 + r, index(bms, r), sums[r], c, output, None)
 
 
 @kernel_jit
@@ -197,8 +198,10 @@ def _lane_bundle(x, out, b0, b1, columns, ms, sums, c, output):
     out = borrowed(out)
     n = x.shape[1]
     lane_terms(x.reshape(x.size)[b0 * n : b1 * n], n, columns, ms, sums, c)
-    for r in range(b1 - b0):  # (no term left out in a bundle: l = log(s))
-        write_row(x[b0 + r], out, b0 + r, ms[r], logc(sums[r], c), c, output, None)
+    for r in range(b1 - b0):  # (no term left out in a bundle: l = log(s)), as in _bundle
+        sums[r] = logc(sums[r], c)
+    for r in range(b1 - b0):
+        write_row(x[b0 + r], out, b0 + r, ms[r], sums[r], c, output, None)
 
 
 @kernel_jit
