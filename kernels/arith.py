@@ -259,7 +259,7 @@ def _ov_expc(d, c):
 
 def _log_overload(narrow, wide):
     """The overload of a logarithm in each compute mode: ``wide`` (libm) in float64; ``narrow`` in
-    float32 and the 16-bit modes, which evaluate it in float64 (within 1 float64 ULP of the
+    float32 and the 16-bit modes, which evaluate it in float64 (within 2**-49 relative of the
     logarithm) and round to the compute format: through float32 for the 16-bit formats, a second
     rounding whose error is at most 2**-13 of their ULP (bounds/common.py: LOG_ULPS)."""
 

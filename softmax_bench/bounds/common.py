@@ -87,9 +87,10 @@ EXP_ULPS = {"float16": 0.5, "bfloat16": 0.5, "float32": 0.77, "float64": 1.0}
 #: relative of libm's on every float32 input, tests/kernels/test_log.py; log1p: libm, within 1
 #: float64 ULP, a relative 2**-52) and round to the compute format, through float32 for the 16-bit
 #: formats: 1/2 ULP for the last rounding, at most 2**-13 ULP for the float32 one before it and
-#: 2**-24 for the float64 error: 0.5002 covers all three. float64: glibc's ``log`` and ``log1p``, whose documented error
-#: bounds on x86-64 are 1 ULP (glibc manual, "Known Maximum Errors in Math Functions"); sampled in
-#: tests/kernels/test_log.py against mpmath (an assumption for the unsampled inputs, like exp64).
+#: 2**-25 for the float64 error: 0.5002 covers all three. float64: glibc's ``log`` and ``log1p``,
+#: whose documented error bounds on x86-64 are 1 ULP (glibc manual, "Known Maximum Errors in Math
+#: Functions"); sampled in tests/kernels/test_lse.py against mpmath (an assumption for the
+#: unsampled inputs, like exp64).
 LOG_ULPS = {"float16": 0.5002, "bfloat16": 0.5002, "float32": 0.5002, "float64": 1.0}
 
 #: The two-pass softmax's exp error ``y 2**(k - K)`` in ULPs (``kernels/softmax/streaming.py``):
