@@ -61,6 +61,8 @@ compiled with ``fastmath=True`` gets the same results (tested). Do not use numba
 """
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -134,14 +136,14 @@ SCALEF = target_has("avx512f")
 # ---------------------------------------------------------------------------------------------
 # constants
 # ---------------------------------------------------------------------------------------------
+#: ln 2 to 136 bits (error < 2**-136), far more than a float64 lo part needs (also kernels/log.py's)
+LN2 = Fraction(0xB17217F7D1CF79ABC9E3B39803F2F6AF40, 1 << 136)
+
+
 def _split_ln2(ftype):
     """ln 2 = hi + lo + O(2**-2t): hi = ln 2 rounded to ``ftype``, lo = the rest, rounded."""
-    from fractions import Fraction
-
-    # ln 2 to 136 bits (error < 2**-136), far more than float64's lo part needs
-    ln2 = Fraction(0xB17217F7D1CF79ABC9E3B39803F2F6AF40, 1 << 136)
-    hi = ftype(float(ln2))
-    lo = ftype(float(ln2 - Fraction(float(hi))))
+    hi = ftype(float(LN2))
+    lo = ftype(float(LN2 - Fraction(float(hi))))
     return hi, lo
 
 

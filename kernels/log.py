@@ -37,14 +37,14 @@ from fractions import Fraction
 import numpy as np
 
 from .cache import cached_njit
+from .exp import LN2
 from .float16 import always_inline, bits_float, float_bits
 
 __all__ = ["log_of_float32"]
 
-# ln 2 to 136 bits (error < 2**-136): hi to 44 bits (k ln2_hi exact for |k| < 2**9), lo the rest
-_LN2 = Fraction(0xB17217F7D1CF79ABC9E3B39803F2F6AF40, 1 << 136)
-_LN2_HI = float(Fraction(int(_LN2 * (1 << 44)), 1 << 44))
-_LN2_LO = float(_LN2 - Fraction(_LN2_HI))
+# ln 2 split: hi to 44 bits (k ln2_hi exact for |k| < 2**9), lo the rest
+_LN2_HI = float(Fraction(int(LN2 * (1 << 44)), 1 << 44))
+_LN2_LO = float(LN2 - Fraction(_LN2_HI))
 #: ``2 / (2j + 1)``, j = 1..8, rounded to float64: the series of ``(2 atanh(s) - 2s) / s``.
 _C = tuple(2.0 / (2 * j + 1) for j in range(1, 9))
 #: The bits of sqrt(1/2) rounded down: ``d``'s bits minus these have ``k`` in their exponent field.
