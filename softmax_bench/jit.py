@@ -12,10 +12,13 @@ of numba code (``kernels/``, the reference's phase 1) decorates its functions wi
 
 where ``<cache>`` is the per-user cache folder of ``platformdirs`` (``~/.cache/softmax-bench`` on
 Linux), or ``$NUMBA_CACHE_DIR/softmax-bench`` when that is set. An edit of any file of the package
-gives a new folder; installs of the same sources share one. numba fixes a function's cache
-location when its decorator runs, so the setting is swapped in for that moment only: no other
-numba function in the process is affected. Where the folder cannot be made, numba's default
-applies.
+gives a new folder; installs of the same sources share one, compiled code included: inside it a
+function's files go to a sub-folder named by its module (:class:`PackageCacheLocator`), where
+numba's own locator names it by the source file's absolute path, so that an editable install, a
+wheel install and a venv elsewhere each compiled every kernel again (minutes; three times in a
+CI run). numba fixes a function's cache location when its decorator runs, so the settings are
+swapped in for that moment only: no other numba function in the process is affected. Where the
+folder cannot be made, numba's default applies.
 """
 from __future__ import annotations
 
@@ -27,8 +30,25 @@ from typing import Callable
 
 from numba import njit
 from numba.core import config
+from numba.core.caching import UserProvidedCacheLocator
 
-__all__ = ["numba_cache"]
+__all__ = ["numba_cache", "PackageCacheLocator"]
+
+
+class PackageCacheLocator(UserProvidedCacheLocator):
+    """numba's locator of a function's cache files in ``config.CACHE_DIR`` (the package's digest
+    folder while :func:`numba_cache`'s decorator runs), at the same place wherever the package
+    is installed: the sub-folder is the module's name, and the freshness stamp the source's
+    sha256 (as numba >= 0.68 does; older numba used the file's mtime, which an install changes).
+    numba picks it by name from ``config.CACHE_LOCATOR_CLASSES`` (numba >= 0.62; older numba
+    ignores the setting and keeps one cache per install path)."""
+
+    def __init__(self, py_func, py_file):
+        super().__init__(py_func, py_file)
+        self._cache_path = os.path.join(config.CACHE_DIR, py_func.__module__)
+
+    def get_source_stamp(self):
+        return hashlib.sha256(Path(self._py_file).read_bytes()).hexdigest()
 
 
 def _folder(package: Path) -> str | None:
@@ -57,13 +77,14 @@ def numba_cache(package) -> tuple[str | None, Callable]:
 
     @contextlib.contextmanager
     def caching_here():
-        saved = config.CACHE_DIR
+        saved = config.CACHE_DIR, getattr(config, "CACHE_LOCATOR_CLASSES", "")
         if folder:
             config.CACHE_DIR = folder
+            config.CACHE_LOCATOR_CLASSES = f"{__name__}.{PackageCacheLocator.__name__}"
         try:
             yield
         finally:
-            config.CACHE_DIR = saved
+            config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES = saved
 
     def cached_njit(fn=None, **options):
         def decorate(f):

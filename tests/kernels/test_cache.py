@@ -5,7 +5,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from numba.core import config
 
 import softmax_bench.kernels as kernels_pkg
 from softmax_bench.kernels.cache import CACHE_FOLDER, cached_njit
@@ -25,12 +24,6 @@ def test_kernels_cache_outside_the_package_in_a_digest_folder():
     assert _plus_one(1) == 2
     assert Path(_plus_one._cache._cache_path).is_relative_to(folder)  # numba's locator took it
     assert list(Path(_plus_one._cache._cache_path).glob("*_plus_one*.nbi"))
-
-
-def test_numbas_setting_is_restored_after_each_decoration():
-    before = config.CACHE_DIR
-    cached_njit(lambda x: x)
-    assert config.CACHE_DIR == before
 
 
 def test_numba_cache_dir_is_honoured(tmp_path):
