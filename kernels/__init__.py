@@ -16,8 +16,9 @@ order), ``passes.py`` (shared passes and thread scheduling), ``api.py`` (argumen
 ``registry.py`` (the table), ``float16.py`` and ``exp.py`` (binary16 conversions, exp functions).
 
 numba's on-disk cache lives in a per-user folder keyed by the digest of this package's sources
-(``cache.py`` says why and where), so editing any kernel file recompiles, and switching between
-``pip install .`` and ``pip install -e .`` leaves nothing behind that shadows the package.
+(``cache.py`` says why and where), so editing any kernel file recompiles, while installs of the
+same sources (``pip install .``, ``pip install -e .``, another venv) share the compiled kernels and
+leave nothing behind that shadows the package.
 """
 from __future__ import annotations
 
