@@ -493,7 +493,11 @@ def main(argv=None) -> int:
             p.error(str(e))
         cases = _cases_of(shapes)
     if args.cases:
-        cases = [c for c in cases if any(s in c.name for s in args.cases)]
+        kept = [c for c in cases if any(s in c.name for s in args.cases)]
+        if not kept:  # (an empty run would overwrite the results with an empty table)
+            p.error(f"no case matches {' '.join(map(repr, args.cases))} (the cases: "
+                    f"{', '.join(repr(c.name) for c in cases)})")
+        cases = kept
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
                use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function)
     table = markdown(data)  # printed as it is written (with the loaded-machine warning, if any)

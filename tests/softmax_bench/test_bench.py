@@ -29,6 +29,15 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     assert "processor" in data["meta"]["machine"]
 
 
+def test_cases_that_match_nothing_are_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as err:
+        main(["bench", "--cases", "float16 1 x 100,000", "--no-torch", "--out", str(out)])
+    assert err.value.code == 2
+    assert "no case matches 'float16 1 x 100,000'" in capsys.readouterr().err
+    assert not out.exists()
+
+
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86 targets")
 def test_code_targets_name_a_capped_target(tmp_path):
     """A run with numba's target capped to AVX2 (as on an AVX-512 machine timing AVX2 code) says
