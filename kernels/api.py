@@ -160,7 +160,8 @@ def make_kernel(rows, options, storage, compute, name, doc="", reduces=False, sp
                 and (x.dtype is storage or x.dtype == storage)):  # (== for an unpickled dtype)
             shape = x.shape
             size = x.size
-            if size and shape and (flags := x.flags).c_contiguous and flags.aligned:
+            if size and shape and ((flags := x.flags).carray  # (writable: one test fewer, 20 ns)
+                                   or flags.c_contiguous and flags.aligned):
                 rshape = shape[:-1] if reduces else shape
                 if out is None:
                     res = empty(rshape, storage)
