@@ -21,10 +21,17 @@ Method: every implementation is first called until its timings settle (three cal
 within 20% of each other, at most 50 calls or 1 s: numba compiles or loads its cache, torch's
 first calls on a new shape allocate and run 4x slower); then rounds of one timing of each
 implementation in turn (interleaved, so that a change in machine load hits all of them alike;
-each round starting one implementation further along, so that none always comes first or after
-the same one: the first timing after another implementation's calls pays for what they left,
-e.g. a heap that the allocator trimmed and must grow again with page faults, 2x on a 10^5-element
-float16 row) until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
+each round in a new random order, so that none always comes first or after the same one: the
+first call after another implementation's calls pays for what they left: a heap that the
+allocator trimmed and must grow again with page faults, a thread pool still spinning on the
+cores. So each timing starts after one untimed call, and times the steady state a program
+calling one implementation sees. Rounds that only started one implementation further along, the
+first call timed, kept every implementation after the same one: in the float16 10^5 case the
+allocating shifted kernel came right after the peers, whose float16 temporaries had just been
+freed, in every round it did not start, and read 251 us, where the naive kernel's allocating
+call, the same allocations later in the round, read 63 us; in a random order with the first call
+timed, the 2-thread batches that came after torch's calls lost up to 15% to its spinning
+threads) until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
 ``--max-repeat`` rounds. A timing is of back-to-back calls, as many as make it last
 :data:`TIMING_MIN_S` (one call for most cases; ~40 for a 1,000-element row), divided by their
 number, as ``timeit`` does: one call of 1 us timed alone is mostly the timer and the caches
@@ -184,6 +191,31 @@ def _settle(f, calls: int = 50, seconds: float = 1.0) -> float:
     return float(np.median(times[-3:])) if times else seconds
 
 
+def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], *, budget: float,
+                min_repeat: int, max_repeat: int) -> dict[str, list[float]]:
+    """The timings (seconds per call) of each implementation, in rounds of one timing of each, in
+    a new random order each round (seeded), each timing of ``number[name]`` back-to-back calls
+    after one untimed call (module docstring), until ``min_repeat`` rounds and ``budget`` seconds,
+    or ``max_repeat`` rounds."""
+    times: dict[str, list[float]] = {name: [] for name in impls}
+    order = list(impls.items())
+    shuffle = np.random.default_rng(0).permutation  # (seeded: a run is repeatable)
+    start = time.perf_counter()
+    rounds = 0
+    while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
+        for i in shuffle(len(order)):
+            name, f = order[i]
+            calls = range(number[name])
+            with np.errstate(all="ignore"):
+                f()  # not timed: it pays for what the implementation before left
+                t0 = time.perf_counter()
+                for _ in calls:
+                    f()
+                times[name].append((time.perf_counter() - t0) / len(calls))
+        rounds += 1
+    return times
+
+
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
               algorithms=None, function: str = "softmax") -> dict:
     """Time every implementation on one case (``algorithms``: default
@@ -212,20 +244,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         except Exception as err:  # a peer that does not take this dtype
             unsupported[name] = f"{type(err).__name__}: {err}"
             del impls[name]
-    times: dict[str, list[float]] = {name: [] for name in impls}
-    start = time.perf_counter()
-    rounds = 0
-    order = list(impls.items())
-    while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
-        k = rounds % len(order)  # each round starts one further along (module docstring)
-        for name, f in order[k:] + order[:k]:
-            calls = range(number[name])
-            with np.errstate(all="ignore"):
-                t0 = time.perf_counter()
-                for _ in calls:
-                    f()
-                times[name].append((time.perf_counter() - t0) / len(calls))
-        rounds += 1
+    times = time_rounds(impls, number, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat)
     results = {name: {**_stats(ts, case.size), "calls_per_timing": number[name]}
                for name, ts in times.items()}
     peers = [p for p in PEERS if p in results]

@@ -112,7 +112,7 @@ SAVE_INTERVAL_S = 10.0
 #: Worst rows and non-finite examples kept per implementation.
 KEEP = 5
 
-_, _cached_njit = numba_cache(Path(__file__).parent)
+_, _cached_njit = numba_cache(Path(__file__))  # (its numba functions call only each other)
 
 
 class ExhaustiveError(ValueError):

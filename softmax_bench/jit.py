@@ -53,8 +53,10 @@ class PackageCacheLocator(UserProvidedCacheLocator):
 
 def _folder(package: Path) -> str | None:
     digest = hashlib.sha256()
-    for p in sorted(package.rglob("*.py")):
-        digest.update(str(p.relative_to(package)).encode() + b"\0" + p.read_bytes() + b"\0")
+    files = [package] if package.is_file() else sorted(package.rglob("*.py"))
+    for p in files:
+        digest.update(str(p.relative_to(package.parent if p == package else package)).encode()
+                      + b"\0" + p.read_bytes() + b"\0")
     if os.environ.get("NUMBA_CACHE_DIR"):
         base = Path(os.environ["NUMBA_CACHE_DIR"]) / "softmax-bench"
     else:
@@ -70,7 +72,10 @@ def _folder(package: Path) -> str | None:
 
 
 def numba_cache(package) -> tuple[str | None, Callable]:
-    """``(folder, cached_njit)`` for the package folder ``package``: ``cached_njit`` is
+    """``(folder, cached_njit)`` for the package folder ``package`` (or one module file, for
+    numba code that calls nothing outside it: the folder of ``softmax_bench`` itself would hold
+    ``kernels/`` and ``reference/`` in a wheel install and not in the source tree, two digests
+    for one source): ``cached_njit`` is
     ``numba.njit(cache=True, **options)`` compiling into ``folder`` (None: numba's default
     location); use it bare (``@cached_njit``) or with options (``@cached_njit(parallel=True)``)."""
     folder = _folder(Path(package).resolve())

@@ -29,6 +29,29 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     assert "processor" in data["meta"]["machine"]
 
 
+def test_rounds_vary_the_order_and_time_after_an_untimed_call():
+    """Each implementation's calls of a round come together, one more than are timed (the first
+    pays for what the one before left), and no implementation always follows the same one."""
+    log = []
+    impls = {name: (lambda name=name: log.append(name)) for name in "abcde"}
+    number = dict(zip("abcde", (1, 2, 1, 3, 1)))
+    times = bench.time_rounds(impls, number, budget=0.0, min_repeat=12, max_repeat=12)
+    assert {k: len(v) for k, v in times.items()} == dict.fromkeys("abcde", 12)
+    runs, i = [], 0  # the log cut into each implementation's consecutive calls
+    while i < len(log):
+        name, calls = log[i], number[log[i]] + 1
+        assert log[i : i + calls] == [name] * calls
+        runs.append(name)
+        i += calls
+    rounds = [runs[5 * r : 5 * r + 5] for r in range(12)]
+    assert len(runs) == 60 and all(sorted(r) == list("abcde") for r in rounds)
+    before = {}
+    for prev, name in zip(runs, runs[1:]):
+        before.setdefault(name, set()).add(prev)
+    assert all(len(preceding) > 1 for preceding in before.values())
+    assert len({r[0] for r in rounds}) > 1
+
+
 def test_cases_that_match_nothing_are_refused_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as err:
