@@ -39,9 +39,9 @@ class PackageCacheLocator(UserProvidedCacheLocator):
     """numba's locator of a function's cache files in ``config.CACHE_DIR`` (the package's digest
     folder while :func:`numba_cache`'s decorator runs), at the same place wherever the package
     is installed: the sub-folder is the module's name, and the freshness stamp the source's
-    sha256 (as numba >= 0.68 does; older numba used the file's mtime, which an install changes).
-    numba picks it by name from ``config.CACHE_LOCATOR_CLASSES`` (numba >= 0.62; older numba
-    ignores the setting and keeps one cache per install path)."""
+    sha256 (as numba >= 0.68 does; 0.62-0.67 used the file's mtime, which an install changes).
+    numba picks it by name from ``config.CACHE_LOCATOR_CLASSES`` (numba >= 0.62, hence the floor
+    in pyproject.toml)."""
 
     def __init__(self, py_func, py_file):
         super().__init__(py_func, py_file)
@@ -82,7 +82,7 @@ def numba_cache(package) -> tuple[str | None, Callable]:
 
     @contextlib.contextmanager
     def caching_here():
-        saved = config.CACHE_DIR, getattr(config, "CACHE_LOCATOR_CLASSES", "")
+        saved = config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES
         if folder:
             config.CACHE_DIR = folder
             config.CACHE_LOCATOR_CLASSES = f"{__name__}.{PackageCacheLocator.__name__}"

@@ -6,7 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from numba.core import config
 
 _SOURCE = '''
@@ -36,7 +35,6 @@ def _run_from(root: Path, cache: Path):
     return json.loads(out.stdout)
 
 
-@pytest.mark.skipif(not hasattr(config, "CACHE_LOCATOR_CLASSES"), reason="numba < 0.62")
 def test_installs_of_the_same_sources_share_compiled_code(tmp_path):
     """The package copied elsewhere (another venv, an editable install against a wheel's) loads
     what the first copy compiled; an edited copy compiles into a folder of its own."""
@@ -64,6 +62,6 @@ def test_numbas_settings_are_restored_after_each_decoration():
     from softmax_bench.kernels.cache import CACHE_FOLDER, cached_njit
 
     assert CACHE_FOLDER  # (so the decoration below swaps the settings in)
-    before = config.CACHE_DIR, getattr(config, "CACHE_LOCATOR_CLASSES", None)
+    before = config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES
     cached_njit(lambda x: x)
-    assert (config.CACHE_DIR, getattr(config, "CACHE_LOCATOR_CLASSES", None)) == before
+    assert (config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES) == before
