@@ -1,10 +1,10 @@
 """kernels/cache.py: compiled kernels go to a per-user folder keyed by the sources' digest, never
-into the package, and numba's own setting is left as it was."""
+into the package (numba's settings restored after each decoration:
+tests/softmax_bench/test_jit.py)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
-
 
 import softmax_bench.kernels as kernels_pkg
 from softmax_bench.kernels.cache import CACHE_FOLDER, cached_njit
