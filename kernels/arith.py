@@ -68,6 +68,7 @@ from .log import log_of_float32
 
 __all__ = [
     "kernel_jit",
+    "kernel_entry_jit",
     "ON",
     "one",
     "minus_inf",
@@ -96,8 +97,12 @@ __all__ = [
 
 #: The decorator of every kernel function: numba's njit, cached on disk (kernels/cache.py), with IEEE semantics for
 #: division (``error_model="numpy"``: x/0 gives inf or NaN; numba's default "python" model raises
-#: ZeroDivisionError, which would make the naive kernel's 0/0 an exception instead of NaN).
-kernel_jit = functools.partial(cached_njit, error_model="numpy")
+#: ZeroDivisionError, which would make the naive kernel's 0/0 an exception instead of NaN), for
+#: calls from numba code only (no Python wrappers: a quarter of the compile time; see
+#: ``softmax_bench.jit.CompiledCallersOnly``).
+kernel_jit = functools.partial(cached_njit, error_model="numpy", compiled_callers_only=True)
+#: The same for a kernel's entry points, the rows functions that api.py calls from Python.
+kernel_entry_jit = functools.partial(cached_njit, error_model="numpy")
 
 #: The "on" value of an algorithm option (``shift``, ``leave_out``, ...): an option is either
 #: None (off) or ON, so numba types it as ``none`` or ``int8`` and each algorithm gets its own

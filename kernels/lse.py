@@ -31,8 +31,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from .arith import (BLOCK, LANES, expc, kernel_jit, key_range_of, key_start, key_step, load,
-                    log1pc, logc, nan_like, put, rnd, zero)
+from .arith import (BLOCK, LANES, expc, kernel_entry_jit, kernel_jit, key_range_of, key_start,
+                    key_step, load, log1pc, logc, nan_like, put, rnd, zero)
 from .float16 import always_inline
 from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
                      bundle_max_indices, bundle_rows, bundle_shifts, compute_array, exp_block,
@@ -258,7 +258,7 @@ def _rows_range(x, out, r0, r1, c, shift, leave_out, output):
     _schedule(x, out, r0, r1, c, shift, leave_out, output)
 
 
-@kernel_jit(parallel=True)
+@kernel_entry_jit(parallel=True)
 def lse_rows(x, out, c, threads, shift, leave_out, output):
     """Every row of the C-contiguous 2-D storage array ``x``: ``(m, l)`` by the options'
     algorithm, then ``output``'s result into ``out`` (1-D for :data:`LOGSUMEXP`), with compute
@@ -310,7 +310,7 @@ def _ov_split_write_row(xr, out, r, m, l, c, output):
     return lambda xr, out, r, m, l, c, output: _split_output(xr, out[r], m, l, c, output)
 
 
-@kernel_jit
+@kernel_entry_jit
 def lse_split_rows(x, out, c, threads, shift, leave_out, output):
     """As :func:`lse_rows` (same bits), one row after another, each split across ``threads``
     threads: for batches of a few long rows (:func:`.passes.splits`), float32/float64 compute.

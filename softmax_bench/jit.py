@@ -32,8 +32,9 @@ from typing import Callable
 from numba import njit
 from numba.core import config
 from numba.core.caching import UserProvidedCacheLocator
+from numba.core.registry import CPUDispatcher
 
-__all__ = ["numba_cache", "PackageCacheLocator"]
+__all__ = ["numba_cache", "PackageCacheLocator", "CompiledCallersOnly", "call_from_python"]
 
 
 class PackageCacheLocator(UserProvidedCacheLocator):
@@ -51,6 +52,26 @@ class PackageCacheLocator(UserProvidedCacheLocator):
     def get_source_stamp(self):
         st = os.stat(self._py_file)
         return _source_sha256(self._py_file, st.st_mtime, st.st_size)
+
+
+class CompiledCallersOnly(CPUDispatcher):
+    """numba's dispatcher for a function that only numba code calls (a kernel's helpers, inlined
+    into its entry point): compiled without the wrappers that let Python call it (numba's
+    ``no_cpython_wrapper``/``no_cfunc_wrapper``, as numba compiles its own ``@overload``
+    implementations), which were a quarter of a kernel's compile time. A call from Python, which
+    would jump to the missing wrapper and crash the process, raises TypeError instead; a test
+    calls it through :func:`call_from_python`."""
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError(f"{self.py_func.__module__}.{self.py_func.__qualname__} is compiled for "
+                        "calls from numba code only: call_from_python(f, *args) calls it")
+
+
+@njit
+def call_from_python(f, *args):
+    """``f(*args)`` from numba code, for a :class:`CompiledCallersOnly` function ``f`` (numba
+    compiles this once per ``f`` and argument types; not cached, as it names ``f``)."""
+    return f(*args)
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,7 +109,9 @@ def numba_cache(package) -> tuple[str | None, Callable]:
     ``kernels/`` and ``reference/`` in a wheel install and not in the source tree, two digests
     for one source): ``cached_njit`` is
     ``numba.njit(cache=True, **options)`` compiling into ``folder`` (None: numba's default
-    location); use it bare (``@cached_njit``) or with options (``@cached_njit(parallel=True)``)."""
+    location); use it bare (``@cached_njit``) or with options (``@cached_njit(parallel=True)``).
+    ``compiled_callers_only=True`` makes a :class:`CompiledCallersOnly` dispatcher instead (for a
+    function that Python never calls)."""
     folder = _folder(Path(package).resolve())
 
     @contextlib.contextmanager
@@ -102,10 +125,17 @@ def numba_cache(package) -> tuple[str | None, Callable]:
         finally:
             config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES = saved
 
-    def cached_njit(fn=None, **options):
+    def cached_njit(fn=None, *, compiled_callers_only=False, **options):
         def decorate(f):
             with caching_here():
-                return njit(cache=True, **options)(f)
+                if not compiled_callers_only:
+                    return njit(cache=True, **options)(f)
+                # (numba.njit's own steps, with the dispatcher class swapped)
+                dispatcher = CompiledCallersOnly(
+                    py_func=f, locals={}, targetoptions={"nopython": True, "boundscheck": None, **options,
+                                                         "no_cpython_wrapper": True, "no_cfunc_wrapper": True})
+                dispatcher.enable_caching()
+                return dispatcher
 
         return decorate if fn is None else decorate(fn)
 

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ..arith import LANES, kernel_jit, one, rnd
+from ..arith import LANES, kernel_entry_jit, kernel_jit, one, rnd
 from ..passes import (
     apart,
     borrowed,
@@ -161,7 +161,7 @@ def rows_range(x, out, r0, r1, c, shift, leave_out):
     _schedule(x, out, r0, r1, c, shift, leave_out)
 
 
-@kernel_jit(parallel=True)
+@kernel_entry_jit(parallel=True)
 def softmax_rows(x, out, c, threads, shift, leave_out):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out``, with compute
     marker ``c``, on up to ``threads`` threads (row groups: :func:`..passes.n_groups`), for the
@@ -181,7 +181,7 @@ def softmax_rows(x, out, c, threads, shift, leave_out):
     keep_alive(owner)
 
 
-@kernel_jit
+@kernel_entry_jit
 def softmax_split_rows(x, out, c, threads, shift, leave_out):
     """As :func:`softmax_rows` (same bits), one row after another, each split across ``threads``
     threads: for batches of a few long rows (:func:`..passes.splits`), float32/float64 compute."""

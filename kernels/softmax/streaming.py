@@ -50,8 +50,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import overload
 
-from ..arith import (BLOCK, ON, _is_bf16, _is_f32, _is_half, block_sum, expc, kernel_jit,
-                     key_range, key_to_max, load, minus_inf, put, rnd, zero)
+from ..arith import (BLOCK, ON, _is_bf16, _is_f32, _is_half, block_sum, expc, kernel_entry_jit,
+                     kernel_jit, key_range, key_to_max, load, minus_inf, put, rnd, zero)
 from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
@@ -307,7 +307,7 @@ def _ov_as_shifted(x, out, c, threads, exponent):
     return lambda x, out, c, threads, exponent: False
 
 
-@kernel_jit(parallel=True)
+@kernel_entry_jit(parallel=True)
 def streaming_rows(x, out, c, threads, exponent):
     """Softmax of each row of the C-contiguous 2-D storage array ``x`` into ``out`` by the online
     (``exponent`` None) or two-pass (ON) algorithm, in row groups as :func:`..passes.n_groups`
@@ -328,7 +328,7 @@ def streaming_rows(x, out, c, threads, exponent):
     keep_alive(owner)
 
 
-@kernel_jit
+@kernel_entry_jit
 def streaming_split_rows(x, out, c, threads, exponent):
     """As :func:`streaming_rows` (same bits), one row after another, each split across
     ``threads`` threads: for batches of a few long rows (:func:`..passes.splits`)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ..arith import BLOCK, block_sum, kernel_jit, load, put, rnd, zero
+from ..arith import BLOCK, block_sum, kernel_entry_jit, kernel_jit, load, put, rnd, zero
 from ..passes import block_on_stack, borrowed, n_groups
 
 __all__ = ["vjp_rows"]
@@ -44,7 +44,7 @@ def _rows_range(y, g, out, r0, r1, c):
         _row(y[r], g[r], out[r], buf, c)
 
 
-@kernel_jit(parallel=True)
+@kernel_entry_jit(parallel=True)
 def vjp_rows(y, g, out, c, threads):
     """``out = y * (g - <g, y>)`` row by row for C-contiguous 2-D storage arrays (module
     docstring), with compute marker ``c``, on up to ``threads`` threads."""

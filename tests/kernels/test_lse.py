@@ -12,7 +12,7 @@ import pytest
 from softmax_bench.bounds import LOG_ULPS
 from softmax_bench.formats import FORMATS, format_of, ulp
 from softmax_bench.kernels import get_kernel, list_kernels
-from softmax_bench.kernels.arith import COMPUTE_MARKERS, expc, kernel_jit, log1pc, logc
+from softmax_bench.kernels.arith import COMPUTE_MARKERS, expc, kernel_entry_jit, log1pc, logc
 from softmax_bench.kernels.registry import MODES
 
 LSE = list_kernels(function="logsumexp")
@@ -20,13 +20,13 @@ LOG_SOFTMAX = list_kernels(function="log_softmax")
 inf, nan = np.inf, np.nan
 
 
-@kernel_jit
+@kernel_entry_jit
 def _exps(v, out, c):
     for i in range(v.size):
         out[i] = expc(v[i], c)
 
 
-@kernel_jit
+@kernel_entry_jit
 def _logs(v, out, out1p, c):
     for i in range(v.size):
         out[i] = logc(v[i], c)

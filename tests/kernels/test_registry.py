@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
+from softmax_bench.jit import CompiledCallersOnly
 from softmax_bench.kernels import KERNELS, KernelSpec, get_kernel, list_kernels
 from softmax_bench.kernels.registry import FUNCTIONS, MODES
 
@@ -96,6 +97,14 @@ def test_spec_is_callable_and_fn_is_the_plain_function():
     vjp = get_kernel("shifted", "float64", function="softmax_vjp")
     assert str(inspect.signature(vjp)) == "(x, g, axis=-1, out=None)"
     assert np.array_equal(vjp(x, x), vjp.fn(x, x))
+
+
+def test_the_rows_functions_api_calls_from_python_have_python_wrappers():
+    """A kernel's helpers are compiled for numba callers only (arith.kernel_jit), its rows
+    functions, which api.py calls from Python, with numba's wrappers (arith.kernel_entry_jit)."""
+    for k in KERNELS:
+        for rows in (k.rows, k.split_rows):
+            assert rows is None or not isinstance(rows, CompiledCallersOnly), (k.id, rows)
 
 
 def test_compiled_kernels_are_cached_across_processes(tmp_path):

@@ -65,3 +65,53 @@ def test_numbas_settings_are_restored_after_each_decoration():
     before = config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES
     cached_njit(lambda x: x)
     assert (config.CACHE_DIR, config.CACHE_LOCATOR_CLASSES) == before
+
+
+_CALLERS_ONLY_SOURCE = '''
+from pathlib import Path
+from softmax_bench.jit import numba_cache
+
+FOLDER, cached_njit = numba_cache(Path(__file__).parent)
+
+
+@cached_njit(compiled_callers_only=True)
+def plus_one(x):
+    return x + 1
+
+
+@cached_njit
+def twice_plus_one(x):
+    return 2 * plus_one(x)
+'''
+
+_CALLERS_ONLY_RUN = '''
+import json, pkgy.mod as m
+from softmax_bench.jit import call_from_python
+value = m.twice_plus_one(20)  # compiles plus_one(int64) without the wrapper Python would call
+try:
+    m.plus_one(1)
+    refused = None
+except TypeError as e:
+    refused = str(e)
+print(json.dumps([value, call_from_python(m.plus_one, 41), refused,
+                  m.plus_one.targetoptions["no_cpython_wrapper"],
+                  sum(m.twice_plus_one.stats.cache_hits.values())]))
+'''
+
+
+def test_a_compiled_callers_only_function_is_refused_from_python_not_a_crash(tmp_path):
+    """A ``compiled_callers_only`` function has no Python wrapper: numba code calls it (and
+    ``call_from_python``), a call from Python raises TypeError (the missing wrapper would have
+    crashed the process: hence a subprocess), and its caller is cached as any other."""
+    package = tmp_path / "pkgy"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text(_CALLERS_ONLY_SOURCE)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    for hits in (0, 1):  # compiled, then loaded
+        out = subprocess.run([sys.executable, "-c", _CALLERS_ONLY_RUN], capture_output=True,
+                             text=True, env=env, cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr
+        value, via_numba, refused, no_wrapper, cache_hits = json.loads(out.stdout)
+        assert (value, via_numba, no_wrapper, cache_hits) == (42, 42, True, hits)
+        assert refused and "pkgy.mod.plus_one is compiled for calls from numba code only" in refused
