@@ -10,6 +10,7 @@ from .correctly_rounded import (
     logsumexp,
     softmax,
     vjp,
+    warm,
 )
 
 #: ``vjp`` under its name on the suite's function axis (softmax_bench.functions: softmax_vjp).
@@ -23,6 +24,7 @@ __all__ = [
     "vjp",
     "softmax_vjp",
     "exact",
+    "warm",
     "condition_number",
     "ReferencePrecisionError",
     "MAX_PRECISION",

@@ -89,6 +89,7 @@ __all__ = [
     "jacobian",
     "vjp",
     "exact",
+    "warm",
     "ReferencePrecisionError",
     "MAX_PRECISION",
 ]
@@ -694,3 +695,17 @@ def _check_cotangent(g, x, axis):
             f"{getattr(g, 'shape', type(g).__name__)}"
         )
     _check_input(g, None, axis, name="g")
+
+
+def warm() -> None:
+    """Compile phase 1's numba code, or load it from numba's cache (``phase1.py``), for every
+    function but :func:`jacobian` (which compiles its own on its first call): one call each, and
+    of :func:`exact`, on a small row (phase 1 computes in float64 for every format). The audit's
+    first run has one case worker do this while the others compile kernels, rather than every
+    worker compiling the same code on its first case."""
+    x = np.array([[0.5, -1.0, 2.0]])
+    for function in ("softmax", "log_softmax", "logsumexp"):
+        globals()[function](x)
+        exact(function, x)
+    vjp(x, x)
+    exact("vjp", x, x)

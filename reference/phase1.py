@@ -160,6 +160,7 @@ phase 2, as do outputs within ``2**-1070`` of a subnormal boundary (the absolute
 """
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -175,6 +176,9 @@ __all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosures", "enclosure", 
            "logsumexp", "log_softmax", "vjp", "two_tries", "jacobian", "exact"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
+#: The same for the functions that only numba code calls (no Python wrappers: less compile
+#: time; softmax_bench.jit.CompiledCallersOnly).
+_helper_njit = functools.partial(_cached_njit, compiled_callers_only=True)
 
 #: Phase 1 decides targets of at most this many significand bits in float64 (float32 and
 #: narrower); wider targets (float64) through double-doubles (module docstring, last section).
@@ -188,7 +192,7 @@ _ABS = 2.0**-1073
 _two_sum = dd.two_sum  # (s, e): s = fl(a + b) and its exact error e (Knuth's TwoSum)
 
 
-@_cached_njit
+@_helper_njit
 def _shift(a, m):
     """``(d, err)``: ``d = fl(a - m)`` and its exact error. TwoSum's intermediate ``s - a``
     overflows when both are near float64's largest with opposite signs (its error term is then
@@ -201,7 +205,7 @@ def _shift(a, m):
     return _two_sum(a, -m)
 
 
-@_cached_njit
+@_helper_njit
 def _term(d, err):
     """``(ê, A)``: libm's ``exp(d̂)`` and the bound on its relative error (module docstring, 2.;
     ``err`` the shift's exact error, 0 when it was exact)."""
@@ -210,7 +214,7 @@ def _term(d, err):
     return np.exp(d), tt + 2.0 * _U * (1.0 + tt)
 
 
-@_cached_njit
+@_helper_njit
 def _first_max(x):
     """The index of the row's first maximum, or -1 for a row phase 1 does not take (a NaN, a
     +inf, or no finite entry)."""
@@ -224,7 +228,7 @@ def _first_max(x):
     return k
 
 
-@_cached_njit
+@_helper_njit
 def _row(x, y, r):
     """Phase 1 on one row (module docstring): fills ``y`` (ŷ) and ``r`` (relative bound; -1 for
     a dropped output, whose value is in [0, 2**-1021]). Returns the index of the row's first
@@ -261,13 +265,13 @@ def _row(x, y, r):
     return k
 
 
-@_cached_njit
+@_helper_njit
 def _quantum(a, p, emin):
     """The format's spacing at ``a > 0`` (exponent ``max(floor(log2 a), emin)``)."""
     return math.ldexp(1.0, max(math.frexp(a)[1] - 1, emin) - p + 1)
 
 
-@_cached_njit
+@_helper_njit
 def _signed(r, v, top, has_inf):
     """The rounded magnitude ``r`` with ``v``'s sign, past ``top`` an overflow: inf, or +NaN in a
     format without infinity (as phase 2's)."""
@@ -290,7 +294,7 @@ def _round(v, p, emin, top, has_inf):
     return _signed(np.rint(a / q) * q, v, top, has_inf)
 
 
-@_cached_njit
+@_helper_njit
 def _round_dd(hi, rem, p, emin, top, has_inf):
     """The double-double ``hi + rem`` (``hi = RN(hi + rem)``, as TwoSum makes it) rounded to
     nearest-even in the format: ``hi``'s rounding, unless ``hi`` is exactly a midpoint of the
@@ -311,7 +315,7 @@ def _round_dd(hi, rem, p, emin, top, has_inf):
     return _signed((k + 1.0) * q if outward else k * q, hi, top, has_inf)
 
 
-@_cached_njit
+@_helper_njit
 def _same(a, b, lo, hi):
     """Whether ends ``lo``, ``hi`` rounded to ``a``, ``b`` decide: the same number, the sign of a
     zero included, or both NaN with ``lo`` and ``hi`` numbers on one side of 0 (an overflow of
@@ -323,7 +327,7 @@ def _same(a, b, lo, hi):
     return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
 
 
-@_cached_njit
+@_helper_njit
 def _decided(lo, hi, p, emin, top, has_inf):
     """``(decided, value)``: both ends rounded; decided when they are the same number, sign of a
     zero included (a tiny negative result rounds to -0), or both NaN (e4m3fn's overflow)."""
@@ -341,7 +345,7 @@ def enclosure(y, r):
     return max(y * (1.0 - pad) - _ABS, 0.0), y * (1.0 + pad) + _ABS
 
 
-@_cached_njit
+@_helper_njit
 def _decide_row(y, r, out, p, emin, top, has_inf):
     """Rounds both ends of every enclosure of a row into ``out``; False when some output is
     undecided."""
@@ -470,7 +474,7 @@ def _log_parts(x, d, derr):
     return True, m, ell, delta
 
 
-@_cached_njit
+@_helper_njit
 def _decided_dd(s, t, below, above, open_lo, open_hi, p, emin, top, has_inf):
     """``(decided, value)`` for an exact output in ``[s + t - below, s + t + above]`` (``s`` a
     float64, ``t`` the rounded sum of the exact error terms; module docstring, last section),
@@ -496,13 +500,13 @@ def _decided_dd(s, t, below, above, open_lo, open_hi, p, emin, top, has_inf):
     return _same(got[0], got[1], ends[0], ends[1]), got[0]
 
 
-@_cached_njit
+@_helper_njit
 def _ulp64(v):
     """float64's spacing at ``v != 0`` (normal range)."""
     return math.ldexp(1.0, math.frexp(v)[1] - 53)
 
 
-@_cached_njit
+@_helper_njit
 def _log_row_parts(x, d, derr, wide):
     """``(taken, m, l̂, l̂_lo, delta, scale)``: :func:`_log_parts` (``l̂_lo = 0``, ``scale = 0``),
     or the double-double :func:`_log_parts_dd` when ``wide``."""
@@ -512,7 +516,7 @@ def _log_row_parts(x, d, derr, wide):
     return taken, m, ell, 0.0, delta, 0
 
 
-@_cached_njit
+@_helper_njit
 def _decided_log_scaled(ell, ell_lo, delta, scale, p, emin, top, has_inf):
     """``(decided, value)`` for ``l`` within ``2**scale delta`` of ``2**scale (l̂ + l̂_lo)``;
     ``l̂ = 0`` means ``l`` in ``(0, 2**scale delta]`` (other terms exist, all tiny): +0 when that
@@ -636,7 +640,7 @@ def log_softmax(rows: np.ndarray, fmt: Format, double_double: bool = False):
 # ---------------------------------------------------------------------------------------------
 # the VJP (module docstring, last section)
 # ---------------------------------------------------------------------------------------------
-@_cached_njit
+@_helper_njit
 def _product_ends(y, d):
     """``(lo, hi)`` around the exact product of ``y >= 0`` and ``d``: the float64 product moved
     outward by ``2u`` of itself and ``2**-1074`` (its rounding, underflow included), except when
@@ -648,7 +652,7 @@ def _product_ends(y, d):
     return v - w, v + w
 
 
-@_cached_njit
+@_helper_njit
 def _vjp_row(x, g, y, r, out, p, emin, top, has_inf):
     """Phase 1's VJP of one row into ``out``; False when the row is not taken or undecided."""
     n = x.size
@@ -727,7 +731,7 @@ _DD_ZERO = -1100.0  # terms below: 0 as far as every format sees (e^-1100 < 2**-
 _DD_SPAN = 250  # terms more than 2**250 below a row's largest are left out of its sum
 
 
-@_cached_njit
+@_helper_njit
 def _terms_dd(x, m, dh, dl, kk, eh, el):
     """``d_j = x_j - m`` exactly as ``dh + dl`` and ``e^(d_j) = 2**kk (eh + el)`` (:func:`dd.exp`);
     ``eh = 0`` for masked entries and ``d_j < -1100``."""
@@ -744,7 +748,7 @@ def _terms_dd(x, m, dh, dl, kk, eh, el):
             kk[j], eh[j], el[j] = dd.exp(a, b)
 
 
-@_cached_njit
+@_helper_njit
 def _sum_dd(x, kk, eh, el, skip):
     """``(Sh, Sl, err, K)``: the terms but ``skip`` summed into ``2**K (Sh + Sl)``, with ``|2**K (Sh
     + Sl) - sum of the computed terms| <= 2**K err`` (the terms' own error, ``EXP_REL`` of the
@@ -791,7 +795,7 @@ def _sum_dd(x, kk, eh, el, skip):
     return sh, sl, err, top
 
 
-@_cached_njit
+@_helper_njit
 def _unscaled(hi, lo, err, scale):
     """A double-double ``2**scale (hi + lo)`` within ``2**scale err`` (a sum of :func:`_sum_dd`,
     ``l`` of :func:`_log_row_parts`, the VJP's delta) at its own scale: exact, but where a word
@@ -802,7 +806,7 @@ def _unscaled(hi, lo, err, scale):
             math.ldexp(err, scale) * _SAFETY + 2.0**-1073)
 
 
-@_cached_njit
+@_helper_njit
 def _decided_scaled(vh, vl, w, scale, p, emin, top, has_inf):
     """``(decided, value)`` for an exact value within ``w`` of ``2**scale (vh + vl)``: rounding
     ``2**scale v`` is ``2**scale`` times rounding ``v`` into the format with its exponent range
@@ -822,7 +826,7 @@ def _decided_scaled(vh, vl, w, scale, p, emin, top, has_inf):
     return ok, math.ldexp(v, scale)
 
 
-@_cached_njit
+@_helper_njit
 def _softmax_parts_dd(x):
     """``(qh, ql, kk, rho)``: softmax of one row through double-doubles, ``y_j = 2**kk (qh +
     ql)`` within a relative ``rho`` (module docstring, last section), ``qh = 0`` where ``y_j`` is
@@ -849,7 +853,7 @@ def _softmax_parts_dd(x):
     return qh, ql, kk, (2.0 * dd.EXP_REL + err / sh + dd.DIV_REL) * _SAFETY
 
 
-@_cached_njit
+@_helper_njit
 def _softmax_row_dd(x, out, hi, lo, p, emin, top, has_inf):
     """Softmax of one row through double-doubles into ``out`` (rounded) and ``hi + lo`` (the
     exact values within ``rho``, ``2**-1074`` where they underflow). Returns ``(taken,
@@ -869,7 +873,7 @@ def _softmax_row_dd(x, out, hi, lo, p, emin, top, has_inf):
     return True, ok
 
 
-@_cached_njit
+@_helper_njit
 def _cotangent_scale(x, g):
     """``s`` with ``max |g_j| 2**s`` in ``[1/2, 1)`` over the unmasked ``g``, when that scaling
     is exact for every one of them (else 0): the VJP is linear in ``g``."""
@@ -886,7 +890,7 @@ def _cotangent_scale(x, g):
     return s
 
 
-@_cached_njit
+@_helper_njit
 def _tiny_delta_sign(x, g, k, sg, gk):
     """The sign (+-1; 0 when undecided) of ``delta = sum_(j != k) y_j (g_k - g_j)`` when every
     ``y_j`` but the maxima's is below ``2**-1586`` (gaps beyond 1100, where phase 1 has no value
@@ -924,7 +928,7 @@ def _tiny_delta_sign(x, g, k, sg, gk):
     return math.copysign(1.0, r_h)
 
 
-@_cached_njit
+@_helper_njit
 def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     """The VJP of one row through double-doubles (module docstring, last section), into ``out``
     and ``hi + lo`` as :func:`_softmax_row_dd`. Returns ``(taken, decided)``."""
@@ -1011,7 +1015,7 @@ def _vjp_row_dd(x, g, out, hi, lo, p, emin, top, has_inf):
     return True, decided
 
 
-@_cached_njit
+@_helper_njit
 def _log_parts_dd(x, d, derr):
     """``(taken, m, l̂, l̂_lo, delta, scale)`` as :func:`_log_parts`: ``l = log1p(S')`` within
     ``2**scale delta`` of ``2**scale (l̂ + l̂_lo)``; ``scale`` is 0 but for ``S' < 2**-60``, where
@@ -1125,7 +1129,7 @@ def exact(function: str, rows: np.ndarray, g_rows: np.ndarray | None = None):
 # ---------------------------------------------------------------------------------------------
 # the Jacobian, through double-doubles for every format
 # ---------------------------------------------------------------------------------------------
-@_cached_njit
+@_helper_njit
 def _jacobian_row(x, out, p, emin, top, has_inf):
     """``J = diag(y) - y y^T`` of one row into ``out`` (n x n): ``-y_i y_j`` as a product of
     double-doubles (relative ``rho_i + rho_j + MUL_REL``), ``y_i (1 - y_i)`` with ``1 - y_i`` by

@@ -322,13 +322,16 @@ def _case_setup():
 
 def _case_task(_state, task):
     config, case = task
-    if case[0] == "warm":  # compile a share of the kernels (kernels/warm.py) before any case
+    if case[0] == "warm":  # compile a share of the kernels (kernels/warm.py) before any case,
+        from softmax_bench import reference  # and the reference's phase 1 when asked
         from softmax_bench.kernels.warm import warm
 
-        try:
-            warm(case[1])
-        except Exception:  # noqa: BLE001 - the cases that run the kernel will record the error
-            pass
+        _, share, with_reference = case
+        for step in ([reference.warm] if with_reference else []) + [lambda: warm(share)]:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - the cases that need it will record the error
+                pass
         return None
     return run_case(config, *case)
 
@@ -603,11 +606,13 @@ class _Run:
     def _dispatch(self):
         for w in self.cases:
             if w.idle and w.starts == 1 and not getattr(w, "warmed", False):
-                # first, each worker compiles its share of the kernels (into numba's cache), so
-                # that no two workers compile the same kernel; then every case loads them
+                # first, each worker compiles its share of the kernels (into numba's cache), and
+                # the first one the reference's phase 1 too, so that no two workers compile the
+                # same code; then every case loads it
                 w.warmed = True
-                share = self.kernel_ids[self.cases.index(w)::len(self.cases)]
-                w.submit((self.config, ("warm", share)), "warm", None)
+                i = self.cases.index(w)
+                share = self.kernel_ids[i::len(self.cases)]
+                w.submit((self.config, ("warm", share, i == 0)), "warm", None)
             elif w.idle and self.pending:
                 case = self.pending.popleft()
                 w.submit((self.config, case), case, None)

@@ -298,3 +298,18 @@ def test_backward_pass_cases_share_one_seeded_cotangent(tmp_path):
     assert both.implementations("float16") == [("softmax", "numpy"), ("softmax_vjp", "numpy"), ("softmax", "scipy")]
     with pytest.raises(audit.AuditError, match="not among --functions"):
         audit.run(small_config(functions=["softmax_vjp"], peers=["scipy"]), None, progress=False)
+
+
+def test_the_warm_task_compiles_the_reference_when_asked_and_outlives_a_failure(monkeypatch):
+    """A case worker's first task compiles its share of the kernels, the first worker's the
+    reference's phase 1 before them; a failure in either is left for the cases to record."""
+    from softmax_bench import reference
+    from softmax_bench.kernels import warm
+
+    calls = []
+    monkeypatch.setattr(reference, "warm", lambda: calls.append("reference") or 1 / 0)
+    monkeypatch.setattr(warm, "warm", lambda ids: calls.append(list(ids)) or 1 / 0)
+    config = audit.AuditConfig()
+    assert audit._case_task(None, (config, ("warm", ["k1", "k2"], True))) is None
+    assert audit._case_task(None, (config, ("warm", ["k3"], False))) is None
+    assert calls == ["reference", ["k1", "k2"], ["k3"]]
