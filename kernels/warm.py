@@ -16,13 +16,13 @@ import numpy as np
 
 __all__ = ["warm", "warm_parallel", "compile_notice", "COMPILE_S"]
 
-#: Seconds one kernel adds to a run with an empty cache, per core: in a fresh venv the default
-#: audit's first run took 166 s and a warm one 39 s, 127 s more for its 98 kernels on 2 case
-#: workers (2.6 s each), on the 2-core AMD EPYC (Zen 5) development machine (numba 0.68.1);
-#: 159 s and 37 s in an earlier round, 189 s cold for the build before this one. (Compiled one
-#: after another in a process of their own, the 7 shifted softmax kernels took 4.0 to 4.7 s
-#: each, the first 6.3 s: the helpers they share are typed once per process.)
-COMPILE_S = 2.6
+#: Seconds one kernel adds to a run with an empty cache, per core: the default audit's 98 kernels
+#: compiled in two processes at once, as its two case workers do, took 145 and 148 s (3.0 s
+#: each) on the 2-core AMD EPYC Zen 4 VM, with the kernels' helpers compiled without Python
+#: wrappers (arith.kernel_jit; 180 s before); its first run in a fresh venv took 183-184 s and a
+#: warm one 31-32 s (numba 0.68.1). On the Zen 5 machine of earlier rounds, before that change:
+#: 2.6 s a kernel (166 s cold, 39 s warm).
+COMPILE_S = 3.0
 
 
 def compile_notice(count: int, workers: int) -> str | None:
