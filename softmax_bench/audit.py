@@ -320,7 +320,7 @@ def _case_setup(threads: int):
     """A case worker runs its kernels and phase 1 on ``threads`` numba threads (the cores left
     per worker: 1 by default): with a worker per core, more only oversubscribe the cores, and
     libgomp's idle threads spin while the other workers wait for a core (the default audit,
-    warm cache, 2 cores: 45.8 s with 2 threads per worker, 35.5 with 1). The results do not
+    warm cache, 2 cores: 47.0 s with 2 threads per worker, 36.1-36.5 with 1). The results do not
     depend on it: each row's operations are in a fixed order, and no row of the audit is split
     across threads (passes.splits: fewer rows than threads; its longest rows come 5 a case)."""
     import numba

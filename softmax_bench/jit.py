@@ -131,9 +131,9 @@ def numba_cache(package) -> tuple[str | None, Callable]:
                 if not compiled_callers_only:
                     return njit(cache=True, **options)(f)
                 # (numba.njit's own steps, with the dispatcher class swapped)
-                dispatcher = CompiledCallersOnly(
-                    py_func=f, locals={}, targetoptions={"nopython": True, "boundscheck": None, **options,
-                                                         "no_cpython_wrapper": True, "no_cfunc_wrapper": True})
+                targetoptions = {"nopython": True, "boundscheck": None, **options,
+                                 "no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+                dispatcher = CompiledCallersOnly(py_func=f, locals={}, targetoptions=targetoptions)
                 dispatcher.enable_caching()
                 return dispatcher
 
