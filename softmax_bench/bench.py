@@ -31,13 +31,14 @@ allocating shifted kernel came right after the peers, whose float16 temporaries 
 freed, in every round it did not start, and read 251 us, where the naive kernel's allocating
 call, the same allocations later in the round, read 63 us. A random order alone, the first call
 still timed, read bfloat16 4096 x 1024 0.90 -> 1.04 of torch: torch's libgomp threads spin for a
-while after its calls, though this VM's noise was not ruled out) until the case has had ``--min-repeat`` rounds and spent ``--budget`` seconds, or
-``--max-repeat`` rounds. A timing is of back-to-back calls, as many as make it last
-:data:`TIMING_MIN_S` (one call for most cases; ~40 for a 1,000-element row), divided by their
-number, as ``timeit`` does: one call of 1 us timed alone is mostly the timer and the caches
-the other implementations of the round left cold (it read 5-7 us here), not the call. Reported per implementation: median, quartiles, min and max of the wall
-times, ns per element (median / elements), and ratios of medians ``implementation / peer`` for
-every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
+while after its calls, though this VM's noise was not ruled out) until the case has had
+``--min-repeat`` rounds and spent ``--budget`` seconds, or ``--max-repeat`` rounds. A timing is
+of back-to-back calls, as many as make it last :data:`TIMING_MIN_S` (one call for most cases;
+~40 for a 1,000-element row), divided by their number, as ``timeit`` does: one call of 1 us
+timed alone is mostly the timer and the caches the other implementations of the round left cold
+(it read 5-7 us here), not the call. Reported per implementation: median, quartiles, min and
+max of the wall times, ns per element (median / elements), and ratios of medians
+``implementation / peer`` for every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
 (``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
 ISA flags), the load average and the share of CPU time other processes and the hypervisor took
 during the run (from ``/proc/stat``, less this process's own); above 5% the run is marked loaded.

@@ -194,13 +194,14 @@ def softmax_split_rows(x, out, c, threads, shift, leave_out):
     keep_alive(owner)
 
 
-@njit(error_model="numpy")  # not cached (kernel_jit): loaded from numba's cache, it crashed
+@njit(error_model="numpy")  # not cached (kernel_entry_jit): loaded from numba's cache, it crashed
 def softmax_row(x, out, c, threads, shift, leave_out):
     """:func:`softmax_rows` of one row given as 1-D arrays (for api.py's fast path: the new axis
     here costs less than ``x[None]`` and ``out[None]`` in Python, 0.09 us of a 1.2 us call on a
     1,000-element row; ``x[np.newaxis]`` is a C-contiguous 2-D view, as ``x.reshape(1, n)``,
     without the call to numba's reshape helper: 24 ns less for the two). Compiled in each
-    process on its first call (0.4 s; it calls the cached rows function): loaded from numba's on-disk cache, this wrapper of a ``parallel=True``
-    function crashed the process (segfault) on its first call, where compiled in the process it
-    runs (seen in the asv run of CI and reproduced, numba 0.68.1)."""
+    process on its first call (0.4 s; it calls the cached rows function): loaded from numba's
+    on-disk cache, this wrapper of a ``parallel=True`` function crashed the process (segfault)
+    on its first call, where compiled in the process it runs (seen in the asv run of CI and
+    reproduced, numba 0.68.1)."""
     softmax_rows(x[np.newaxis], out[np.newaxis], c, threads, shift, leave_out)
