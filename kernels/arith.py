@@ -95,13 +95,14 @@ __all__ = [
     "key_to_max",
 ]
 
-#: The decorator of every kernel function: numba's njit, cached on disk (kernels/cache.py), with IEEE semantics for
-#: division (``error_model="numpy"``: x/0 gives inf or NaN; numba's default "python" model raises
+#: The decorator of every kernel function: numba's njit with IEEE semantics for division
+#: (``error_model="numpy"``: x/0 gives inf or NaN; numba's default "python" model raises
 #: ZeroDivisionError, which would make the naive kernel's 0/0 an exception instead of NaN), for
-#: calls from numba code only (no Python wrappers: a quarter of the compile time; see
-#: ``softmax_bench.jit.CompiledCallersOnly``).
+#: calls from numba code only: no Python wrappers, its code linked into the entry points that call
+#: it and compiled there, once (``softmax_bench.jit.CompiledCallersOnly``, ``LinkedOnlyLibrary``).
 kernel_jit = functools.partial(cached_njit, error_model="numpy", compiled_callers_only=True)
-#: The same for a kernel's entry points, the rows functions that api.py calls from Python.
+#: The same for a kernel's entry points, the rows functions that api.py calls from Python, cached
+#: on disk (kernels/cache.py) with everything they call.
 kernel_entry_jit = functools.partial(cached_njit, error_model="numpy")
 
 #: The "on" value of an algorithm option (``shift``, ``leave_out``, ...): an option is either

@@ -176,8 +176,8 @@ __all__ = ["MAX_TARGET_PRECISION", "softmax_bounds", "enclosures", "enclosure", 
            "logsumexp", "log_softmax", "vjp", "two_tries", "jacobian", "exact"]
 
 _, _cached_njit = numba_cache(Path(__file__).parent)
-#: The same for the functions that only numba code calls (no Python wrappers: less compile
-#: time; softmax_bench.jit.CompiledCallersOnly).
+#: The same for the functions that only numba code calls (no Python wrappers, compiled in their
+#: callers only: less compile time; softmax_bench.jit.CompiledCallersOnly).
 _helper_njit = functools.partial(_cached_njit, compiled_callers_only=True)
 
 #: Phase 1 decides targets of at most this many significand bits in float64 (float32 and

@@ -95,14 +95,17 @@ except TypeError as e:
     refused = str(e)
 print(json.dumps([value, call_from_python(m.plus_one, 41), refused,
                   m.plus_one.targetoptions["no_cpython_wrapper"],
-                  sum(m.twice_plus_one.stats.cache_hits.values())]))
+                  sum(m.twice_plus_one.stats.cache_hits.values()),
+                  [type(c.library).__name__ for c in m.plus_one.overloads.values()]]))
 '''
 
 
 def test_a_compiled_callers_only_function_is_refused_from_python_not_a_crash(tmp_path):
     """A ``compiled_callers_only`` function has no Python wrapper: numba code calls it (and
     ``call_from_python``), a call from Python raises TypeError (the missing wrapper would have
-    crashed the process: hence a subprocess), and its caller is cached as any other."""
+    crashed the process: hence a subprocess), and its caller is cached as any other. Its code is
+    linked into its callers only (no machine code, no cache files of its own): the caller loaded
+    from the cache runs without it."""
     package = tmp_path / "pkgy"
     package.mkdir()
     (package / "__init__.py").write_text("")
@@ -112,6 +115,10 @@ def test_a_compiled_callers_only_function_is_refused_from_python_not_a_crash(tmp
         out = subprocess.run([sys.executable, "-c", _CALLERS_ONLY_RUN], capture_output=True,
                              text=True, env=env, cwd=tmp_path, timeout=300)
         assert out.returncode == 0, out.stderr
-        value, via_numba, refused, no_wrapper, cache_hits = json.loads(out.stdout)
+        value, via_numba, refused, no_wrapper, cache_hits, libraries = json.loads(out.stdout)
         assert (value, via_numba, no_wrapper, cache_hits) == (42, 42, True, hits)
         assert refused and "pkgy.mod.plus_one is compiled for calls from numba code only" in refused
+        # plus_one(int64), compiled for twice_plus_one (first run) and call_from_python
+        assert libraries == ["LinkedOnlyLibrary"]
+        indexes = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi"))
+        assert indexes == ["mod.twice_plus_one"]
