@@ -17,12 +17,13 @@ import numpy as np
 __all__ = ["warm", "warm_parallel", "compile_notice", "COMPILE_S"]
 
 #: Seconds one kernel adds to a run with an empty cache, per core: the default audit's 98 kernels
-#: compiled in two processes at once, as its two case workers do, took 145 and 148 s (3.0 s
-#: each) on the 2-core AMD EPYC Zen 4 VM, with the kernels' helpers compiled without Python
-#: wrappers (arith.kernel_jit; 180 s before); its first run in a fresh venv took 183-184 s and a
-#: warm one 31-32 s (numba 0.68.1). On the Zen 5 machine of earlier rounds, before that change:
-#: 2.6 s a kernel (166 s cold, 39 s warm).
-COMPILE_S = 3.0
+#: compiled in two processes at once, as its two case workers do, took 102 and 103 s (2.1 s
+#: each) on the 2-core AMD EPYC Zen 4 VM, with the kernels' helpers linked only (no Python
+#: wrappers, no machine code of their own: arith.kernel_jit, softmax_bench.jit.LinkedOnlyLibrary;
+#: 145 s with machine code, 180 s with wrappers too); its first run in a fresh venv took 146 s
+#: and a warm one 31 s (numba 0.68.1). On the Zen 5 machine of earlier rounds, before those
+#: changes: 2.6 s a kernel (166 s cold, 39 s warm).
+COMPILE_S = 2.1
 
 
 def compile_notice(count: int, workers: int) -> str | None:
