@@ -65,8 +65,8 @@ class LinkedOnlyLibrary(JITCodeLibrary):
     code was optimised and compiled once per helper level it passes through (the rows schedule,
     the bundles, one row, ...) and again in the entry point: with its helpers linked only, the
     default audit's 98 kernels compiled in 106 s instead of 145 s (two processes, Zen 4), and the
-    kernels ran as fast (the entry points are optimised as before; their outputs are the same
-    bits, no fast-math flag being set anywhere). Not cached (numba caches a function as object
+    kernels ran as fast (an entry point's code is optimised once where it was optimised at every
+    level; the outputs are the same bits, no fast-math flag being set anywhere). Not cached (numba caches a function as object
     code): a process that compiles a kernel compiles its helpers with it (cheap, now), and one
     that loads a kernel loads its entry point's machine code only."""
 
