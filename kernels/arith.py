@@ -61,7 +61,7 @@ from numba.extending import intrinsic, overload
 
 from .cache import cached_njit
 from .bfloat16 import bf16_to_float, float_to_bf16, round_to_bf16
-from .exp import exp16, exp32, exp64, expbf16
+from .exp import exp16, exp32, exp64, exp_shifted32, exp_shifted64, expbf16
 from .float16 import always_inline, bits_float, narrow_half, round_half, widen_half
 from .float8 import e4m3_to_float, e5m2_to_float, float_to_e4m3, float_to_e5m2
 from .log import log_of_float32
@@ -79,6 +79,7 @@ __all__ = [
     "load",
     "rnd",
     "expc",
+    "expc_shifted",
     "logc",
     "log1pc",
     "put",
@@ -198,6 +199,12 @@ def expc(d, c):
     """exp in the compute mode: exp16 (correctly rounded binary16), exp32 or exp64."""
 
 
+def expc_shifted(d, c):
+    """:func:`expc` of a shifted difference ``d = x - max`` (``<= 0``, or a quiet NaN: a row
+    maximum is NaN when the row holds one): the same bits, fewer operations in float32 and float64
+    (:func:`.exp.exp_shifted32`); the 16-bit compute modes' exp as :func:`expc`."""
+
+
 def logc(v, c):
     """log in the compute mode: float64 ``log`` of the value rounded to the compute format
     (float16, bfloat16, float32: :func:`.log.log_of_float32`, which vectorises, through float32
@@ -261,6 +268,15 @@ def _ov_expc(d, c):
     if _is_f64(c):
         return lambda d, c: exp64(d)
     return None
+
+
+@overload(expc_shifted)
+def _ov_expc_shifted(d, c):
+    if _is_f32(c):
+        return lambda d, c: exp_shifted32(d)
+    if _is_f64(c):
+        return lambda d, c: exp_shifted64(d)
+    return lambda d, c: expc(d, c)
 
 
 def _log_overload(narrow, wide):

@@ -18,6 +18,9 @@ Public functions (``@cached_njit``, see cache.py; call them from any njit functi
   correctly rounded.
 - ``exp16(x) -> float32``: ``x`` a float32 holding a binary16 value; the result is a float32
   holding the correctly rounded binary16 exp(x), for all 65,536 inputs (exhaustive check).
+- ``exp_shifted32(d)``, ``exp_shifted64(d)``: ``exp32`` / ``exp64`` of ``d <= 0`` or a quiet NaN
+  (what a shifted softmax exponentiates: ``x - max``, NaN when the row holds a NaN), the same
+  bits with three fewer vector operations (checked on every such float32 and 10**6 float64).
 
 Specials (all three): NaN -> NaN (quiet), +inf -> +inf, -inf -> +0, exp(+-0) = 1, overflow to +inf,
 gradual underflow to subnormals and then +0.
@@ -73,8 +76,9 @@ from .cache import cached_njit
 from .bfloat16 import round64_to_bf16
 from .float16 import always_inline, bits_float, round64_to_half, target_has
 
-__all__ = ["exp32", "exp64", "exp16", "expbf16", "fma", "exp_parts32", "exp_parts64",
-           "scale_down32", "scale_down64", "PARTS_LIMIT32", "PARTS_LIMIT64", "SCALEF"]
+__all__ = ["exp32", "exp64", "exp16", "expbf16", "exp_shifted32", "exp_shifted64", "fma",
+           "exp_parts32", "exp_parts64", "scale_down32", "scale_down64", "PARTS_LIMIT32",
+           "PARTS_LIMIT64", "SCALEF"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +270,24 @@ def _exp_core(x, C, P, I):
 
 
 @cached_njit
+def _exp_core_shifted(d, C, P, I):
+    """:func:`_exp_core` for ``d <= 0`` or a quiet NaN (a difference ``x - max``), in two vector
+    operations instead of five around the same reduction: the clamp below (``d > lo`` is false for
+    NaN, which becomes ``lo``: a defined float -> int conversion), and the NaN returned as it is by
+    ``y > d`` (false only for NaN; ``exp(d) >= 0 > d`` otherwise, and ``exp(+-0) = 1``), which x86
+    does in one ``vmaxps``. For those inputs the same operations on the same values as
+    :func:`_exp_core`: no clamp above, which ``d <= 0`` never reaches; ``d`` itself, not ``d + d``,
+    which equals it for a quiet NaN. (A signalling NaN would come back signalling; a ``d`` above
+    the overflow threshold, or so large that ``k`` leaves int32, is outside the domain.)"""
+    always_inline()
+    lo = C[0]
+    dc = d if d > lo else lo
+    y, kf = _exp_reduced(dc, C, P)
+    y = times_pow2(y, np.int32(kf), I)
+    return y if y > d else d
+
+
+@cached_njit
 def _scale_down(y, j, lowest, I):
     """``y * 2**j`` for ``j <= 0`` (a float holding an integer, of ``y``'s type) and ``y = 0`` or
     ``y >= 1/2``, rounded once (exact unless the result is subnormal); ``j`` below the clamp
@@ -293,6 +315,22 @@ def exp64(x):
     (0.636 ULP for normal-range results), 98.8 % correctly rounded."""
     always_inline()
     return _exp_core(np.float64(x), _C64, _P64, _I64)
+
+
+@cached_njit
+def exp_shifted32(d):
+    """:func:`exp32` of ``d <= 0`` or a quiet NaN (a shifted softmax's ``x - max``): the same
+    bits, 11-13% faster in a loop of them (Zen 4; :func:`_exp_core_shifted`). Not for other
+    inputs."""
+    always_inline()
+    return _exp_core_shifted(np.float32(d), _C32, _P32, _I32)
+
+
+@cached_njit
+def exp_shifted64(d):
+    """:func:`exp64` of ``d <= 0`` or a quiet NaN: the same bits (:func:`_exp_core_shifted`)."""
+    always_inline()
+    return _exp_core_shifted(np.float64(d), _C64, _P64, _I64)
 
 
 @cached_njit

@@ -66,8 +66,8 @@ from numba.np.arrayobj import populate_array
 from numba.np.numpy_support import as_dtype
 
 from .float16 import always_inline
-from .arith import (BLOCK, block_sum, expc, kernel_jit, key_start, key_step, key_to_max,
-                    key_view, load, minus_inf, nan_like, put, rnd, row_max, zero)
+from .arith import (BLOCK, block_sum, expc, expc_shifted, kernel_jit, key_start, key_step,
+                    key_to_max, key_view, load, minus_inf, nan_like, put, rnd, row_max, zero)
 
 __all__ = [
     "SPLIT_MIN",
@@ -203,10 +203,11 @@ def keep_alive(typingctx, x):
 @kernel_jit
 def term(v, m, c):
     """``exp(x - m)`` for one storage element ``v``, each operation in the compute mode
-    (``m`` None: ``exp(x)``)."""
+    (``m`` None: ``exp(x)``). ``m`` is the maximum of ``v``'s row (NaN if the row holds a NaN),
+    so the difference is ``<= 0`` or a NaN (:func:`.arith.expc_shifted`)."""
     if m is None:
         return expc(load(v, c), c)
-    return expc(rnd(load(v, c) - m, c), c)
+    return expc_shifted(rnd(load(v, c) - m, c), c)
 
 
 def keeps_terms(x, out, c):
@@ -301,8 +302,12 @@ def _exp_block_fused(xb, m, eb, c):
 def _exp_block_split(xb, m, eb, c):
     for i in range(xb.size):  # the operations of term, in two loops
         eb[i] = load(xb[i], c) if m is None else rnd(load(xb[i], c) - m, c)
-    for i in range(xb.size):
-        eb[i] = expc(eb[i], c)
+    if m is None:
+        for i in range(xb.size):
+            eb[i] = expc(eb[i], c)
+    else:
+        for i in range(xb.size):
+            eb[i] = expc_shifted(eb[i], c)
 
 
 @overload(exp_block)
@@ -569,9 +574,10 @@ def _ov_bundle_max_indices(xf, n, ms, ks, c, leave_out):
 
 @kernel_jit
 def exp_inplace(e, c):
-    """``e_k = exp(e_k)`` in the compute mode."""
+    """``e_k = exp(e_k)`` in the compute mode, for shifted differences ``e_k = x - max``
+    (:func:`.arith.expc_shifted`)."""
     for k in range(e.size):
-        e[k] = expc(e[k], c)
+        e[k] = expc_shifted(e[k], c)
 
 
 @kernel_jit

@@ -57,7 +57,7 @@ from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale
                    scale_down64)
 from ..float16 import round64_to_half
 from ..passes import (apart, block_on_stack, borrowed, compute_array, keep_alive,
-                      n_groups, term)
+                      n_groups)
 from .rows import softmax_rows
 
 __all__ = ["streaming_rows", "streaming_split_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
@@ -118,8 +118,9 @@ def _ov_block_shift(m, c, exponent):
 
 @overload(block_term)
 def _ov_block_term(v, h, c, exponent):
-    if isinstance(exponent, types.NoneType):
-        return lambda v, h, c, exponent: term(v, h, c)
+    if isinstance(exponent, types.NoneType):  # not term: in a row holding a NaN, a block
+        # after the NaN's can hold values above the final shift M (any exp argument)
+        return lambda v, h, c, exponent: expc(rnd(load(v, c) - h, c), c)
     if _is_half(c):
         def impl(v, h, c, exponent):
             y, k = exp_parts64(np.float64(load(v, c)))
