@@ -686,3 +686,31 @@ def test_exp_shifted_loop_vectorises_with_fewer_operations(loop, full, dtype):
         return len(re.findall(r"^\s*v\w+\s+[^\n]*%[yz]mm", f.inspect_asm(f.signatures[0]), re.M))
 
     assert vector_ops(loop) < vector_ops(full)
+
+
+@njit(fastmath=True)
+def _exp_shifted32_loop_fast(x, out):
+    for i in range(x.size):
+        out[i] = exp_shifted32(x[i])
+
+
+@njit(fastmath=True)
+def _exp_shifted64_loop_fast(x, out):
+    for i in range(x.size):
+        out[i] = exp_shifted64(x[i])
+
+
+def test_exp_shifted_under_a_fastmath_caller():
+    """A caller compiled with fastmath=True (nnan, ninf: LLVM may assume no NaN) still gets the
+    NaN of a NaN input, -inf's 0 and exp's bits: the body keeps its strict flags when inlined."""
+    rng = np.random.default_rng(5)
+    specials = [np.nan, -np.inf, 0.0, -0.0, -103.9, -104.5, -745.0, -1e-30]
+    for dtype, strict, fast in ((np.float32, _exp32_loop, _exp_shifted32_loop_fast),
+                                (np.float64, _exp64_loop, _exp_shifted64_loop_fast)):
+        x = np.concatenate([rng.uniform(-120, 0, 4096), specials]).astype(dtype)
+        a = np.empty_like(x)
+        b = np.empty_like(x)
+        strict(x, a)
+        fast(x, b)
+        assert np.array_equal(a, b, equal_nan=True)
+        assert np.isnan(b[-8]) and b[-7] == 0.0 and b[-6] == 1.0
