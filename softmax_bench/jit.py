@@ -66,9 +66,10 @@ class LinkedOnlyLibrary(JITCodeLibrary):
     the bundles, one row, ...) and again in the entry point: with its helpers linked only, the
     default audit's 98 kernels compiled in 106 s instead of 145 s (two processes, Zen 4), and the
     kernels ran as fast (an entry point's code is optimised once where it was optimised at every
-    level; the outputs are the same bits, no fast-math flag being set anywhere). Not cached (numba caches a function as object
-    code): a process that compiles a kernel compiles its helpers with it (cheap, now), and one
-    that loads a kernel loads its entry point's machine code only."""
+    level; the outputs are the same bits, no fast-math flag being set anywhere). Not cached
+    (numba caches a function as object code): a process that compiles a kernel compiles its
+    helpers with it (cheap, now), and one that loads a kernel loads its entry point's machine
+    code only."""
 
     def _optimize_final_module(self):
         pass  # the callers' libraries optimise this module, linked into theirs
