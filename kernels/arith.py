@@ -61,7 +61,7 @@ from numba.extending import intrinsic, overload
 
 from .cache import cached_njit
 from .bfloat16 import bf16_to_float, float_to_bf16, round_to_bf16
-from .exp import SCALEF, exp16, exp32, exp64, exp_shifted32, exp_shifted64, expbf16
+from .exp import exp16, exp32, exp64, exp_shifted32, exp_shifted64, expbf16
 from .float16 import always_inline, bits_float, narrow_half, round_half, widen_half
 from .float8 import e4m3_to_float, e5m2_to_float, float_to_e4m3, float_to_e5m2
 from .log import log_of_float32
@@ -200,10 +200,9 @@ def expc(d, c):
 
 
 def expc_shifted(d, c):
-    """:func:`expc` of a shifted difference ``d = x - max`` (``<= 0``, or a quiet NaN: a row
-    maximum is NaN when the row holds one): the same bits, fewer operations in float32 and float64
-    on AVX-512 targets (:func:`.exp.exp_shifted32`); elsewhere, and in the 16-bit compute modes,
-    :func:`expc`."""
+    """:func:`expc` of a shifted difference ``d = x - max`` (``<= 0``, or a NaN: a row maximum is
+    NaN when the row holds one): the same bits, fewer operations in float32 and float64
+    (:func:`.exp.exp_shifted32`); in the 16-bit compute modes :func:`expc`."""
 
 
 def logc(v, c):
@@ -273,12 +272,9 @@ def _ov_expc(d, c):
 
 @overload(expc_shifted)
 def _ov_expc_shifted(d, c):
-    # AVX-512 targets only: there softmax shifted is 3-5% faster with it; with AVX2 code
-    # (NUMBA_CPU_NAME=znver3) the float16/bfloat16@float32 4096 x 1024 batch ran 1.45-1.5x slower
-    # (float32 0.95), cause not found yet
-    if _is_f32(c) and SCALEF:
+    if _is_f32(c):
         return lambda d, c: exp_shifted32(d)
-    if _is_f64(c) and SCALEF:
+    if _is_f64(c):
         return lambda d, c: exp_shifted64(d)
     return lambda d, c: expc(d, c)
 

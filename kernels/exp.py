@@ -18,9 +18,9 @@ Public functions (``@cached_njit``, see cache.py; call them from any njit functi
   correctly rounded.
 - ``exp16(x) -> float32``: ``x`` a float32 holding a binary16 value; the result is a float32
   holding the correctly rounded binary16 exp(x), for all 65,536 inputs (exhaustive check).
-- ``exp_shifted32(d)``, ``exp_shifted64(d)``: ``exp32`` / ``exp64`` of ``d <= 0`` or a quiet NaN
+- ``exp_shifted32(d)``, ``exp_shifted64(d)``: ``exp32`` / ``exp64`` of ``d <= 0`` or a NaN
   (what a shifted softmax exponentiates: ``x - max``, NaN when the row holds a NaN), the same
-  bits with three fewer vector operations (checked on every such float32 and 10**6 float64).
+  bits with two fewer vector operations (checked on every such float32 and 10**6 float64).
 
 Specials (all three): NaN -> NaN (quiet), +inf -> +inf, -inf -> +0, exp(+-0) = 1, overflow to +inf,
 gradual underflow to subnormals and then +0.
@@ -252,6 +252,15 @@ times_pow2 = times_pow2_scalef if SCALEF else times_pow2_mul
 
 
 @cached_njit
+def _exp_of_clamped(x, C, P, I):
+    """exp(x) for ``lo <= x <= hi`` (steps 2-4 of the module docstring)."""
+    always_inline()
+    y, kf = _exp_reduced(x, C, P)
+    # int32, not int64: AVX2 has no vector float -> int64 conversion (LLVM would scalarise it)
+    return times_pow2(y, np.int32(kf), I)
+
+
+@cached_njit
 def _exp_core(x, C, P, I):
     """exp(x) in the precision of ``x`` (float32 or float64); ``C`` float constants, ``P`` the
     polynomial coefficients, ``I`` = (mantissa bits, exponent bias); see the module docstring."""
@@ -263,28 +272,28 @@ def _exp_core(x, C, P, I):
     # fewer than clamping and then replacing a NaN (float32 batches ~2% faster, same bits)
     xc = x if x < hi else hi
     xc = xc if xc > lo else lo
-    y, kf = _exp_reduced(xc, C, P)
-    # int32, not int64: AVX2 has no vector float -> int64 conversion (LLVM would scalarise it)
-    y = times_pow2(y, np.int32(kf), I)
+    y = _exp_of_clamped(xc, C, P, I)
     return x + x if is_nan else y
 
 
 @cached_njit
 def _exp_core_shifted(d, C, P, I):
-    """:func:`_exp_core` for ``d <= 0`` or a quiet NaN (a difference ``x - max``), in two vector
-    operations instead of five around the same reduction: the clamp below (``d > lo`` is false for
-    NaN, which becomes ``lo``: a defined float -> int conversion), and the NaN returned as it is by
-    ``y > d`` (false only for NaN; ``exp(d) >= 0 > d`` otherwise, and ``exp(+-0) = 1``), which x86
-    does in one ``vmaxps``. For those inputs the same operations on the same values as
-    :func:`_exp_core`: no clamp above, which ``d <= 0`` never reaches; ``d`` itself, not ``d + d``,
-    which equals it for a quiet NaN. (A signalling NaN would come back signalling; a ``d`` above
-    the overflow threshold, or so large that ``k`` leaves int32, is outside the domain.)"""
+    """:func:`_exp_core` for ``d <= 0`` or a NaN (a difference ``x - max``), in three vector
+    operations instead of five around the same reduction: the clamp below (``d > lo`` is false
+    for NaN, which becomes ``lo``: a defined float -> int conversion), and the NaN returned as
+    ``d + d`` (quiet, as :func:`_exp_core` returns it) by ``y > d + d``, false only for NaN
+    (otherwise ``exp(d) >= 0 >= d + d``, never both 0: ``exp(+-0) = 1``), which x86 does in one
+    ``vmaxps`` after the addition. For those inputs the same operations on the same values as
+    :func:`_exp_core`: no clamp above, which ``d <= 0`` never reaches. (Returning ``d`` itself
+    would save the addition, but then the loop ``e[i] = exp(e[i])`` needs to store only where
+    ``y > d``, and LLVM makes it a masked store: cheap with AVX-512, a microcoded ``vmaskmovps``
+    with AVX2, where that loop took 1.4-1.6x the time of exp32's.) A ``d`` above the overflow
+    threshold, or so large that ``k`` leaves int32, is outside the domain."""
     always_inline()
     lo = C[0]
-    dc = d if d > lo else lo
-    y, kf = _exp_reduced(dc, C, P)
-    y = times_pow2(y, np.int32(kf), I)
-    return y if y > d else d
+    nan = d + d
+    y = _exp_of_clamped(d if d > lo else lo, C, P, I)
+    return y if y > nan else nan
 
 
 @cached_njit
@@ -319,16 +328,15 @@ def exp64(x):
 
 @cached_njit
 def exp_shifted32(d):
-    """:func:`exp32` of ``d <= 0`` or a quiet NaN (a shifted softmax's ``x - max``): the same
-    bits, 11-13% faster in a loop of them (Zen 4; :func:`_exp_core_shifted`). Not for other
-    inputs."""
+    """:func:`exp32` of ``d <= 0`` or a NaN (a shifted softmax's ``x - max``): the same bits,
+    faster (:func:`_exp_core_shifted`). Not for other inputs."""
     always_inline()
     return _exp_core_shifted(np.float32(d), _C32, _P32, _I32)
 
 
 @cached_njit
 def exp_shifted64(d):
-    """:func:`exp64` of ``d <= 0`` or a quiet NaN: the same bits (:func:`_exp_core_shifted`)."""
+    """:func:`exp64` of ``d <= 0`` or a NaN: the same bits (:func:`_exp_core_shifted`)."""
     always_inline()
     return _exp_core_shifted(np.float64(d), _C64, _P64, _I64)
 

@@ -200,14 +200,24 @@ def keep_alive(typingctx, x):
     return types.none(x), codegen
 
 
+def exp_of_difference(d, m, c):
+    """exp of a term's difference ``d = fl(x - m)`` (:func:`.arith.expc_shifted`: ``m`` is the
+    maximum of ``x``'s row, NaN if the row holds a NaN, so ``d`` is ``<= 0`` or a NaN), or of
+    ``d = x`` when ``m`` is None (:func:`.arith.expc`)."""
+
+
+@overload(exp_of_difference)
+def _ov_exp_of_difference(d, m, c):
+    if isinstance(m, types.NoneType):
+        return lambda d, m, c: expc(d, c)
+    return lambda d, m, c: expc_shifted(d, c)
+
+
 @kernel_jit
 def term(v, m, c):
     """``exp(x - m)`` for one storage element ``v``, each operation in the compute mode
-    (``m`` None: ``exp(x)``). ``m`` is the maximum of ``v``'s row (NaN if the row holds a NaN),
-    so the difference is ``<= 0`` or a NaN (:func:`.arith.expc_shifted`)."""
-    if m is None:
-        return expc(load(v, c), c)
-    return expc_shifted(rnd(load(v, c) - m, c), c)
+    (``m`` None: ``exp(x)``), ``m`` the maximum of ``v``'s row."""
+    return exp_of_difference(load(v, c) if m is None else rnd(load(v, c) - m, c), m, c)
 
 
 def keeps_terms(x, out, c):
@@ -302,12 +312,8 @@ def _exp_block_fused(xb, m, eb, c):
 def _exp_block_split(xb, m, eb, c):
     for i in range(xb.size):  # the operations of term, in two loops
         eb[i] = load(xb[i], c) if m is None else rnd(load(xb[i], c) - m, c)
-    if m is None:
-        for i in range(xb.size):
-            eb[i] = expc(eb[i], c)
-    else:
-        for i in range(xb.size):
-            eb[i] = expc_shifted(eb[i], c)
+    for i in range(xb.size):
+        eb[i] = exp_of_difference(eb[i], m, c)
 
 
 @overload(exp_block)

@@ -56,8 +56,8 @@ from ..bfloat16 import round64_to_bf16
 from ..exp import (PARTS_LIMIT32, PARTS_LIMIT64, exp_parts32, exp_parts64, scale_down32,
                    scale_down64)
 from ..float16 import round64_to_half
-from ..passes import (apart, block_on_stack, borrowed, compute_array, keep_alive,
-                      n_groups)
+from ..passes import (apart, block_on_stack, borrowed, compute_array, keep_alive, n_groups,
+                      term)
 from .rows import softmax_rows
 
 __all__ = ["streaming_rows", "streaming_split_rows", "streamed_range", "PARTS_LIMIT16", "PARTS_LIMITS"]
@@ -79,6 +79,12 @@ def block_shift(m, c, exponent):
 def block_term(v, h, c, exponent):
     """The term of storage element ``v`` under shift ``h``: ``exp(fl(x - h))`` or
     ``y 2**(k - h)``, in the compute mode."""
+
+
+def own_block_term(v, h, c, exponent):
+    """:func:`block_term` under the shift of ``v``'s own block (pass 1): online, that shift is
+    the block's maximum, so the difference is ``<= 0`` or a NaN and :func:`..passes.term` (the
+    shifted exp) gives the same bits with fewer operations."""
 
 
 def move(s, d, c, exponent):
@@ -143,6 +149,13 @@ def _ov_block_term(v, h, c, exponent):
     return impl
 
 
+@overload(own_block_term)
+def _ov_own_block_term(v, h, c, exponent):
+    if isinstance(exponent, types.NoneType):
+        return lambda v, h, c, exponent: term(v, h, c)
+    return lambda v, h, c, exponent: block_term(v, h, c, exponent)
+
+
 @overload(move)
 def _ov_move(s, d, c, exponent):
     if isinstance(exponent, types.NoneType):
@@ -184,7 +197,7 @@ def block_pair(xb, eb, c, exponent):
         return m, zero(c), True
     h = block_shift(m, c, exponent)
     for i in range(xb.size):
-        eb[i] = block_term(xb[i], h, c, exponent)
+        eb[i] = own_block_term(xb[i], h, c, exponent)
     return h, block_sum(eb[: xb.size], zero(c), c), True
 
 
