@@ -31,7 +31,11 @@ allocating shifted kernel came right after the peers, whose float16 temporaries 
 freed, in every round it did not start, and read 251 us, where the naive kernel's allocating
 call, the same allocations later in the round, read 63 us. A random order alone, the first call
 still timed, read bfloat16 4096 x 1024 0.90 -> 1.04 of torch: torch's libgomp threads spin for a
-while after its calls, though this VM's noise was not ruled out) until the case has had
+while after its calls, though this VM's noise was not ruled out. Measured since: torch's and
+numba's pools (both libgomp) keep a core busy ~10 ms after a call, and our float32 65536 x 64
+softmax timed right after torch calls read 1,952 us (IQR 1,565-2,711) against 1,497 (1,474-1,537)
+back to back; a 20 ms pause before each implementation's calls, tried, made it worse on this VM,
+timings up to 8 ms for a 0.7 ms call: idle vCPUs wake slowly) until the case has had
 ``--min-repeat`` rounds and spent ``--budget`` seconds, or ``--max-repeat`` rounds. A timing is
 of back-to-back calls, as many as make it last :data:`TIMING_MIN_S` (one call for most cases;
 ~40 for a 1,000-element row), divided by their number, as ``timeit`` does: one call of 1 us
