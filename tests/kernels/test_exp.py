@@ -79,22 +79,30 @@ OVER32, UNDER32 = last_inputs(FLOAT32)
 # ---------------------------------------------------------------------------------------------
 # numba helpers for the float32 sweep
 # ---------------------------------------------------------------------------------------------
-@njit
-def _exp32_loop(x, out):
-    for i in range(x.size):
-        out[i] = exp32(x[i])
+def _loop_of(f, fastmath=False):
+    """An njit loop ``out[i] = f(x[i])``: LLVM inlines ``f`` into it and vectorises it, as in a
+    kernel (``fastmath``: the caller's flags, not ``f``'s)."""
+    @njit(fastmath=fastmath)
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = f(x[i])
+    return loop
 
 
-@njit
-def _exp64_loop(x, out):
-    for i in range(x.size):
-        out[i] = exp64(x[i])
+def _in_place_loop_of(f):
+    """An njit loop ``e[i] = f(e[i])``, as the kernels' split and bundle loops."""
+    @njit
+    def loop(e):
+        for i in range(e.size):
+            e[i] = f(e[i])
+    return loop
 
 
-@njit
-def _exp16_loop(x, out):
-    for i in range(x.size):
-        out[i] = exp16(x[i])
+_exp32_loop, _exp64_loop, _exp16_loop, _expbf16_loop = map(_loop_of, (exp32, exp64, exp16, expbf16))
+_exp_shifted32_loop, _exp_shifted64_loop = map(_loop_of, (exp_shifted32, exp_shifted64))
+_exp32_loop_fast, _exp64_loop_fast, _exp_shifted32_loop_fast, _exp_shifted64_loop_fast = (
+    _loop_of(f, fastmath=True) for f in (exp32, exp64, exp_shifted32, exp_shifted64))
+_exp_shifted32_inplace, _exp_shifted64_inplace = map(_in_place_loop_of, (exp_shifted32, exp_shifted64))
 
 
 @njit
@@ -449,30 +457,6 @@ def test_loop_vectorises(loop, dtype):
         assert re.search(r"vscalefp[sd]\s+[^\n]*%[yz]mm", asm)
 
 
-@njit(fastmath=True)
-def _exp32_loop_fast(x, out):
-    for i in range(x.size):
-        out[i] = exp32(x[i])
-
-
-@njit(fastmath=True)
-def _exp64_loop_fast(x, out):
-    for i in range(x.size):
-        out[i] = exp64(x[i])
-
-
-@njit(fastmath=True)
-def _exp_shifted32_loop_fast(x, out):
-    for i in range(x.size):
-        out[i] = exp_shifted32(x[i])
-
-
-@njit(fastmath=True)
-def _exp_shifted64_loop_fast(x, out):
-    for i in range(x.size):
-        out[i] = exp_shifted64(x[i])
-
-
 @pytest.mark.parametrize("dtype,strict,fast,shifted", [
     (np.float32, _exp32_loop, _exp32_loop_fast, False),
     (np.float64, _exp64_loop, _exp64_loop_fast, False),
@@ -496,12 +480,6 @@ def test_callers_fastmath_does_not_change_results(dtype, strict, fast, shifted):
     assert np.isnan(b[x != x]).all()
     assert (b[x == -np.inf] == 0.0).all() and (b[x == 0] == 1.0).all()
     assert shifted or (b[x == np.inf] == np.inf).all()
-
-
-@njit
-def _expbf16_loop(x, out):
-    for i in range(x.size):
-        out[i] = expbf16(x[i])
 
 
 def test_expbf16_exhaustive_correctly_rounded():
@@ -654,18 +632,6 @@ def test_exp_shifted32_equals_exp32_on_every_input_of_its_domain():
     assert _shifted32_mismatches(0x7F800001, 0x80000000) == 0
 
 
-@njit
-def _exp_shifted64_loop(x, out):
-    for i in range(x.size):
-        out[i] = exp_shifted64(x[i])
-
-
-@njit
-def _exp_shifted32_loop(x, out):
-    for i in range(x.size):
-        out[i] = exp_shifted32(x[i])
-
-
 def test_exp_shifted64_equals_exp64_on_its_domain():
     """10**6 float64 d <= 0 (uniform to the underflow edge and beyond, log-uniform magnitudes,
     the subnormal-result range, both edges of every clamp) and NaNs: exp64's bits."""
@@ -702,18 +668,6 @@ def test_exp_shifted_loop_vectorises_with_fewer_operations(loop, full, dtype):
 
     assert vector_ops(loop) < vector_ops(full)
 
-
-
-@njit
-def _exp_shifted32_inplace(e):
-    for i in range(e.size):
-        e[i] = exp_shifted32(e[i])
-
-
-@njit
-def _exp_shifted64_inplace(e):
-    for i in range(e.size):
-        e[i] = exp_shifted64(e[i])
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="x86 asm check")
