@@ -256,14 +256,15 @@ def test_numpy_integer_axis():
 @pytest.mark.parametrize("spec", KERNELS, ids=lambda k: k.id)
 def test_result_does_not_depend_on_scheduling(spec):
     """Bundles of short rows (rows of fewer than 16 terms as vector lanes: n = 1, 10, 15; the
-    first n done by the row loops: 16), rows one by one (each row's maximum found while the row
-    before is divided), a parallel batch and a long row split across threads all run the same
+    first n done by the row loops: 16; rows of whole vectors, their terms row by row where the
+    load converts nothing: 64; not whole vectors: 300), rows one by one (each row's maximum found
+    while the row before is divided), a parallel batch and a long row split across threads all run the same
     operations in the same order: bit-identical results, special values included (rows with
     -inf, +inf, NaN, and rows of only -inf, spread over the bundles and the rows one by one)."""
     rng = np.random.default_rng(5)
     view = numba_view(spec.dtype)
     c = COMPUTE_MARKERS[spec.compute]
-    for n in (1, 10, 15, 16, 300, 700, BLOCK + 37, SPLIT_MIN + 5):
+    for n in (1, 10, 15, 16, 64, 300, 700, BLOCK + 37, SPLIT_MIN + 5):
         rows = max(2, PARALLEL_MIN // n + 1)  # big enough for the parallel path
         x = rng.normal(0, 4, (rows, n))
         x.flat[::53], x.flat[7::2011], x.flat[3::3001] = -np.inf, np.inf, np.nan
