@@ -42,7 +42,11 @@ of back-to-back calls, as many as make it last :data:`TIMING_MIN_S` (one call fo
 timed alone is mostly the timer and the caches the other implementations of the round left cold
 (it read 5-7 us here), not the call. Reported per implementation: median, quartiles, min and
 max of the wall times, ns per element (median / elements), and ratios of medians
-``implementation / peer`` for every kernel. Results go to a printed table, to JSON, Markdown and a PNG plot
+``implementation / peer`` for every kernel, with the quartiles of the round-by-round ratios
+(:func:`paired_quartiles`; on the 2-core Zen 4 VM of the README, float32 16384 x 128 read 0.86,
+1.08, 1.14 and 1.23 of torch in four runs minutes apart, and one run's round-by-round quartiles
+1.11-1.33: a ratio is known to about that much, there).
+Results go to a printed table, to JSON, Markdown and a PNG plot
 (``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
 ISA flags), the load average and the share of CPU time other processes and the hypervisor took
 during the run (from ``/proc/stat``, less this process's own); above 5% the run is marked loaded.
@@ -174,6 +178,14 @@ def _stats(times: list[float], size: int) -> dict:
     }
 
 
+def paired_quartiles(times: list[float], peer_times: list[float]) -> list[float]:
+    """The quartiles of the round-by-round ratios ``times[i] / peer_times[i]`` (both timed in
+    round ``i``, moments apart): how far a ratio moves within the run. A change of the machine's
+    speed that lasts longer than a round moves both timings of a round, not their ratio; the
+    timings' own quartiles spread with it."""
+    return [float(q) for q in np.percentile(np.asarray(times) / np.asarray(peer_times), [25, 75])]
+
+
 #: The shortest timing (seconds): faster calls are repeated within one timing (module docstring).
 TIMING_MIN_S = 50e-6
 
@@ -258,6 +270,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         for k in kernel_names
         if k in results
     }
+    ratio_quartiles = {k: {p: paired_quartiles(times[k], times[p]) for p in peers} for k in ratios}
     return {
         "case": case.name,
         "function": function,
@@ -266,6 +279,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         "elements": case.size,
         "results": results,
         "ratios": ratios,
+        "ratio_quartiles": ratio_quartiles,
         "unsupported": unsupported,
     }
 
@@ -366,9 +380,16 @@ def _targets_line(targets: dict | None) -> list[str]:
             " (below the CPU's ISA when capped by NUMBA_CPU_NAME / NUMBA_CPU_FEATURES / ATEN_CPU_CAPABILITY)."]
 
 
+def _ratio_cell(ratio, quartiles) -> str:
+    if ratio is None:
+        return ""
+    return f"{ratio:.2f}" + (f" ({quartiles[0]:.2f}-{quartiles[1]:.2f})" if quartiles else "")
+
+
 def markdown(data: dict) -> str:
     """The run as Markdown: the machine, then one table row per implementation and case (median
-    and quartiles of the wall time, ns per element, ratios of medians to each peer)."""
+    and quartiles of the wall time, ns per element, ratios of medians to each peer with the
+    quartiles of the round-by-round ratios)."""
     info = data["meta"]
     machine, versions = info.get("machine", {}), info.get("versions", {})
     function = info.get("function", "softmax")
@@ -379,7 +400,9 @@ def markdown(data: dict) -> str:
              f"{versions.get('torch') or 'absent'} (2 threads); {str(info.get('date', ''))[:10]}, "
              f"commit {str(info.get('git_commit', ''))[:10]}.",
              *_targets_line(info.get("targets")),
-             "Ratios are of medians, implementation / peer, in this one run (< 1: faster). Inputs: "
+             "Ratios are of medians, implementation / peer, in this one run (< 1: faster); in brackets "
+             "the quartiles of the round-by-round ratios (each round times every implementation once): "
+             "how far the ratio moved within the run. Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array. A timing "
              f"is the mean call time of back-to-back calls lasting about {TIMING_MIN_S * 1e6:.0f} us or more "
              "(the count fixed from the settled single-call time); median and IQR are over the timings.", ""]
@@ -395,7 +418,8 @@ def markdown(data: dict) -> str:
     for rec in data["cases"]:
         for name, r in rec["results"].items():
             ratios = rec["ratios"].get(name, {})
-            cells = " | ".join(f"{ratios[p]:.2f}" if p in ratios else "" for p in PEERS)
+            spread = rec.get("ratio_quartiles", {}).get(name, {})  # (absent in older runs' JSON)
+            cells = " | ".join(_ratio_cell(ratios.get(p), spread.get(p)) for p in PEERS)
             lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e6:.4g} | "
                          f"{r['q1_s'] * 1e6:.4g}-{r['q3_s'] * 1e6:.4g} | {r['ns_per_element']:.3f} | {cells} |")
         for name, why in rec["unsupported"].items():
@@ -405,8 +429,9 @@ def markdown(data: dict) -> str:
 
 def plot(data: dict, path: Path) -> bool:
     """A bar chart of each kernel's time over torch's (``out=`` calls over torch's ``out=``
-    calls; over the copy's where torch is absent), per case, log scale, written atomically to
-    ``path``; False when matplotlib is not installed."""
+    calls; over the copy's where torch is absent), per case, log scale, the round-by-round
+    quartiles as error bars, written atomically to ``path``; False when matplotlib is not
+    installed."""
     try:
         import matplotlib
 
@@ -429,7 +454,12 @@ def plot(data: dict, path: Path) -> bool:
         have = [(j, r) for j, r in enumerate(cases) if peer_of(name) in r["ratios"].get(name, {})]
         xs = [j + i * width for j, _ in have]
         ys = [r["ratios"][name][peer_of(name)] for _, r in have]
-        ax.bar(xs, ys, width, label=name.split("/", 1)[1])
+        spans = [r.get("ratio_quartiles", {}).get(name, {}).get(peer_of(name)) for _, r in have]
+        errors = None
+        if all(spans):  # the round-by-round quartiles as error bars
+            errors = [[y - q[0] for y, q in zip(ys, spans)], [q[1] - y for y, q in zip(ys, spans)]]
+        ax.bar(xs, ys, width, yerr=errors, error_kw={"elinewidth": 0.6, "capsize": 1.5},
+               label=name.split("/", 1)[1])
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])

@@ -26,7 +26,19 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     bf = next(c for c in data["cases"] if c["case"] == "bfloat16 1000")
     assert {"softmax/shifted/bfloat16@float32", "softmax/shifted/bfloat16@bfloat16", "numpy", "copy"} <= set(bf["results"])
     assert set(bf["ratios"]["softmax/shifted/bfloat16@float32"]) >= {"numpy", "copy"}
+    q1, q3 = bf["ratio_quartiles"]["softmax/shifted/bfloat16@float32"]["copy"]
+    assert q1 <= q3
+    assert f"({q1:.2f}-{q3:.2f})" in text
     assert "processor" in data["meta"]["machine"]
+
+
+def test_paired_quartiles_follow_the_rounds_not_the_machine():
+    """A machine that slows down during the run moves both timings of a round together: the
+    round-by-round ratio stays put while each implementation's timings spread."""
+    speed = np.array([1.0, 1.5, 2.0, 3.0, 1.2])
+    ours, peer = 0.9 * speed, speed
+    assert bench.paired_quartiles(list(ours), list(peer)) == pytest.approx([0.9, 0.9])
+    assert bench.paired_quartiles([1.0, 2.0, 3.0, 4.0], [2.0, 2.0, 2.0, 2.0]) == [0.875, 1.625]
 
 
 def test_rounds_vary_the_order_and_time_after_an_untimed_call():
