@@ -430,8 +430,8 @@ def markdown(data: dict) -> str:
 def plot(data: dict, path: Path) -> bool:
     """A bar chart of each kernel's time over torch's (``out=`` calls over torch's ``out=``
     calls; over the copy's where torch is absent), per case, log scale, the round-by-round
-    quartiles as error bars, written atomically to ``path``; False when matplotlib is not
-    installed."""
+    quartiles as a line over each bar, written atomically to ``path``; False when matplotlib is
+    not installed."""
     try:
         import matplotlib
 
@@ -454,12 +454,12 @@ def plot(data: dict, path: Path) -> bool:
         have = [(j, r) for j, r in enumerate(cases) if peer_of(name) in r["ratios"].get(name, {})]
         xs = [j + i * width for j, _ in have]
         ys = [r["ratios"][name][peer_of(name)] for _, r in have]
-        spans = [r.get("ratio_quartiles", {}).get(name, {}).get(peer_of(name)) for _, r in have]
-        errors = None
-        if all(spans):  # the round-by-round quartiles as error bars
-            errors = [[y - q[0] for y, q in zip(ys, spans)], [q[1] - y for y, q in zip(ys, spans)]]
-        ax.bar(xs, ys, width, yerr=errors, error_kw={"elinewidth": 0.6, "capsize": 1.5},
-               label=name.split("/", 1)[1])
+        ax.bar(xs, ys, width, label=name.split("/", 1)[1])
+        spans = [(x, r.get("ratio_quartiles", {}).get(name, {}).get(peer_of(name))) for x, (_, r) in zip(xs, have)]
+        spans = [(x, q) for x, q in spans if q]  # (older runs' JSON has none)
+        if spans:  # the round-by-round quartiles, which need not hold the ratio of medians
+            ax.vlines([x for x, _ in spans], [q[0] for _, q in spans], [q[1] for _, q in spans],
+                      color="black", linewidth=0.8)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cases))])
