@@ -117,7 +117,9 @@ PARALLEL_MIN = 1 << 15
 #: Rows of at least this many bytes (storage) recompute their terms in pass 3 instead of keeping
 #: them (about the size of the L2 caches of a few cores: beyond it every pass is a memory pass).
 RECOMPUTE_BYTES = 4 << 20
-#: Row groups per thread in a batch (more than one evens out uneven progress of the threads).
+#: Row groups per thread in a batch. numba's ``prange`` hands each thread an equal run of them
+#: (static scheduling), so more than one does not even out uneven threads; dynamic chunks
+#: (``numba.set_parallel_chunksize(1)``) measured no faster: 1.00-1.04x the time, Zen 4.
 GROUPS_PER_THREAD = 4
 
 
