@@ -319,12 +319,18 @@ def _exp_block_split(xb, m, eb, c):
         eb[i] = exp_of_difference(eb[i], m, c)
 
 
+def _load_converts(x, e):
+    """Whether loading an element of the storage array ``x`` into the compute array ``e``
+    converts it (16-bit or 8-bit storage, float32 computing in float64): numba array types, at
+    compile time. Such a load vectorises better in a loop of its own: the two loops of
+    :func:`exp_block` cost 14% less than one for float16@float32, 9% less for float32@float64, 5%
+    less for bfloat16@float32, but 7% more for float32@float32."""
+    return x.dtype != e.dtype
+
+
 @overload(exp_block)
 def _ov_exp_block(xb, m, eb, c):
-    # A load that converts (16-bit or 8-bit storage, float32 computing in float64) vectorises
-    # better in a loop of its own: the two loops cost 14% less than one for float16@float32,
-    # 9% less for float32@float64, 5% less for bfloat16@float32, but 7% more for float32@float32.
-    if xb.dtype == eb.dtype:
+    if not _load_converts(xb, eb):
         return lambda xb, m, eb, c: _exp_block_fused(xb, m, eb, c)
     return lambda xb, m, eb, c: _exp_block_split(xb, m, eb, c)
 
@@ -598,19 +604,19 @@ WIDE_VECTORS = target_has("avx512f")
 def terms_by_row(xf, e, n):
     """Whether a bundle's terms ``e = exp(x - m)`` are computed row by row in one loop, rather than
     as the differences row by row, then their exps in one loop over the whole bundle (same
-    operations, same bits): on AVX-512 targets, when the load converts nothing (else a loop of
-    its own vectorises better: :func:`exp_block`) and the rows are whole vectors, at least
-    :data:`FUSED_ROW_MIN` terms (a row's loop would end in scalar exps otherwise). Out of cache,
-    the exps then overlap the stores' cache misses, which the loop of differences alone waits
-    for: float32 batches of rows of 48-512 terms, one thread, 5-16% less time (8192 x 256:
-    0.84); in cache about the same (1,000 x 128: 1.03). Rows of 72 or 130 terms ran 5% slower
+    operations, same bits): on AVX-512 targets, when the load converts nothing
+    (:func:`_load_converts`) and the rows are whole vectors, at least :data:`FUSED_ROW_MIN` terms
+    (a row's loop would end in scalar exps otherwise). Out of cache, the exps then overlap the
+    stores' cache misses, which the loop of differences alone waits for: float32 batches of rows
+    of 48-496 terms (bundles stop below 512), one thread, 4-18% less time (8192 x 256: 0.82-0.84);
+    in cache about the same (1,000 x 128: 1.03). Rows of 72 or 130 terms ran 5% slower
     so, shorter ones no faster; and AVX2 code, whose exps cost twice the time per term, 0.98-1.14
     (8192 x 256: 1.14)."""
 
 
 @overload(terms_by_row)
 def _ov_terms_by_row(xf, e, n):
-    if xf.dtype != e.dtype or not WIDE_VECTORS:
+    if _load_converts(xf, e) or not WIDE_VECTORS:
         return lambda xf, e, n: False
     return lambda xf, e, n: n >= FUSED_ROW_MIN and n % LANES == 0
 

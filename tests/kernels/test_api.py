@@ -258,9 +258,10 @@ def test_result_does_not_depend_on_scheduling(spec):
     """Bundles of short rows (rows of fewer than 16 terms as vector lanes: n = 1, 10, 15; the
     first n done by the row loops: 16; rows of whole vectors, their terms row by row where the
     load converts nothing: 64; not whole vectors: 300), rows one by one (each row's maximum found
-    while the row before is divided), a parallel batch and a long row split across threads all run the same
-    operations in the same order: bit-identical results, special values included (rows with
-    -inf, +inf, NaN, and rows of only -inf, spread over the bundles and the rows one by one)."""
+    while the row before is divided), a parallel batch and a long row split across threads all
+    run the same operations in the same order: bit-identical results, special values included
+    (rows with -inf, +inf, NaN, and rows of only -inf, spread over the bundles and the rows one
+    by one)."""
     rng = np.random.default_rng(5)
     view = numba_view(spec.dtype)
     c = COMPUTE_MARKERS[spec.compute]
