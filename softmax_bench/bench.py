@@ -51,6 +51,12 @@ Results go to a printed table, to JSON, Markdown and a PNG plot
 (``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
 ISA flags), the load average and the share of CPU time other processes and the hypervisor took
 during the run (from ``/proc/stat``, less this process's own); above 5% the run is marked loaded.
+Before each round a fixed loop is timed on every CPU (:func:`cpu_probe`): a round where it ran
+more than 1.2x slower than its fastest in the run is *slowed*, and above 10% of slowed rounds the
+run is marked too. On the README's Zen 4 VM the vCPUs slow down by 1.3-1.7x for seconds at a
+time, one or both, with no steal time in ``/proc/stat``; float32 65536 x 64 on two threads then
+read 2.4-2.9 ms for ours and 2.2-2.5 for torch, against 1.4-1.5 and 1.8-1.9 with both vCPUs
+fast (one process, 90 s, interleaved).
 
 Run: ``softmax-bench bench [--quick] [--function F] [--shapes RxN ...] [--cases SUBSTRING ...]
 [--out PATH]`` (``--shapes``: your own shapes, in every format, instead of the grid's).
@@ -209,18 +215,71 @@ def _settle(f, calls: int = 50, seconds: float = 1.0) -> float:
     return float(np.median(times[-3:])) if times else seconds
 
 
+#: At most this many CPUs are probed before each round (:func:`cpu_probe`).
+PROBE_CPUS = 16
+#: A round is *slowed* when the probe ran this many times slower than the fastest probe of the run.
+#: (Zen 4 VM: a vCPU's fast and slow states read 22-25 and 31-41 us for the probe loop, ours
+#: float32 512 x 128 on one thread 38-39 and 48-58 us.)
+SLOWED = 1.2
+#: Above this share of slowed rounds, a run is marked as not that of a quiet machine.
+SLOWED_SHARE = 0.1
+#: Fewest rounds with no CPU slowed that get ratios of their own (``ratios_quiet``).
+QUIET_MIN = 5
+
+
+def cpu_probe() -> float:
+    """Seconds of a fixed Python loop (best of three) on the slowest of the CPUs this process may
+    run on (the first :data:`PROBE_CPUS`), the calling thread pinned to each in turn (Linux;
+    elsewhere, or where pinning is refused, on whichever CPU it runs). A hypervisor that gives a
+    vCPU's host core to another guest slows it by 1.3-1.7x for seconds at a time, and
+    ``/proc/stat`` does not show it (no steal time reported on the README's Zen 4 VM): a loop
+    timed on every CPU does."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = None
+    slowest = 0.0
+    for cpu in sorted(allowed)[:PROBE_CPUS] if allowed else [None]:
+        try:
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+        except OSError:
+            pass
+        best = math.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            sum(range(2000))
+            best = min(best, time.perf_counter() - t0)
+        slowest = max(slowest, best)
+    if allowed:
+        try:
+            os.sched_setaffinity(0, allowed)
+        except OSError:
+            pass
+    return slowest
+
+
+def slowed_share(probes: list[float], fastest: float) -> float:
+    """The share of rounds whose probe (:func:`cpu_probe`) ran more than :data:`SLOWED` times the
+    run's ``fastest`` probe."""
+    return float(np.mean(np.asarray(probes) > SLOWED * fastest)) if probes else 0.0
+
+
 def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], *, budget: float,
-                min_repeat: int, max_repeat: int) -> dict[str, list[float]]:
+                min_repeat: int, max_repeat: int, probes: list[float] | None = None) -> dict[str, list[float]]:
     """The timings (seconds per call) of each implementation, in rounds of one timing of each, in
     a new random order each round (seeded), each timing of ``number[name]`` back-to-back calls
     after one untimed call (module docstring), until ``min_repeat`` rounds and ``budget`` seconds,
-    or ``max_repeat`` rounds."""
+    or ``max_repeat`` rounds. With ``probes``, a :func:`cpu_probe` before each round is appended
+    to it."""
     times: dict[str, list[float]] = {name: [] for name in impls}
     order = list(impls.items())
     shuffle = np.random.default_rng(0).permutation  # (seeded: a run is repeatable)
     start = time.perf_counter()
     rounds = 0
     while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
+        if probes is not None:
+            probes.append(cpu_probe())
         for i in shuffle(len(order)):
             name, f = order[i]
             calls = range(number[name])
@@ -262,16 +321,12 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         except Exception as err:  # a peer that does not take this dtype
             unsupported[name] = f"{type(err).__name__}: {err}"
             del impls[name]
-    times = time_rounds(impls, number, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat)
+    probes: list[float] = []
+    times = time_rounds(impls, number, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat,
+                        probes=probes)
     results = {name: {**_stats(ts, case.size), "calls_per_timing": number[name]}
                for name, ts in times.items()}
-    peers = [p for p in PEERS if p in results]
-    ratios = {
-        k: {p: results[k]["median_s"] / results[p]["median_s"] for p in peers}
-        for k in kernel_names
-        if k in results
-    }
-    ratio_quartiles = {k: {p: paired_quartiles(times[k], times[p]) for p in peers} for k in ratios}
+    ratios, ratio_quartiles = _ratios(times, [k for k in kernel_names if k in results])
     return {
         "case": case.name,
         "function": function,
@@ -282,7 +337,20 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
         "ratios": ratios,
         "ratio_quartiles": ratio_quartiles,
         "unsupported": unsupported,
+        "probe_s": probes,  # one cpu_probe per round; the slowed rounds are counted by run()
+        "_times": times,  # (per round; used by run(), not written)
     }
+
+
+def _ratios(times: dict[str, list[float]], kernels: list[str], rounds=None) -> tuple[dict, dict]:
+    """Ratios of medians of every kernel to every peer, and the quartiles of their round-by-round
+    ratios (:func:`paired_quartiles`), over all rounds or the ``rounds`` given (indices)."""
+    if rounds is not None:
+        times = {name: [ts[i] for i in rounds] for name, ts in times.items()}
+    median = {name: float(np.median(ts)) for name, ts in times.items()}
+    peers = [p for p in PEERS if p in times]
+    ratios = {k: {p: median[k] / median[p] for p in peers} for k in kernels}
+    return ratios, {k: {p: paired_quartiles(times[k], times[p]) for p in peers} for k in kernels}
 
 
 def code_targets(use_torch: bool = True) -> dict:
@@ -370,6 +438,20 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     except OSError:
         pass
     info["interference"] = interference(cpu_start, _cpu_seconds(), time.perf_counter() - wall_start)
+    probes = [p for rec in records for p in rec["probe_s"]]
+    if probes:  # slowed against the fastest probe of the whole run, so known only now
+        fastest = min(probes)
+        info["probe_fastest_s"] = fastest
+        info["slowed_rounds"] = slowed_share(probes, fastest)
+    for rec in records:
+        times = rec.pop("_times")
+        if not probes:
+            continue
+        rec["slowed_rounds"] = slowed_share(rec["probe_s"], fastest)
+        quiet = [i for i, p in enumerate(rec["probe_s"]) if p <= SLOWED * fastest]
+        rec["quiet_rounds"] = len(quiet)
+        if len(quiet) >= QUIET_MIN:
+            rec["ratios_quiet"], rec["ratio_quartiles_quiet"] = _ratios(times, list(rec["ratios"]), quiet)
     return {"meta": info, "cases": records}
 
 
@@ -411,6 +493,13 @@ def markdown(data: dict) -> str:
     if share is not None:
         lines += [f"While it ran, other processes took {share['others']:.1%} and the hypervisor "
                   f"{share['steal']:.1%} of the machine's CPU time.", ""]
+    if "slowed_rounds" in info:
+        slowed = [f"{rec['case']} {rec['slowed_rounds']:.0%}" for rec in data["cases"]
+                  if rec.get("slowed_rounds", 0) > SLOWED_SHARE]
+        lines += [f"Before each round a fixed loop was timed on every CPU: in {info['slowed_rounds']:.0%} of "
+                  f"the rounds it ran more than {SLOWED}x slower on some CPU than its fastest in the run "
+                  f"({info['probe_fastest_s'] * 1e6:.1f} us)" + (f"; cases above {SLOWED_SHARE:.0%}: "
+                  + ", ".join(slowed) if slowed else "") + ".", ""]
     loaded = loaded_warning(info)
     if loaded:
         lines += [f"**{loaded}**", ""]
@@ -425,6 +514,17 @@ def markdown(data: dict) -> str:
                          f"{r['q1_s'] * 1e6:.4g}-{r['q3_s'] * 1e6:.4g} | {r['ns_per_element']:.3f} | {cells} |")
         for name, why in rec["unsupported"].items():
             lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(PEERS))
+    quiet = [rec for rec in data["cases"] if rec.get("ratios_quiet") and rec.get("slowed_rounds")]
+    if quiet:
+        lines += ["", f"Ratios over the rounds with no CPU slowed (probe within {SLOWED}x of the run's fastest; "
+                  "chosen before the round was timed, not by its timings):", "",
+                  "| case | implementation | rounds | " + " | ".join(f"/ {p}" for p in PEERS) + " |",
+                  "|---|---|---|" + "---|" * len(PEERS)]
+        for rec in quiet:
+            for name, ratios in rec["ratios_quiet"].items():
+                spread = rec["ratio_quartiles_quiet"][name]
+                cells = " | ".join(_ratio_cell(ratios.get(p), spread.get(p)) for p in PEERS)
+                lines.append(f"| {rec['case']} | {name} | {rec['quiet_rounds']} of {len(rec['probe_s'])} | {cells} |")
     return "\n".join(lines) + "\n"
 
 
@@ -483,10 +583,15 @@ LOADED_SHARE = 0.05
 
 
 def loaded_warning(info: dict) -> str | None:
-    """A warning when other processes or the hypervisor took more than :data:`LOADED_SHARE` of
-    the machine's CPU time during the run (:func:`interference`; PERF_NOTES: 2-thread kernels
-    collapse under load), or, where that was not measured, when the 1-minute load average at the
-    start or the end was above half the cores."""
+    """A warning when more than :data:`SLOWED_SHARE` of the rounds were slowed (:func:`cpu_probe`),
+    or other processes or the hypervisor took more than :data:`LOADED_SHARE` of the machine's CPU
+    time during the run (:func:`interference`; PERF_NOTES: 2-thread kernels collapse under load),
+    or, where that was not measured, when the 1-minute load average at the start or the end was
+    above half the cores."""
+    if info.get("slowed_rounds", 0) > SLOWED_SHARE:
+        return (f"warning: in {info['slowed_rounds']:.0%} of the rounds some CPU ran more than {SLOWED}x "
+                "slower than its fastest in the run (another guest on the host, or a lower clock): "
+                "timings and ratios are not those of a quiet machine")
     share = info.get("interference")
     if share is not None:
         if share["others"] + share["steal"] <= LOADED_SHARE:

@@ -30,6 +30,10 @@ def test_bench_command_writes_ratios(tmp_path, capsys):
     assert q1 <= q3
     assert f"({q1:.2f}-{q3:.2f})" in text
     assert "processor" in data["meta"]["machine"]
+    # every round probed the CPUs; the shares of slowed rounds are in the JSON and the Markdown
+    assert len(bf["probe_s"]) == 3 and 0 <= bf["slowed_rounds"] <= 1
+    assert 0 <= data["meta"]["slowed_rounds"] <= 1
+    assert f"in {data['meta']['slowed_rounds']:.0%} of the rounds" in text
 
 
 def test_plot_takes_quartiles_that_do_not_hold_the_ratio(tmp_path):
@@ -184,3 +188,49 @@ def test_bench_times_given_shapes(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--shapes", "64x0"])
     assert "'64x0' is not a shape" in capsys.readouterr().err
+
+
+def test_cpu_probe_times_every_cpu_and_restores_the_affinity():
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    seconds = bench.cpu_probe()
+    assert 0 < seconds < 0.1  # 2,000 additions in Python: tens of microseconds
+    if allowed is not None:
+        assert os.sched_getaffinity(0) == allowed
+
+
+def test_rounds_are_probed_and_slowed_rounds_counted():
+    probes = []
+    times = bench.time_rounds({"a": lambda: None}, {"a": 1}, budget=0.0, min_repeat=5, max_repeat=5,
+                              probes=probes)
+    assert len(probes) == len(times["a"]) == 5 and all(p > 0 for p in probes)
+    # slowed: above SLOWED times the fastest probe of the run
+    assert bench.slowed_share([1.0, 1.1, 1.2, 1.3, 2.0], 1.0) == pytest.approx(2 / 5)
+    assert bench.slowed_share([], 1.0) == 0.0
+
+
+def test_slowed_rounds_are_warned_about():
+    quiet = {"interference": {"others": 0.0, "steal": 0.0}}
+    assert bench.loaded_warning({**quiet, "slowed_rounds": bench.SLOWED_SHARE}) is None
+    text = bench.loaded_warning({**quiet, "slowed_rounds": 0.4})
+    assert text and "40%" in text and "slower" in text
+
+
+def test_ratios_over_the_quiet_rounds(tmp_path, monkeypatch):
+    """Rounds whose probe ran slow are left out of the quiet ratios, chosen by the probe alone."""
+    times = {"k": [1.0, 5.0, 1.0, 5.0], "torch": [2.0, 2.0, 2.0, 2.0], "copy": [1.0, 1.0, 1.0, 1.0]}
+    ratios, quartiles = bench._ratios(times, ["k"], rounds=[0, 2])
+    assert ratios == {"k": {"torch": 0.5, "copy": 1.0}} and quartiles["k"]["torch"] == [0.5, 0.5]
+    assert bench._ratios(times, ["k"])[0]["k"]["torch"] == 1.5  # all rounds: median 3.0 / 2.0
+
+    probes = iter([10e-6, 30e-6] * 100)  # every other round slowed (3x the fastest)
+    monkeypatch.setattr(bench, "cpu_probe", lambda: next(probes))
+    out = tmp_path / "b.json"
+    assert main(["bench", "--quick", "--cases", "float32 1000", "--budget", "0", "--min-repeat", "12",
+                 "--max-repeat", "12", "--no-torch", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    rec = next(c for c in data["cases"] if c["case"] == "float32 1000")
+    assert rec["slowed_rounds"] == 0.5 and rec["quiet_rounds"] == 6 and "_times" not in rec
+    assert set(rec["ratios_quiet"]) == set(rec["ratios"])
+    text = out.with_suffix(".md").read_text()
+    assert "in 50% of the rounds" in text and "warning" in text
+    assert "| float32 1000 | softmax/shifted/float32@float32 | 6 of 12 |" in text
