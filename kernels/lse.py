@@ -20,7 +20,8 @@ or ``rnd(rnd(x_i - m) - l)`` (as PyTorch orders it); the division-free softmax i
 ``y_i = exp(rnd(x_i - f))``; each rounded once more to the storage format when the compute format
 is wider. Rows are scheduled in groups over threads (:func:`.passes.
 n_groups`), short rows of the shifted algorithm in bundles (the same operations, vectorised
-across rows: :func:`_bundle`; rows of fewer than :data:`.arith.LANES` terms as vector lanes:
+across rows: :func:`_bundle`, the terms kept in the output rows where they can be:
+:func:`terms_home`; rows of fewer than :data:`.arith.LANES` terms as vector lanes:
 :func:`_lane_bundle`). A batch of fewer rows than threads, of long rows, goes to
 :func:`lse_split_rows` instead (float32/float64 compute), each row's passes split into blocks
 across the threads, as :func:`.softmax.rows.softmax_split_rows` does for softmax.
@@ -165,11 +166,31 @@ def _ov_write_row(xr, out, r, m, l, c, output, ahead):
     return impl
 
 
+def terms_home(out, b0, b1, n, buf, output):
+    """Where a bundle's terms go before its output pass: the bundle's own output rows (flat) for
+    the outputs that are rows (log_softmax, division-free softmax), which the output pass then
+    overwrites; ``buf`` for logsumexp (one value a row). :func:`.passes.term_buffer` takes the
+    output rows only where they hold compute values (float32@float32, float64@float64). Why: out
+    of cache the output pass's stores miss, and with nothing to compute but two subtractions it
+    waits for them; stored among the exps, as softmax keeps its terms, the misses overlap them.
+    log_softmax, against the terms in ``buf`` (one process, Zen 4, the same bits): float32 rows of
+    32-256 0.85-0.95 of the time on one or two threads, float64 0.80-0.84, rows of 16 and the
+    division-free softmax (its output pass computes an exp) 1.00."""
+
+
+@overload(terms_home)
+def _ov_terms_home(out, b0, b1, n, buf, output):
+    if output == types.uint8:  # LOGSUMEXP
+        return lambda out, b0, b1, n, buf, output: buf
+    return lambda out, b0, b1, n, buf, output: out.reshape(out.size)[b0 * n : b1 * n]
+
+
 @kernel_jit
 def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
     """Rows ``b0..b1-1``, short, as a bundle: their maxima, terms and sums by the bundle passes of
     :mod:`.passes` (the operations of :func:`log_of_sum`, in the same order, vectorised across
-    the bundle's rows), then each row's ``l`` and output."""
+    the bundle's rows; the terms kept where :func:`terms_home` says), then each row's ``l`` and
+    output."""
     x = borrowed(x)
     out = borrowed(out)
     buf = borrowed(buf)
@@ -180,7 +201,7 @@ def _bundle(x, out, b0, b1, buf, ms, ks, sums, c, shift, leave_out, output):
     xf = x.reshape(x.size)[b0 * n : b1 * n]
     bms = bundle_shifts(xf, n, ms[:g], c, shift)
     bks = bundle_max_indices(xf, n, bms, ks[:g], c, leave_out)
-    bundle_exp_sum(xf, n, bms, bks, buf, buf, sums, c)
+    bundle_exp_sum(xf, n, bms, bks, terms_home(out, b0, b1, n, buf, output), buf, sums, c)
     for r in range(g):  # the logarithms in a loop of their own: it vectorises (kernels/log.py)
         sums[r] = _log_of_sum(sums[r], c, leave_out)
     for r in range(g):
