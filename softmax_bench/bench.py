@@ -230,10 +230,11 @@ QUIET_MIN = 5
 def cpu_probe() -> float:
     """Seconds of a fixed Python loop (best of three) on the slowest of the CPUs this process may
     run on (the first :data:`PROBE_CPUS`), the calling thread pinned to each in turn (Linux;
-    elsewhere, or where pinning is refused, on whichever CPU it runs). A hypervisor that gives a
-    vCPU's host core to another guest slows it by 1.3-1.7x for seconds at a time, and
-    ``/proc/stat`` does not show it (no steal time reported on the README's Zen 4 VM): a loop
-    timed on every CPU does."""
+    elsewhere, or where pinning is refused, on whichever CPU it runs). On the README's Zen 4 VM a
+    vCPU runs 1.3-1.7x slower for seconds at a time (its host core shared with another guest, or
+    a lower clock: which, the guest cannot tell), and ``/proc/stat`` shows no steal time: a loop
+    timed on every CPU does show it. Relative to the run's fastest probe, so a run spent wholly
+    in the slow state is not flagged."""
     try:
         allowed = os.sched_getaffinity(0)
     except (AttributeError, OSError):
