@@ -260,10 +260,15 @@ def cpu_probe() -> float:
     return slowest
 
 
+def quiet_rounds(probes: list[float], fastest: float) -> list[int]:
+    """The rounds (indices) whose probe (:func:`cpu_probe`) ran within :data:`SLOWED` times the
+    run's ``fastest`` probe: no CPU slowed."""
+    return [i for i, p in enumerate(probes) if p <= SLOWED * fastest]
+
+
 def slowed_share(probes: list[float], fastest: float) -> float:
-    """The share of rounds whose probe (:func:`cpu_probe`) ran more than :data:`SLOWED` times the
-    run's ``fastest`` probe."""
-    return float(np.mean(np.asarray(probes) > SLOWED * fastest)) if probes else 0.0
+    """The share of rounds that are not :func:`quiet_rounds`."""
+    return 1.0 - len(quiet_rounds(probes, fastest)) / len(probes) if probes else 0.0
 
 
 def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], *, budget: float,
@@ -449,7 +454,7 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
         if not probes:
             continue
         rec["slowed_rounds"] = slowed_share(rec["probe_s"], fastest)
-        quiet = [i for i, p in enumerate(rec["probe_s"]) if p <= SLOWED * fastest]
+        quiet = quiet_rounds(rec["probe_s"], fastest)
         rec["quiet_rounds"] = len(quiet)
         if len(quiet) >= QUIET_MIN:
             rec["ratios_quiet"], rec["ratio_quartiles_quiet"] = _ratios(times, list(rec["ratios"]), quiet)
@@ -468,6 +473,17 @@ def _ratio_cell(ratio, quartiles) -> str:
     if ratio is None:
         return ""
     return f"{ratio:.2f}" + (f" ({quartiles[0]:.2f}-{quartiles[1]:.2f})" if quartiles else "")
+
+
+def _peer_header(first: str) -> list[str]:
+    """A table's header and rule: ``first`` (its leading columns), then one column per peer."""
+    return [f"| {first} | " + " | ".join(f"/ {p}" for p in PEERS) + " |",
+            "|---" * (first.count("|") + 1) + "|" + "---|" * len(PEERS)]
+
+
+def _peer_cells(ratios: dict, quartiles: dict) -> str:
+    """One table row's ratio cells, a peer each (:func:`_ratio_cell`)."""
+    return " | ".join(_ratio_cell(ratios.get(p), quartiles.get(p)) for p in PEERS)
 
 
 def markdown(data: dict) -> str:
@@ -504,13 +520,12 @@ def markdown(data: dict) -> str:
     loaded = loaded_warning(info)
     if loaded:
         lines += [f"**{loaded}**", ""]
-    lines += ["| case | implementation | median us | IQR us | ns/element | " + " | ".join(f"/ {p}" for p in PEERS) + " |",
-              "|---|---|---|---|---|" + "---|" * len(PEERS)]
+    lines += _peer_header("case | implementation | median us | IQR us | ns/element")
     for rec in data["cases"]:
         for name, r in rec["results"].items():
             ratios = rec["ratios"].get(name, {})
             spread = rec.get("ratio_quartiles", {}).get(name, {})  # (absent in older runs' JSON)
-            cells = " | ".join(_ratio_cell(ratios.get(p), spread.get(p)) for p in PEERS)
+            cells = _peer_cells(ratios, spread)
             lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e6:.4g} | "
                          f"{r['q1_s'] * 1e6:.4g}-{r['q3_s'] * 1e6:.4g} | {r['ns_per_element']:.3f} | {cells} |")
         for name, why in rec["unsupported"].items():
@@ -519,12 +534,10 @@ def markdown(data: dict) -> str:
     if quiet:
         lines += ["", f"Ratios over the rounds with no CPU slowed (probe within {SLOWED}x of the run's fastest; "
                   "chosen before the round was timed, not by its timings):", "",
-                  "| case | implementation | rounds | " + " | ".join(f"/ {p}" for p in PEERS) + " |",
-                  "|---|---|---|" + "---|" * len(PEERS)]
+                  *_peer_header("case | implementation | rounds")]
         for rec in quiet:
             for name, ratios in rec["ratios_quiet"].items():
-                spread = rec["ratio_quartiles_quiet"][name]
-                cells = " | ".join(_ratio_cell(ratios.get(p), spread.get(p)) for p in PEERS)
+                cells = _peer_cells(ratios, rec["ratio_quartiles_quiet"][name])
                 lines.append(f"| {rec['case']} | {name} | {rec['quiet_rounds']} of {len(rec['probe_s'])} | {cells} |")
     return "\n".join(lines) + "\n"
 
