@@ -14,6 +14,11 @@ axis) and one function (``--function``: softmax, log_softmax or logsumexp), the 
   (with ``torch.set_num_threads(2)``) when importable, torch also with ``out=`` into a
   preallocated tensor (``torch out=``: our ``out=`` calls are compared with it, our allocating
   calls with torch's; torch has no float8 softmax on the CPU: recorded as unsupported);
+- ``jax.nn.<function>(x, axis=-1)`` when jax imports: jit-compiled, ``x`` placed on the device
+  once, each call waited for (``block_until_ready``; jax dispatches asynchronously), allocating
+  (jax has no ``out=``), on XLA's own thread pool; x64 on, so float64 stays float64. Its pool
+  sleeps when idle (no CPU time in the 2-50 ms after its calls, where numba's and torch's spin
+  ~10 ms), so it leaves no spinning threads behind;
 - ``np.copyto(out, x)`` into a preallocated array: one read and one write of every element, the
   memory floor of any out-of-place softmax.
 
@@ -64,6 +69,7 @@ Run: ``softmax-bench bench [--quick] [--function F] [--shapes RxN ...] [--cases 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
@@ -135,7 +141,7 @@ def _numpy_composed(function: str, x):
     return d - lse if function == "log_softmax" else (m + lse)[..., 0]
 
 
-def _peers(function: str, x: np.ndarray, use_torch: bool) -> dict[str, Callable[[], object]]:
+def _peers(function: str, x: np.ndarray, use_torch: bool, use_jax: bool = False) -> dict[str, Callable[[], object]]:
     """name -> zero-argument callable for the peers that are installed and accept ``x``."""
     peers: dict[str, Callable[[], object]] = {"numpy": lambda: _numpy_composed(function, x)}
     try:
@@ -162,13 +168,23 @@ def _peers(function: str, x: np.ndarray, use_torch: bool) -> dict[str, Callable[
             peers["torch out="] = lambda: torch_fn(tx, -1, out=tout)
         except (ImportError, AttributeError):
             pass
+    if use_jax:
+        try:
+            import jax
+
+            jax.config.update("jax_enable_x64", True)  # float64 stays float64
+            jx = jax.device_put(x)  # placed once: a call times the function, not a transfer
+            jax_fn = jax.jit(functools.partial(getattr(jax.nn, function), axis=-1))
+            peers["jax"] = lambda: jax_fn(jx).block_until_ready()
+        except ImportError:
+            pass
     out = np.empty_like(x)
     peers["copy"] = lambda: np.copyto(out, x)
     return peers
 
 
 #: The peers' names in the tables (each kernel's ratio to each).
-PEERS = ("numpy", "scipy", "torch", "torch out=", "copy")
+PEERS = ("numpy", "scipy", "torch", "torch out=", "jax", "copy")
 
 
 def _stats(times: list[float], size: int) -> dict:
@@ -300,7 +316,7 @@ def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], 
 
 
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
-              algorithms=None, function: str = "softmax") -> dict:
+              algorithms=None, function: str = "softmax", use_jax: bool = False) -> dict:
     """Time every implementation on one case (``algorithms``: default
     :data:`DEFAULT_ALGORITHMS`); returns the JSON record of the case."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
@@ -318,7 +334,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
             if algorithm != "naive":  # into a preallocated array, like the copy
                 impls[spec.id + " out="] = (lambda f: lambda: f(x, out=out))(spec.fn)
     kernel_names = list(impls)
-    impls.update(_peers(function, x, use_torch))
+    impls.update(_peers(function, x, use_torch, use_jax))
     unsupported = {}
     number = {}  # calls per timing
     for name, f in list(impls.items()):  # warm-up: compile / load caches, first-touch memory
@@ -424,7 +440,7 @@ def interference(start, end, wall: float) -> dict | None:
 
 
 def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print,
-        algorithms=None, function="softmax") -> dict:
+        algorithms=None, function="softmax", use_jax=True) -> dict:
     """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`);
     returns {"meta": ..., "cases": [...]}."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
@@ -435,7 +451,7 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
         t0 = time.perf_counter()
         records.append(
             time_case(case, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat, use_torch=use_torch,
-                      algorithms=algorithms, function=function)
+                      algorithms=algorithms, function=function, use_jax=use_jax)
         )
         if progress:
             progress(f"  {case.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
@@ -475,15 +491,20 @@ def _ratio_cell(ratio, quartiles) -> str:
     return f"{ratio:.2f}" + (f" ({quartiles[0]:.2f}-{quartiles[1]:.2f})" if quartiles else "")
 
 
-def _peer_header(first: str) -> list[str]:
+def _timed_peers(data: dict) -> list[str]:
+    """The peers (:data:`PEERS`, in that order) timed on some case of the run."""
+    return [p for p in PEERS if any(p in rec["results"] for rec in data["cases"])]
+
+
+def _peer_header(first: str, peers: list[str]) -> list[str]:
     """A table's header and rule: ``first`` (its leading columns), then one column per peer."""
-    return [f"| {first} | " + " | ".join(f"/ {p}" for p in PEERS) + " |",
-            "|---" * (first.count("|") + 1) + "|" + "---|" * len(PEERS)]
+    return [f"| {first} | " + " | ".join(f"/ {p}" for p in peers) + " |",
+            "|---" * (first.count("|") + 1) + "|" + "---|" * len(peers)]
 
 
-def _peer_cells(ratios: dict, quartiles: dict) -> str:
+def _peer_cells(ratios: dict, quartiles: dict, peers: list[str]) -> str:
     """One table row's ratio cells, a peer each (:func:`_ratio_cell`)."""
-    return " | ".join(_ratio_cell(ratios.get(p), quartiles.get(p)) for p in PEERS)
+    return " | ".join(_ratio_cell(ratios.get(p), quartiles.get(p)) for p in peers)
 
 
 def markdown(data: dict) -> str:
@@ -493,11 +514,14 @@ def markdown(data: dict) -> str:
     info = data["meta"]
     machine, versions = info.get("machine", {}), info.get("versions", {})
     function = info.get("function", "softmax")
+    peers = _timed_peers(data)
     lines = [f"# `softmax-bench bench`: {function}", "",
              f"{machine.get('name', '?')} ({machine.get('processor', '?')}, {info.get('cores', '?')} cores, "
              f"{' '.join(machine.get('isa', []))}); numba {versions.get('numba')} on "
              f"{info.get('numba_threads')} threads, numpy {versions.get('numpy')}, torch "
-             f"{versions.get('torch') or 'absent'} (2 threads); {str(info.get('date', ''))[:10]}, "
+             f"{versions.get('torch') or 'absent'} (2 threads)"
+             + (f", jax {versions['jax']}" if "jax" in peers else "")
+             + f"; {str(info.get('date', ''))[:10]}, "
              f"commit {str(info.get('git_commit', ''))[:10]}.",
              *_targets_line(info.get("targets")),
              "Ratios are of medians, implementation / peer, in this one run (< 1: faster); in brackets "
@@ -520,24 +544,24 @@ def markdown(data: dict) -> str:
     loaded = loaded_warning(info)
     if loaded:
         lines += [f"**{loaded}**", ""]
-    lines += _peer_header("case | implementation | median us | IQR us | ns/element")
+    lines += _peer_header("case | implementation | median us | IQR us | ns/element", peers)
     for rec in data["cases"]:
         for name, r in rec["results"].items():
             ratios = rec["ratios"].get(name, {})
             spread = rec.get("ratio_quartiles", {}).get(name, {})  # (absent in older runs' JSON)
-            cells = _peer_cells(ratios, spread)
+            cells = _peer_cells(ratios, spread, peers)
             lines.append(f"| {rec['case']} | {name} | {r['median_s'] * 1e6:.4g} | "
                          f"{r['q1_s'] * 1e6:.4g}-{r['q3_s'] * 1e6:.4g} | {r['ns_per_element']:.3f} | {cells} |")
         for name, why in rec["unsupported"].items():
-            lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(PEERS))
+            lines.append(f"| {rec['case']} | {name} | unsupported: {why[:80].replace('|', '/')} | | | " + " | " * len(peers))
     quiet = [rec for rec in data["cases"] if rec.get("ratios_quiet") and rec.get("slowed_rounds")]
     if quiet:
         lines += ["", f"Ratios over the rounds with no CPU slowed (probe within {SLOWED}x of the run's fastest; "
                   "chosen before the round was timed, not by its timings):", "",
-                  *_peer_header("case | implementation | rounds")]
+                  *_peer_header("case | implementation | rounds", peers)]
         for rec in quiet:
             for name, ratios in rec["ratios_quiet"].items():
-                cells = _peer_cells(ratios, rec["ratio_quartiles_quiet"][name])
+                cells = _peer_cells(ratios, rec["ratio_quartiles_quiet"][name], peers)
                 lines.append(f"| {rec['case']} | {name} | {rec['quiet_rounds']} of {len(rec['probe_s'])} | {cells} |")
     return "\n".join(lines) + "\n"
 
@@ -650,6 +674,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-repeat", type=int, default=7)
     p.add_argument("--max-repeat", type=int, default=201)
     p.add_argument("--no-torch", action="store_true", help="do not time torch even if installed")
+    p.add_argument("--no-jax", action="store_true", help="do not time jax even if installed")
     from softmax_bench.functions import ALGORITHMS
 
     p.add_argument("--algorithms", nargs="+", default=None, metavar="ALGORITHM",
@@ -673,7 +698,8 @@ def main(argv=None) -> int:
                     f"{', '.join(repr(c.name) for c in cases)})")
         cases = kept
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
-               use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function)
+               use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function,
+               use_jax=not args.no_jax)
     table = markdown(data)  # printed as it is written (with the loaded-machine warning, if any)
     print(table)
     out = args.out or _default_out(args.function)

@@ -179,7 +179,7 @@ def provenance() -> dict:
     import softmax_bench
 
     versions = {"softmax_bench": softmax_bench.__version__}
-    for name in ("numpy", "numba", "mpmath", "scipy", "torch"):
+    for name in ("numpy", "numba", "mpmath", "scipy", "torch", "jax"):
         try:
             versions[name] = __import__(name).__version__
         except ImportError:

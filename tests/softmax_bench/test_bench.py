@@ -16,7 +16,7 @@ from softmax_bench.cli import main
 def test_bench_command_writes_ratios(tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["bench", "--quick", "--cases", "float32 1000", "bfloat16 1000", "--budget", "0.02",
-            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--out", str(out)]
+            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--no-jax", "--out", str(out)]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     names = {c["case"] for c in data["cases"]}
@@ -85,7 +85,7 @@ def test_rounds_vary_the_order_and_time_after_an_untimed_call():
 def test_cases_that_match_nothing_are_refused_before_anything_is_written(tmp_path, capsys):
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as err:
-        main(["bench", "--cases", "float16 1 x 100,000", "--no-torch", "--out", str(out)])
+        main(["bench", "--cases", "float16 1 x 100,000", "--no-torch", "--no-jax", "--out", str(out)])
     assert err.value.code == 2
     assert "no case matches 'float16 1 x 100,000'" in capsys.readouterr().err
     assert not out.exists()
@@ -141,7 +141,7 @@ def test_interference_counts_other_processes():
 def test_bench_times_the_other_functions_and_float8(tmp_path):
     out = tmp_path / "lse.json"
     argv = ["bench", "--function", "logsumexp", "--cases", "float8_e4m3fn 1000", "--budget", "0.02",
-            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--out", str(out)]
+            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--no-jax", "--out", str(out)]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert data["meta"]["function"] == "logsumexp"
@@ -176,12 +176,33 @@ def test_torch_peers_allocate_and_fill_out(function):
     assert torch.equal(filled, peers["torch"]()) and peers["torch out="]().data_ptr() == filled.data_ptr()
 
 
+@pytest.mark.parametrize("function", ["softmax", "log_softmax", "logsumexp"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_jax_peer_computes_the_function_in_the_input_format(function, dtype):
+    """jax is timed jit-compiled on an array placed once, each call waited for: its result is
+    jax.nn's function of x, float64 kept in float64 (x64 on)."""
+    jax = pytest.importorskip("jax")
+    x = np.random.default_rng(0).standard_normal((3, 7)).astype(dtype)
+    y = bench._peers(function, x, use_torch=False, use_jax=True)["jax"]()
+    assert isinstance(y, jax.Array) and y.dtype == x.dtype
+    assert np.array_equal(np.asarray(y), np.asarray(getattr(jax.nn, function)(x, axis=-1)))
+
+
+def test_markdown_has_a_column_for_each_timed_peer_only(tmp_path):
+    """A peer timed on no case (here torch and jax, left out) gets no column."""
+    out = tmp_path / "peers.json"
+    assert main(["bench", "--cases", "float32 1000", "--budget", "0.02", "--min-repeat", "3",
+                 "--max-repeat", "3", "--no-torch", "--no-jax", "--out", str(out)]) == 0
+    header = next(line for line in out.with_suffix(".md").read_text().splitlines() if line.startswith("| case"))
+    assert header.endswith("| / numpy | / scipy | / copy |")
+
+
 def test_bench_times_given_shapes(tmp_path, capsys):
     """--shapes replaces the grid's shapes (in every format; --cases still filters them); a
     malformed shape is refused by name."""
     out = tmp_path / "shapes.json"
     argv = ["bench", "--shapes", "3x16", "40", "--cases", "float32", "--budget", "0.02",
-            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--out", str(out)]
+            "--min-repeat", "3", "--max-repeat", "3", "--no-torch", "--no-jax", "--out", str(out)]
     assert main(argv) == 0
     data = json.loads(out.read_text())
     assert [c["case"] for c in data["cases"]] == ["float32 3x16", "float32 40"]
@@ -226,7 +247,7 @@ def test_ratios_over_the_quiet_rounds(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "cpu_probe", lambda: next(probes))
     out = tmp_path / "b.json"
     assert main(["bench", "--quick", "--cases", "float32 1000", "--budget", "0", "--min-repeat", "12",
-                 "--max-repeat", "12", "--no-torch", "--out", str(out)]) == 0
+                 "--max-repeat", "12", "--no-torch", "--no-jax", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
     rec = next(c for c in data["cases"] if c["case"] == "float32 1000")
     assert rec["slowed_rounds"] == 0.5 and rec["quiet_rounds"] == 6 and "_times" not in rec
