@@ -141,8 +141,9 @@ def _numpy_composed(function: str, x):
     return d - lse if function == "log_softmax" else (m + lse)[..., 0]
 
 
-def _peers(function: str, x: np.ndarray, use_torch: bool, use_jax: bool = False) -> dict[str, Callable[[], object]]:
-    """name -> zero-argument callable for the peers that are installed and accept ``x``."""
+def _peers(function: str, x: np.ndarray, use_torch: bool, use_jax: bool) -> dict[str, Callable[[], object]]:
+    """name -> zero-argument callable for the peers that are installed and accept ``x`` (jax,
+    installed but failing to set up, raises its error when called: recorded as unsupported)."""
     peers: dict[str, Callable[[], object]] = {"numpy": lambda: _numpy_composed(function, x)}
     try:
         import scipy.special
@@ -178,9 +179,15 @@ def _peers(function: str, x: np.ndarray, use_torch: bool, use_jax: bool = False)
             peers["jax"] = lambda: jax_fn(jx).block_until_ready()
         except ImportError:
             pass
+        except Exception as err:  # (a jaxlib that fails to load, a dtype it cannot place)
+            peers["jax"] = functools.partial(_raise, err)
     out = np.empty_like(x)
     peers["copy"] = lambda: np.copyto(out, x)
     return peers
+
+
+def _raise(err: Exception):
+    raise err
 
 
 #: The peers' names in the tables (each kernel's ratio to each).
@@ -316,7 +323,7 @@ def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], 
 
 
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
-              algorithms=None, function: str = "softmax", use_jax: bool = False) -> dict:
+              use_jax: bool, algorithms=None, function: str = "softmax") -> dict:
     """Time every implementation on one case (``algorithms``: default
     :data:`DEFAULT_ALGORITHMS`); returns the JSON record of the case."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])

@@ -171,7 +171,7 @@ def test_torch_peers_allocate_and_fill_out(function):
     tensor (the result the same as the allocating call's)."""
     torch = pytest.importorskip("torch")
     x = np.random.default_rng(0).standard_normal((3, 7)).astype(np.float32)
-    peers = bench._peers(function, x, use_torch=True)
+    peers = bench._peers(function, x, use_torch=True, use_jax=False)
     filled = peers["torch out="]()
     assert torch.equal(filled, peers["torch"]()) and peers["torch out="]().data_ptr() == filled.data_ptr()
 
@@ -186,6 +186,21 @@ def test_jax_peer_computes_the_function_in_the_input_format(function, dtype):
     y = bench._peers(function, x, use_torch=False, use_jax=True)["jax"]()
     assert isinstance(y, jax.Array) and y.dtype == x.dtype
     assert np.array_equal(np.asarray(y), np.asarray(getattr(jax.nn, function)(x, axis=-1)))
+
+
+def test_a_jax_that_fails_to_set_up_is_recorded_as_unsupported(monkeypatch):
+    """jax installed but failing (here: device_put refuses) is not dropped silently, nor does it
+    stop the bench: calling the peer raises the error, which time_case records as unsupported."""
+    jax = pytest.importorskip("jax")
+
+    def refuse(x):
+        raise RuntimeError("no device")
+
+    monkeypatch.setattr(jax, "device_put", refuse)
+    record = bench.time_case(bench.Case("float32", (40,), ("float32",)), budget=0.01, min_repeat=2,
+                             max_repeat=2, use_torch=False, use_jax=True)
+    assert record["unsupported"]["jax"] == "RuntimeError: no device"
+    assert "jax" not in record["results"] and "copy" in record["results"]
 
 
 def test_markdown_has_a_column_for_each_timed_peer_only(tmp_path):
