@@ -702,15 +702,22 @@ def lane_terms(xf, n, columns, ms, sums, c):
 @kernel_jit
 def lane_bundle(xf, of, n, columns, ms, sums, c):
     """A bundle of shifted softmax rows of ``n < LANES`` terms (flat views ``xf``, ``of``) as
-    vector lanes (:func:`lane_terms`), divided and stored column by column as
-    :func:`bundle_scale` divides them: float32 1,000 x 10 on one thread 13.3 us against 27.9 us
-    by the row loops; 1,000 x 2: 3.4 against 24.5 us; 1,000 x 15: 19.3 against 36.9 us. Slower
-    than the row loops from about 20 terms on (the two transposes cost ~1 ns per element)."""
+    vector lanes (:func:`lane_terms`), divided as :func:`bundle_scale` divides them, in place,
+    then stored column by column: float32 1,000 x 10 on one thread 13.3 us against 27.9 us by
+    the row loops; 1,000 x 2: 3.4 against 24.5 us; 1,000 x 15: 19.3 against 36.9 us. Slower than
+    the row loops from about 20 terms on (the two transposes cost ~1 ns per element). The
+    divisions in a loop of their own, not in the strided stores' loop: that loop's divisions did
+    not vectorise (65536 rows of 2-15 terms, one thread, Zen 4: 0.76-0.84 of the time, float64
+    rows of 10 0.84; same operations, same bits). Stored row by row instead (contiguous stores,
+    strided loads): 1.13-1.28x slower."""
     lane_terms(xf, n, columns, ms, sums, c)
     g = xf.size // n
     for j in range(n):
         for r in range(g):
-            put(of, r * n + j, rnd(columns[j * g + r] / sums[r], c))
+            columns[j * g + r] = rnd(columns[j * g + r] / sums[r], c)
+    for j in range(n):
+        for r in range(g):
+            put(of, r * n + j, columns[j * g + r])
 
 
 # ---------------------------------------------------------------------------------------------
