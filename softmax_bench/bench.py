@@ -64,7 +64,8 @@ read 2.4-2.9 ms for ours and 2.2-2.5 for torch, against 1.4-1.5 and 1.8-1.9 with
 fast (one process, 90 s, interleaved).
 
 Run: ``softmax-bench bench [--quick] [--function F] [--shapes RxN ...] [--cases SUBSTRING ...]
-[--out PATH]`` (``--shapes``: your own shapes, in every format, instead of the grid's).
+[--no-torch] [--no-jax] [--out PATH]`` (``--shapes``: your own shapes, in every format, instead
+of the grid's).
 """
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ Never overflows: ``0 <= l <= log(n)``. NaN or ``+inf`` anywhere: NaN row; ``-inf
 from __future__ import annotations
 
 from ..arith import ON
-from ..lse import LOG_SOFTMAX, lse_rows, lse_split_rows
+from ..lse import LOG_SOFTMAX, lse_row, lse_rows, lse_split_rows
 
-__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "ONE_ROW", "OPTIONS"]
 
-#: The rows functions (a few long rows: split across threads) and the options (``shift``,
-#: ``leave_out``, the output: :mod:`..lse`).
-ROWS, SPLIT_ROWS = lse_rows, lse_split_rows
+#: The rows functions (a few long rows: split across threads; one row as 1-D arrays) and the
+#: options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS, SPLIT_ROWS, ONE_ROW = lse_rows, lse_split_rows, lse_row
 OPTIONS = (ON, None, LOG_SOFTMAX)

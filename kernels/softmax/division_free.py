@@ -16,11 +16,11 @@ underflows, so ``y_i = exp(+inf) = inf``. NaN anywhere: NaN row; ``-inf`` entrie
 """
 from __future__ import annotations
 
-from ..lse import DIVISION_FREE, lse_rows, lse_split_rows
+from ..lse import DIVISION_FREE, lse_row, lse_rows, lse_split_rows
 
-__all__ = ["ROWS", "SPLIT_ROWS", "OPTIONS"]
+__all__ = ["ROWS", "SPLIT_ROWS", "ONE_ROW", "OPTIONS"]
 
-#: The rows functions (a few long rows: split across threads) and the options (``shift``,
-#: ``leave_out``, the output: :mod:`..lse`).
-ROWS, SPLIT_ROWS = lse_rows, lse_split_rows
+#: The rows functions (a few long rows: split across threads; one row as 1-D arrays) and the
+#: options (``shift``, ``leave_out``, the output: :mod:`..lse`).
+ROWS, SPLIT_ROWS, ONE_ROW = lse_rows, lse_split_rows, lse_row
 OPTIONS = (None, None, DIVISION_FREE)

@@ -410,15 +410,17 @@ def test_recomputed_terms_equal_kept_terms(spec):
 
 
 def test_one_row_call_in_fresh_processes(tmp_path):
-    """A short 1-D row (the ONE_ROW entry) in two fresh processes, the second after the first
-    filled the cache: loaded from numba's cache, that wrapper of a parallel rows function crashed
-    its process on the first call (segfault), so it is compiled in each process instead."""
+    """Short 1-D rows (the ONE_ROW entries of softmax and log_softmax) in two fresh processes,
+    the second after the first filled the cache: loaded from numba's cache, such a wrapper of a
+    parallel rows function crashed its process on the first call (segfault), so it is compiled
+    in each process instead."""
     import subprocess
     import sys
 
     code = ("import numpy as np; from softmax_bench.kernels import get_kernel; "
             "f = get_kernel('naive', 'float16', 'float16').fn; "
-            "print(f(np.array([1.0, 0.0], np.float16)))")
+            "g = get_kernel('shifted', 'float32', 'float32', function='log_softmax').fn; "
+            "print(f(np.array([1.0, 0.0], np.float16)), g(np.array([1.0, 0.0], np.float32)))")
     for _ in range(2):
         run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              timeout=300, cwd=tmp_path)  # (not the checkout: its softmax_bench/
