@@ -46,9 +46,9 @@ of back-to-back calls, as many as make it last :data:`TIMING_MIN_S` (one call fo
 ~40 for a 1,000-element row), divided by their number, as ``timeit`` does: one call of 1 us
 timed alone is mostly the timer and the caches the other implementations of the round left cold
 (it read 5-7 us here), not the call. Reported per implementation: median, quartiles, min and
-max of the wall times, ns per element (median / elements), and ratios of medians
-``implementation / peer`` for every kernel, with the quartiles of the round-by-round ratios
-(:func:`paired_quartiles`; on the 2-core Zen 4 VM of the README, float32 16384 x 128 read 0.86,
+max of the wall times, ns per element (median / elements), and ratios ``implementation / peer``
+for every kernel: the median and quartiles of the round-by-round ratios (:func:`_ratios`,
+:func:`paired_quartiles`; runs before it gave the ratio of the two medians; on the 2-core Zen 4 VM of the README, float32 16384 x 128 read 0.86,
 1.08, 1.14 and 1.23 of torch in four runs minutes apart, with one or three untimed calls before
 a timing, and one run's round-by-round quartiles 1.11-1.33: a ratio is known to about that much,
 there).
@@ -372,14 +372,22 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
     }
 
 
+#: What a run's ratios are (recorded in its meta; runs before it have ratios of medians).
+RATIOS = "median of the round-by-round ratios"
+
+
 def _ratios(times: dict[str, list[float]], kernels: list[str], rounds=None) -> tuple[dict, dict]:
-    """Ratios of medians of every kernel to every peer, and the quartiles of their round-by-round
-    ratios (:func:`paired_quartiles`), over all rounds or the ``rounds`` given (indices)."""
+    """The median and the quartiles of the round-by-round ratios of every kernel to every peer
+    (:data:`RATIOS`, :func:`paired_quartiles`), over all rounds or the ``rounds`` given
+    (indices). Not the ratio of the two medians: on a machine whose speed changes for seconds at
+    a time the timings of each side spread in two clusters, and their medians can fall in
+    different ones (float64 4096 x 1024 on the Zen 4 VM: 1.12 of torch's median while the
+    round-by-round ratios' quartiles read 0.87-0.97)."""
     if rounds is not None:
         times = {name: [ts[i] for i in rounds] for name, ts in times.items()}
-    median = {name: float(np.median(ts)) for name, ts in times.items()}
     peers = [p for p in PEERS if p in times]
-    ratios = {k: {p: median[k] / median[p] for p in peers} for k in kernels}
+    ratios = {k: {p: float(np.median(np.asarray(times[k]) / np.asarray(times[p]))) for p in peers}
+              for k in kernels}
     return ratios, {k: {p: paired_quartiles(times[k], times[p]) for p in peers} for k in kernels}
 
 
@@ -452,7 +460,7 @@ def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, prog
     """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`);
     returns {"meta": ..., "cases": [...]}."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
-    info = {**meta(use_torch), "function": function, "algorithms": list(algorithms)}
+    info = {**meta(use_torch), "function": function, "algorithms": list(algorithms), "ratios": RATIOS}
     cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
     records = []
     for case in cases:
@@ -517,8 +525,8 @@ def _peer_cells(ratios: dict, quartiles: dict, peers: list[str]) -> str:
 
 def markdown(data: dict) -> str:
     """The run as Markdown: the machine, then one table row per implementation and case (median
-    and quartiles of the wall time, ns per element, ratios of medians to each peer with the
-    quartiles of the round-by-round ratios)."""
+    and quartiles of the wall time, ns per element, the ratio to each peer with the quartiles of
+    the round-by-round ratios; :data:`RATIOS`, or the ratio of medians in older runs)."""
     info = data["meta"]
     machine, versions = info.get("machine", {}), info.get("versions", {})
     function = info.get("function", "softmax")
@@ -532,9 +540,12 @@ def markdown(data: dict) -> str:
              + f"; {str(info.get('date', ''))[:10]}, "
              f"commit {str(info.get('git_commit', ''))[:10]}.",
              *_targets_line(info.get("targets")),
-             "Ratios are of medians, implementation / peer, in this one run (< 1: faster); in brackets "
-             "the quartiles of the round-by-round ratios (each round times every implementation once): "
-             "how far the ratio moved within the run. Inputs: "
+             ("Ratios are the medians of the round-by-round ratios (each round times every implementation "
+              "once), implementation / peer, in this one run (< 1: faster); in brackets their quartiles: "
+              if info.get("ratios") == RATIOS else
+              "Ratios are of medians, implementation / peer, in this one run (< 1: faster); in brackets "
+              "the quartiles of the round-by-round ratios (each round times every implementation once): ")
+             + "how far the ratio moved within the run. Inputs: "
              "standard normal, rounded to the storage format; `out=`: into a preallocated array. A timing "
              f"is the mean call time of back-to-back calls lasting about {TIMING_MIN_S * 1e6:.0f} us or more "
              "(the count fixed from the settled single-call time); median and IQR are over the timings.", ""]
@@ -604,7 +615,7 @@ def plot(data: dict, path: Path) -> bool:
         ax.bar(xs, ys, width, label=name.split("/", 1)[1])
         spans = [(x, r.get("ratio_quartiles", {}).get(name, {}).get(peer_of(name))) for x, (_, r) in zip(xs, have)]
         spans = [(x, q) for x, q in spans if q]  # (older runs' JSON has none)
-        if spans:  # the round-by-round quartiles, which need not hold the ratio of medians
+        if spans:  # the round-by-round quartiles (older runs: need not hold their ratio of medians)
             ax.vlines([x for x, _ in spans], [q[0] for _, q in spans], [q[1] for _, q in spans],
                       color="black", linewidth=0.8)
     ax.axhline(1.0, color="black", linewidth=0.8)

@@ -50,6 +50,18 @@ def test_plot_takes_quartiles_that_do_not_hold_the_ratio(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 0
 
 
+def test_ratios_are_medians_of_the_round_by_round_ratios():
+    """A machine switching between two speeds, once between our timing and the peer's (round 2):
+    our median falls in the slow cluster, the peer's in the fast one (their ratio 1.82), while
+    in four rounds of five ours took 10/11 of the peer's time: the ratio is that, 0.91."""
+    times = {"k": [1.0, 1.0, 2.0, 2.0, 2.0], "torch": [1.1, 1.1, 1.1, 2.2, 2.2]}
+    ratios, quartiles = bench._ratios(times, ["k"])
+    assert np.median(times["k"]) / np.median(times["torch"]) == pytest.approx(2.0 / 1.1)
+    assert ratios["k"]["torch"] == pytest.approx(1.0 / 1.1)
+    assert quartiles["k"]["torch"] == pytest.approx([1.0 / 1.1, 1.0 / 1.1])
+    assert bench._ratios(times, ["k"], rounds=[2])[0]["k"]["torch"] == pytest.approx(2.0 / 1.1)
+
+
 def test_paired_quartiles_follow_the_rounds_not_the_machine():
     """A machine that slows down during the run moves both timings of a round together: the
     round-by-round ratio stays put while each implementation's timings spread."""
@@ -256,7 +268,7 @@ def test_ratios_over_the_quiet_rounds(tmp_path, monkeypatch):
     times = {"k": [1.0, 5.0, 1.0, 5.0], "torch": [2.0, 2.0, 2.0, 2.0], "copy": [1.0, 1.0, 1.0, 1.0]}
     ratios, quartiles = bench._ratios(times, ["k"], rounds=[0, 2])
     assert ratios == {"k": {"torch": 0.5, "copy": 1.0}} and quartiles["k"]["torch"] == [0.5, 0.5]
-    assert bench._ratios(times, ["k"])[0]["k"]["torch"] == 1.5  # all rounds: median 3.0 / 2.0
+    assert bench._ratios(times, ["k"])[0]["k"]["torch"] == 1.5  # all rounds: median of 0.5, 2.5, 0.5, 2.5
 
     probes = iter([10e-6, 30e-6] * 100)  # every other round slowed (3x the fastest)
     monkeypatch.setattr(bench, "cpu_probe", lambda: next(probes))
