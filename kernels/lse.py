@@ -10,7 +10,8 @@ in :mod:`.softmax.rows`): ``shift`` subtracts the row maximum ``m`` before ``exp
 - ``m`` by integer keys (:func:`.arith.row_max`; for the rows after the first of a batch's rows
   taken one by one, tracked in the previous row's output pass, as :func:`.passes.scale` does),
   ``k`` the first index with ``x_k = m``;
-- ``e_i = exp(rnd(x_i - m))`` (naive: ``exp(x_i)``) block by block into an L1 buffer, each block
+- ``e_i = exp(rnd(x_i - m))`` (naive: ``exp(x_i)``) block by block into an L1 buffer (log_softmax
+  float32@float32, float64@float64: into the output row, :func:`row_terms_sum`), each block
   summed at once in the order of :func:`.arith.block_sum` (term ``k`` counted as 0 when left out);
 - ``l = log(s)``, or ``l = log1p(s')`` when the maximum's term was left out (:func:`.arith.logc`,
   :func:`.arith.log1pc`).
@@ -36,8 +37,8 @@ from .arith import (BLOCK, LANES, expc, kernel_entry_jit, kernel_jit, key_range_
                     key_step, load, log1pc, logc, nan_like, put, rnd, zero)
 from .float16 import always_inline
 from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
-                     bundle_max_indices, bundle_rows, bundle_shifts, compute_array, exp_block, exp_sum,
-                     index, keep_alive, lane_terms, max_index, n_groups, offset, row_shift,
+                     bundle_max_indices, bundle_rows, bundle_shifts, compute_array, exp_block,
+                     exp_sum, index, keep_alive, lane_terms, max_index, n_groups, offset, row_shift,
                      shift_of, split_exp_sum, split_shift, sum_leaving_out, takes_bundles)
 
 __all__ = ["lse_rows", "lse_row", "lse_split_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
