@@ -48,10 +48,10 @@ timed alone is mostly the timer and the caches the other implementations of the 
 (it read 5-7 us here), not the call. Reported per implementation: median, quartiles, min and
 max of the wall times, ns per element (median / elements), and ratios ``implementation / peer``
 for every kernel: the median and quartiles of the round-by-round ratios (:func:`_ratios`,
-:func:`paired_quartiles`; runs before it gave the ratio of the two medians; on the 2-core Zen 4 VM of the README, float32 16384 x 128 read 0.86,
-1.08, 1.14 and 1.23 of torch in four runs minutes apart, with one or three untimed calls before
-a timing, and one run's round-by-round quartiles 1.11-1.33: a ratio is known to about that much,
-there).
+:func:`paired_quartiles`; runs before 2026-11-28 gave the ratio of the two medians; on the
+2-core Zen 4 VM of the README, float32 16384 x 128 read 0.86, 1.08, 1.14 and 1.23 of torch in
+four runs minutes apart, with one or three untimed calls before a timing, and one run's
+round-by-round quartiles 1.11-1.33: a ratio is known to about that much, there).
 Results go to a printed table, to JSON, Markdown and a PNG plot
 (``results/bench/FUNCTION.{json,md,png}``, each written atomically), with the machine (CPU model,
 ISA flags), the load average and the share of CPU time other processes and the hypervisor took
