@@ -39,7 +39,8 @@ from .float16 import always_inline
 from .passes import (ahead_keys, apart, block_on_stack, borrowed, bundle_buffers, bundle_exp_sum,
                      bundle_max_indices, bundle_rows, bundle_shifts, compute_array, exp_block,
                      exp_sum, index, keep_alive, lane_terms, max_index, n_groups, offset, row_shift,
-                     shift_of, split_exp_sum, split_shift, sum_leaving_out, takes_bundles)
+                     shift_of, split_exp_sum, split_shift, stores_in_out, sum_leaving_out,
+                     takes_bundles)
 
 __all__ = ["lse_rows", "lse_row", "lse_split_rows", "LOGSUMEXP", "LOG_SOFTMAX", "DIVISION_FREE"]
 
@@ -88,7 +89,7 @@ def row_terms_sum(x, m, k, orow, buf, c, output):
 
 @overload(row_terms_sum)
 def _ov_row_terms_sum(x, m, k, orow, buf, c, output):
-    if output == types.uint16 and orow.dtype == buf.dtype:  # LOG_SOFTMAX, compute values
+    if output == types.uint16 and stores_in_out(orow, c):  # LOG_SOFTMAX, compute values
         return lambda x, m, k, orow, buf, c, output: exp_sum(x, m, k, orow, buf, c)
     return lambda x, m, k, orow, buf, c, output: _sum_terms(x, m, k, buf, c)
 

@@ -123,7 +123,7 @@ RECOMPUTE_BYTES = 4 << 20
 GROUPS_PER_THREAD = 4
 
 
-def _stores_in_out(out, c):
+def stores_in_out(out, c):
     """True when the terms can be kept in the output row itself (same float type)."""
     dt = out.dtype
     return (dt == types.float32 and c == types.float32) or (dt == types.float64 and c == types.float64)
@@ -230,7 +230,7 @@ def keeps_terms(x, out, c):
 
 @overload(keeps_terms)
 def _ov_keeps_terms(x, out, c):
-    if _stores_in_out(out, c):
+    if stores_in_out(out, c):
         return lambda x, out, c: True
     return lambda x, out, c: x.size * x.itemsize < RECOMPUTE_BYTES
 
@@ -280,7 +280,7 @@ def _heap_buffer(n, x, c):
 
 @overload(new_buffer)
 def _ov_new_buffer(n, x, out, c, stack):
-    if _stores_in_out(out, c):  # terms kept in out
+    if stores_in_out(out, c):  # terms kept in out
         return lambda n, x, out, c, stack: out.ravel()[:0]
 
     if isinstance(stack, types.NoneType):
