@@ -2,11 +2,16 @@
 
 Every family draws in float64 and casts to the target format, so every value is exactly
 representable there (the cast is the rounding; the audit then treats the cast values as exact).
+The draws are the same on every machine: they use the generator, IEEE arithmetic and libm
+(:func:`_libm`), never numpy's exp, log or power, whose results depend on the CPU (below); the
+one exception is ``attention_causal``'s dot products, computed by BLAS, whose summation order
+may depend on the CPU too (the same on the Zen 3 and Zen 4 machines compared).
 A family is a function ``(rng, fmt, rows, n) -> float64 array of shape (rows, n)`` registered in
 ``FAMILIES`` with a one-line description; :func:`make` does the seeding and the cast.
 """
 from __future__ import annotations
 
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -38,6 +43,23 @@ def _family(name: str, description: str, sizes: tuple | None = None):
     return register
 
 
+def _libm(f, a):
+    """``f`` (a function of :mod:`math`, libm's) on every element of the float64 array ``a``.
+    numpy's own exp and power run SIMD code of numpy's on AVX-512 machines and libm elsewhere,
+    and the two differ in the last bit: the default audit's float64 ``wide`` and ``vocab``
+    records (and those inputs' cotangents) differed between a Zen 4 (AVX-512) and a Zen 3
+    (AVX2) machine. libm is what the generator's own normal and gamma draws use."""
+    return np.fromiter(map(f, a.ravel()), np.float64, a.size).reshape(a.shape)
+
+
+def _exp(v):
+    """libm's exp, +inf where it overflows (as numpy's)."""
+    try:
+        return math.exp(v)
+    except OverflowError:
+        return math.inf
+
+
 def _normal(scale):
     return lambda rng, fmt, rows, n: rng.standard_normal((rows, n)) * scale
 
@@ -54,8 +76,8 @@ def _uniform(rng, fmt, rows, n):
 
 @_family("wide", "log-uniform magnitudes from 1e-3 to 2x the exp overflow edge, random signs")
 def _wide(rng, fmt, rows, n):
-    hi = np.log(2 * fmt.exp_overflow)
-    return rng.choice([-1.0, 1.0], (rows, n)) * np.exp(rng.uniform(np.log(1e-3), hi, (rows, n)))
+    hi = math.log(2 * fmt.exp_overflow)
+    return rng.choice([-1.0, 1.0], (rows, n)) * _libm(_exp, rng.uniform(math.log(1e-3), hi, (rows, n)))
 
 
 @_family("far_positive", "N(0, 1) shifted to 0.9-1.5x the exp overflow edge (naive overflows)")
@@ -117,8 +139,8 @@ def _classifier(rng, fmt, rows, n):
 @_family("temperature", "N(0, 1) scaled by 2^k, k uniform from -24 to the format's top: "
                         "seed property 5's sweep, from uniform (a -> 0) to one-hot (a -> inf)")
 def _temperature(rng, fmt, rows, n):
-    top = int(np.floor(np.log2(fmt.max_finite / 8.0)))
-    return rng.standard_normal((rows, n)) * 2.0 ** rng.integers(-24, top + 1, (rows, 1))
+    top = math.floor(math.log2(fmt.max_finite / 8.0))
+    return rng.standard_normal((rows, n)) * np.ldexp(1.0, rng.integers(-24, top + 1, (rows, 1)))
 
 
 @_family("vocab", "language-model vocabulary rows: Student-t(4) logits with 1-16 tokens 8-20 "
@@ -129,7 +151,7 @@ def _vocab(rng, fmt, rows, n):
     for row in x:
         top = rng.choice(n, size=min(n, rng.integers(1, 17)), replace=False)
         row[top] = rng.uniform(8.0, 20.0, top.size)
-    return x / 10.0 ** rng.uniform(-1.0, 1.0, (rows, 1))
+    return x / _libm(lambda u: math.pow(10.0, u), rng.uniform(-1.0, 1.0, (rows, 1)))
 
 
 @_family("attention_causal", "attention scores q.k/sqrt(d) of N(0, 1) queries and keys, d = 64 "
