@@ -5,7 +5,7 @@ representable there (the cast is the rounding; the audit then treats the cast va
 The draws are the same on every machine: they use the generator, IEEE arithmetic and libm
 (:func:`_libm`), never numpy's exp, log or power, whose results depend on the CPU (below); the
 one exception is ``attention_causal``'s dot products, computed by BLAS, whose summation order
-may depend on the CPU too (the same on the Zen 3 and Zen 4 machines compared).
+may depend on the CPU too (the same on the Zen 3 and Zen 5 machines compared).
 A family is a function ``(rng, fmt, rows, n) -> float64 array of shape (rows, n)`` registered in
 ``FAMILIES`` with a one-line description; :func:`make` does the seeding and the cast.
 """
@@ -47,7 +47,7 @@ def _libm(f, a):
     """``f`` (a function of :mod:`math`, libm's) on every element of the float64 array ``a``.
     numpy's own exp and power run SIMD code of numpy's on AVX-512 machines and libm elsewhere,
     and the two differ in the last bit: the default audit's float64 ``wide`` and ``vocab``
-    records (and those inputs' cotangents) differed between a Zen 4 (AVX-512) and a Zen 3
+    records (and those inputs' cotangents) differed between a Zen 5 (AVX-512) and a Zen 3
     (AVX2) machine. libm is what the generator's own normal and gamma draws use."""
     return np.fromiter(map(f, a.ravel()), np.float64, a.size).reshape(a.shape)
 
