@@ -227,7 +227,17 @@ def _pass1(x, eb, c, exponent):
 
 @kernel_jit
 def write(xb, ob, M, S, c, exponent):
-    """Pass 2 on a block: ``ob_i = fl(term(x_i, M) / S)``, stored once."""
+    """Pass 2 on a block: ``ob_i = fl(term(x_i, M) / S)``, stored once. Online, a sum ``S`` that
+    is not NaN rules out a NaN and a ``+inf`` in the row (either makes a term NaN), so ``M`` is its
+    maximum and every ``x_i - M`` is ``<= 0`` (or NaN, for a row of only ``-inf``): the shifted exp
+    of :func:`..passes.term`, the same bits with fewer operations (float32 10^7 row: 0.96 of the
+    time on one thread, 0.86 on two; float64 0.985). With a NaN sum the full exp, as in
+    :func:`_ov_block_term`."""
+    if exponent is None:
+        if S == S:
+            for i in range(xb.size):
+                put(ob, i, rnd(term(xb[i], M, c) / S, c))
+            return
     for i in range(xb.size):
         put(ob, i, rnd(block_term(xb[i], M, c, exponent) / S, c))
 
