@@ -49,6 +49,9 @@ def test_draws_are_the_same_on_every_machine(family):
     for name in FORMATS:
         digest.update(inputs.make(family, name, 4, n, seed=1).tobytes())
     assert digest.hexdigest()[:16] == DRAW_DIGESTS[family]
+
+
+def test_draw_digests_cover_every_family_but_attention():
     assert set(DRAW_DIGESTS) == set(inputs.FAMILIES) - {"attention_causal"}
 
 
