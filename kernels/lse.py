@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+
+from softmax_bench.jit import linked_only_overload
 
 from .arith import (BLOCK, LANES, expc, kernel_entry_jit, kernel_jit, key_range_of, key_start,
                     key_step, load, log1pc, logc, nan_like, put, rnd, zero)
@@ -70,7 +71,7 @@ def _log_of_sum(s, c, leave_out):
     """``log(s)``, or ``log1p(s)`` when the maximum's term was left out of ``s``."""
 
 
-@overload(_log_of_sum)
+@linked_only_overload(_log_of_sum)
 def _ov_log_of_sum(s, c, leave_out):
     if isinstance(leave_out, types.NoneType):
         return lambda s, c, leave_out: logc(s, c)
@@ -87,7 +88,7 @@ def row_terms_sum(x, m, k, orow, buf, c, output):
     division-free softmax, whose output pass computes an exp (4096 x 1024: 1.03)."""
 
 
-@overload(row_terms_sum)
+@linked_only_overload(row_terms_sum)
 def _ov_row_terms_sum(x, m, k, orow, buf, c, output):
     if output == types.uint16 and stores_in_out(orow, c):  # LOG_SOFTMAX, compute values
         return lambda x, m, k, orow, buf, c, output: exp_sum(x, m, k, orow, buf, c)
@@ -131,14 +132,14 @@ def element(v, m, a, c, output):
     ``exp(rnd(x - f))``."""
 
 
-@overload(row_constant)
+@linked_only_overload(row_constant)
 def _ov_row_constant(m, l, c, output):
     if output == types.uint16:  # LOG_SOFTMAX
         return lambda m, l, c, output: l
     return lambda m, l, c, output: shift_back(m, l, c)
 
 
-@overload(element)
+@linked_only_overload(element)
 def _ov_element(v, m, a, c, output):
     if output == types.uint16:  # LOG_SOFTMAX
 
@@ -164,7 +165,7 @@ def write_row(xr, out, r, m, l, c, output, ahead):
     in a pass of its own)."""
 
 
-@overload(write_row)
+@linked_only_overload(write_row)
 def _ov_write_row(xr, out, r, m, l, c, output, ahead):
     if output == types.uint8:  # LOGSUMEXP
 
@@ -198,7 +199,7 @@ def terms_home(out, b0, b1, n, buf, output):
     division-free softmax (its output pass computes an exp) 1.00."""
 
 
-@overload(terms_home)
+@linked_only_overload(terms_home)
 def _ov_terms_home(out, b0, b1, n, buf, output):
     if output == types.uint8:  # LOGSUMEXP
         return lambda out, b0, b1, n, buf, output: buf
@@ -284,7 +285,7 @@ def _schedule(x, out, r0, r1, c, shift, leave_out, output):
     for the algorithm (the shifted one's short rows in bundles: 2.4x faster on rows of 10)."""
 
 
-@overload(_schedule)
+@linked_only_overload(_schedule)
 def _ov_schedule(x, out, r0, r1, c, shift, leave_out, output):
     if takes_bundles(shift, leave_out):
         return lambda x, out, r0, r1, c, shift, leave_out, output: _rows_in_bundles(
@@ -354,7 +355,7 @@ def _split_write_row(xr, out, r, m, l, c, output):
     """:func:`write_row` for a row split across threads (logsumexp: its one value)."""
 
 
-@overload(_split_write_row)
+@linked_only_overload(_split_write_row)
 def _ov_split_write_row(xr, out, r, m, l, c, output):
     if output == types.uint8:  # LOGSUMEXP
         return lambda xr, out, r, m, l, c, output: put(out, r, shift_back(m, l, c))

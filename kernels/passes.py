@@ -66,6 +66,10 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import populate_array
 from numba.np.numpy_support import as_dtype
 
+# overloads linked only (no machine code of their own: compile time), but for those that a bundle
+# of short rows runs per row, plain numba overloads (softmax_bench.jit.linked_only_overload)
+from softmax_bench.jit import linked_only_overload
+
 from .float16 import always_inline, target_has
 from .arith import (BLOCK, LANES, block_sum, expc, expc_shifted, kernel_jit, key_start, key_step,
                     key_to_max, key_view, load, minus_inf, nan_like, put, rnd, row_max, zero)
@@ -209,7 +213,7 @@ def exp_of_difference(d, m, c):
     ``d = x`` when ``m`` is None (:func:`.arith.expc`)."""
 
 
-@overload(exp_of_difference)
+@linked_only_overload(exp_of_difference)
 def _ov_exp_of_difference(d, m, c):
     if isinstance(m, types.NoneType):
         return lambda d, m, c: expc(d, c)
@@ -228,7 +232,7 @@ def keeps_terms(x, out, c):
     they go into ``out`` itself, else when the row is shorter than :data:`RECOMPUTE_BYTES`."""
 
 
-@overload(keeps_terms)
+@linked_only_overload(keeps_terms)
 def _ov_keeps_terms(x, out, c):
     if stores_in_out(out, c):
         return lambda x, out, c: True
@@ -328,7 +332,7 @@ def _load_converts(x, e):
     return x.dtype != e.dtype
 
 
-@overload(exp_block)
+@linked_only_overload(exp_block)
 def _ov_exp_block(xb, m, eb, c):
     if not _load_converts(xb, eb):
         return lambda xb, m, eb, c: _exp_block_fused(xb, m, eb, c)
@@ -392,14 +396,14 @@ def shift_of(keys, nxt, c, shift):
     None when ``shift`` is off."""
 
 
-@overload(ahead_keys)
+@linked_only_overload(ahead_keys)
 def _ov_ahead_keys(nxt, shift):
     if isinstance(shift, types.NoneType):
         return lambda nxt, shift: None
     return lambda nxt, shift: key_view(nxt)
 
 
-@overload(shift_of)
+@linked_only_overload(shift_of)
 def _ov_shift_of(keys, nxt, c, shift):
     if isinstance(shift, types.NoneType):
         return lambda keys, nxt, c, shift: None
@@ -418,7 +422,7 @@ def index(ks, r):
     """``ks[r]``, or None when ``ks`` is None (chosen by type, as :func:`offset`)."""
 
 
-@overload(offset)
+@linked_only_overload(offset)
 def _ov_offset(k, lo):
     if isinstance(k, types.NoneType):
         return lambda k, lo: None
@@ -447,21 +451,21 @@ def max_index(x, m, c, leave_out):
 # numba prunes ``if opt is None`` only when ``opt`` *is* None: with an int8 option both branches
 # stay and the variable becomes Optional (checked at run time, and broken in parallel regions).
 # So the option decides by type, in overloads.
-@overload(row_shift)
+@linked_only_overload(row_shift)
 def _ov_row_shift(x, c, shift):
     if isinstance(shift, types.NoneType):
         return lambda x, c, shift: None
     return lambda x, c, shift: row_max(x, c)
 
 
-@overload(split_shift)
+@linked_only_overload(split_shift)
 def _ov_split_shift(x, c, shift):
     if isinstance(shift, types.NoneType):
         return lambda x, c, shift: None
     return lambda x, c, shift: split_max(x, c)
 
 
-@overload(max_index)
+@linked_only_overload(max_index)
 def _ov_max_index(x, m, c, leave_out):
     if isinstance(leave_out, types.NoneType):
         return lambda x, m, c, leave_out: None

@@ -31,13 +31,14 @@ from typing import Callable
 
 from numba import njit
 from numba.core import config
+from numba.extending import overload
 from numba.core.caching import UserProvidedCacheLocator
 from numba.core.codegen import JITCodeLibrary
 from numba.core.compiler import Compiler
 from numba.core.registry import CPUDispatcher
 
 __all__ = ["numba_cache", "PackageCacheLocator", "CompiledCallersOnly", "LinkedOnlyLibrary",
-           "call_from_python"]
+           "linked_only_overload", "call_from_python"]
 
 
 class PackageCacheLocator(UserProvidedCacheLocator):
@@ -127,6 +128,19 @@ class CompiledCallersOnly(CPUDispatcher):
     def __call__(self, *args, **kwargs):
         raise TypeError(f"{self.py_func.__module__}.{self.py_func.__qualname__} is compiled for "
                         "calls from numba code only: call_from_python(f, *args) calls it")
+
+
+def linked_only_overload(func, **kwargs):
+    """numba's ``@overload``, its implementations compiled into a :class:`LinkedOnlyLibrary` as a
+    :class:`CompiledCallersOnly` helper is: numba otherwise optimises an overload's implementation
+    and compiles it to machine code of its own, which nothing runs (callers link and inline it).
+    The kernels' option switches and passes use it: the default audit's 98 kernels compiled in
+    226 s on two processes (416 s of CPU) instead of 258 s (491 s), Zen 3, empty cache, the same
+    bits. Not for what a bundle of short rows runs once per row (the element operations of
+    :mod:`softmax_bench.kernels.arith`, eight of :mod:`softmax_bench.kernels.passes`): reaching
+    their callers unoptimised, those were inlined worse, and bundles of 16-term rows ran 1.07-1.25x
+    slower."""
+    return overload(func, jit_options={"pipeline_class": _LinkedOnlyCompiler}, **kwargs)
 
 
 @njit

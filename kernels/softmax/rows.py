@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit, prange, types
-from numba.extending import overload
+
+from softmax_bench.jit import linked_only_overload
 
 from ..arith import LANES, kernel_entry_jit, kernel_jit, one, rnd
 from ..passes import (
@@ -56,7 +57,7 @@ def _finish(s, c, leave_out):
     """The divisor: ``s``, or ``1 + s`` (one rounding) when the maximum's term was left out."""
 
 
-@overload(_finish)
+@linked_only_overload(_finish)
 def _ov_finish(s, c, leave_out):
     if isinstance(leave_out, types.NoneType):
         return lambda s, c, leave_out: s
@@ -145,7 +146,7 @@ def _schedule(x, out, r0, r1, c, shift, leave_out):
     shifted_log1p one row after another)."""
 
 
-@overload(_schedule)
+@linked_only_overload(_schedule)
 def _ov_schedule(x, out, r0, r1, c, shift, leave_out):
     if takes_bundles(shift, leave_out):
         return lambda x, out, r0, r1, c, shift, leave_out: _rows_in_bundles(

@@ -48,7 +48,8 @@ from __future__ import annotations
 
 import numpy as np
 from numba import prange, types
-from numba.extending import overload
+
+from softmax_bench.jit import linked_only_overload
 
 from ..arith import (BLOCK, ON, _is_bf16, _is_f32, _is_half, block_sum, expc, kernel_entry_jit,
                      kernel_jit, key_range, key_to_max, load, minus_inf, put, rnd, zero)
@@ -106,7 +107,7 @@ def exponent_of(m, c):
     exact in float32: ``|k| <= 1.5 PARTS_LIMIT`` for every compute below float64)."""
 
 
-@overload(exponent_of)
+@linked_only_overload(exponent_of)
 def _ov_exponent_of(m, c):
     if _is_f32(c):
         return lambda m, c: exp_parts32(m)[1]
@@ -115,14 +116,14 @@ def _ov_exponent_of(m, c):
     return lambda m, c: exp_parts64(m)[1]
 
 
-@overload(block_shift)
+@linked_only_overload(block_shift)
 def _ov_block_shift(m, c, exponent):
     if isinstance(exponent, types.NoneType):
         return lambda m, c, exponent: m
     return lambda m, c, exponent: exponent_of(m, c)
 
 
-@overload(block_term)
+@linked_only_overload(block_term)
 def _ov_block_term(v, h, c, exponent):
     if isinstance(exponent, types.NoneType):  # not term: in a row holding a NaN, a block
         # after the NaN's can hold values above the final shift M (any exp argument)
@@ -149,14 +150,14 @@ def _ov_block_term(v, h, c, exponent):
     return impl
 
 
-@overload(own_block_term)
+@linked_only_overload(own_block_term)
 def _ov_own_block_term(v, h, c, exponent):
     if isinstance(exponent, types.NoneType):
         return lambda v, h, c, exponent: term(v, h, c)
     return lambda v, h, c, exponent: block_term(v, h, c, exponent)
 
 
-@overload(move)
+@linked_only_overload(move)
 def _ov_move(s, d, c, exponent):
     if isinstance(exponent, types.NoneType):
         return lambda s, d, c, exponent: rnd(s * expc(d, c), c)
@@ -165,14 +166,14 @@ def _ov_move(s, d, c, exponent):
     return lambda s, d, c, exponent: scale_down64(s, d)
 
 
-@overload(shift_difference)
+@linked_only_overload(shift_difference)
 def _ov_shift_difference(a, b, c, exponent):
     if isinstance(exponent, types.NoneType):
         return lambda a, b, c, exponent: rnd(a - b, c)
     return lambda a, b, c, exponent: a - b
 
 
-@overload(in_domain)
+@linked_only_overload(in_domain)
 def _ov_in_domain(lo, hi, c, exponent):
     if isinstance(exponent, types.NoneType):
         return lambda lo, hi, c, exponent: True
@@ -319,7 +320,7 @@ def _as_shifted(x, out, c, threads, exponent):
     kernel: float32 online compiled after shifted in one process, 3.8 s then, 2.7 s now.)"""
 
 
-@overload(_as_shifted)
+@linked_only_overload(_as_shifted)
 def _ov_as_shifted(x, out, c, threads, exponent):
     if isinstance(exponent, types.NoneType):
         def impl(x, out, c, threads, exponent):
