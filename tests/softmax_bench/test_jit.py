@@ -122,3 +122,58 @@ def test_a_compiled_callers_only_function_is_refused_from_python_not_a_crash(tmp
         assert libraries == ["LinkedOnlyLibrary"]
         indexes = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").rglob("*.nbi"))
         assert indexes == ["mod.twice_plus_one"]
+
+
+_OVERLOAD_SOURCE = '''
+from pathlib import Path
+from softmax_bench.jit import linked_only_overload, numba_cache
+
+FOLDER, cached_njit = numba_cache(Path(__file__).parent)
+
+
+def add_two(x):
+    """a stub for numba code"""
+
+
+@linked_only_overload(add_two)
+def _ov_add_two(x):
+    def impl(x):
+        return x + 2
+    return impl
+
+
+@cached_njit
+def caller(x):
+    return 2 * add_two(x)
+'''
+
+_OVERLOAD_RUN = '''
+import json
+from softmax_bench import jit
+made = []
+_init = jit.LinkedOnlyLibrary.__init__
+def init(self, codegen, name):
+    made.append(name)
+    _init(self, codegen, name)
+jit.LinkedOnlyLibrary.__init__ = init
+import pkgz.mod as m
+print(json.dumps([m.caller(20), made, sum(m.caller.stats.cache_hits.values())]))
+'''
+
+
+def test_a_linked_only_overload_compiles_into_a_linked_only_library(tmp_path):
+    """An ``@linked_only_overload`` implementation is compiled into a LinkedOnlyLibrary (no
+    machine code of its own), its caller runs it and is cached as any other: loaded in a second
+    process, nothing is compiled again."""
+    package = tmp_path / "pkgz"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text(_OVERLOAD_SOURCE)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    for hits in (0, 1):  # compiled, then loaded
+        out = subprocess.run([sys.executable, "-c", _OVERLOAD_RUN], capture_output=True,
+                             text=True, env=env, cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr
+        value, made, cache_hits = json.loads(out.stdout)
+        assert (value, cache_hits) == (44, hits)
+        assert made == ([] if hits else ["_ov_add_two.<locals>.impl"])
