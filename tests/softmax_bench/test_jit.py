@@ -100,22 +100,31 @@ print(json.dumps([value, call_from_python(m.plus_one, 41), refused,
 '''
 
 
+def _compiled_then_loaded(tmp_path, name, source, run):
+    """What ``run`` prints (JSON) in two processes, each a subprocess (a crash stays there), for a
+    package ``name`` whose module ``mod`` is ``source``, sharing a numba cache: the first compiles,
+    the second loads."""
+    package = tmp_path / name
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "mod.py").write_text(source)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env,
+                             cwd=tmp_path, timeout=300)
+        assert out.returncode == 0, out.stderr
+        yield json.loads(out.stdout)
+
+
 def test_a_compiled_callers_only_function_is_refused_from_python_not_a_crash(tmp_path):
     """A ``compiled_callers_only`` function has no Python wrapper: numba code calls it (and
     ``call_from_python``), a call from Python raises TypeError (the missing wrapper would have
     crashed the process: hence a subprocess), and its caller is cached as any other. Its code is
     linked into its callers only (no machine code, no cache files of its own): the caller loaded
     from the cache runs without it."""
-    package = tmp_path / "pkgy"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "mod.py").write_text(_CALLERS_ONLY_SOURCE)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
-    for hits in (0, 1):  # compiled, then loaded
-        out = subprocess.run([sys.executable, "-c", _CALLERS_ONLY_RUN], capture_output=True,
-                             text=True, env=env, cwd=tmp_path, timeout=300)
-        assert out.returncode == 0, out.stderr
-        value, via_numba, refused, no_wrapper, cache_hits, libraries = json.loads(out.stdout)
+    for hits, printed in enumerate(_compiled_then_loaded(tmp_path, "pkgy", _CALLERS_ONLY_SOURCE,
+                                                         _CALLERS_ONLY_RUN)):
+        value, via_numba, refused, no_wrapper, cache_hits, libraries = printed
         assert (value, via_numba, no_wrapper, cache_hits) == (42, 42, True, hits)
         assert refused and "pkgy.mod.plus_one is compiled for calls from numba code only" in refused
         # plus_one(int64), compiled for twice_plus_one (first run) and call_from_python
@@ -165,15 +174,8 @@ def test_a_linked_only_overload_compiles_into_a_linked_only_library(tmp_path):
     """An ``@linked_only_overload`` implementation is compiled into a LinkedOnlyLibrary (no
     machine code of its own), its caller runs it and is cached as any other: loaded in a second
     process, nothing is compiled again."""
-    package = tmp_path / "pkgz"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "mod.py").write_text(_OVERLOAD_SOURCE)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
-    for hits in (0, 1):  # compiled, then loaded
-        out = subprocess.run([sys.executable, "-c", _OVERLOAD_RUN], capture_output=True,
-                             text=True, env=env, cwd=tmp_path, timeout=300)
-        assert out.returncode == 0, out.stderr
-        value, made, cache_hits = json.loads(out.stdout)
+    for hits, printed in enumerate(_compiled_then_loaded(tmp_path, "pkgz", _OVERLOAD_SOURCE,
+                                                         _OVERLOAD_RUN)):
+        value, made, cache_hits = printed
         assert (value, cache_hits) == (44, hits)
         assert made == ([] if hits else ["_ov_add_two.<locals>.impl"])
