@@ -27,9 +27,11 @@ print(json.dumps([m.twice(21), m.FOLDER, sum(m.twice.stats.cache_hits.values()),
 '''
 
 
-def _run_from(root: Path, cache: Path):
+def _run_from(root: Path, cache: Path, run: str = _RUN):
+    """What ``run`` prints (JSON), run in a subprocess (a crash stays there) from ``root`` with
+    numba's cache in ``cache``."""
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(root))
-    out = subprocess.run([sys.executable, "-c", _RUN], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env,
                          cwd=root, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
@@ -101,19 +103,14 @@ print(json.dumps([value, call_from_python(m.plus_one, 41), refused,
 
 
 def _compiled_then_loaded(tmp_path, name, source, run):
-    """What ``run`` prints (JSON) in two processes, each a subprocess (a crash stays there), for a
-    package ``name`` whose module ``mod`` is ``source``, sharing a numba cache: the first compiles,
-    the second loads."""
+    """What ``run`` prints (:func:`_run_from`) in two processes sharing a numba cache, for a
+    package ``name`` whose module ``mod`` is ``source``: the first compiles, the second loads."""
     package = tmp_path / name
     package.mkdir()
     (package / "__init__.py").write_text("")
     (package / "mod.py").write_text(source)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", run], capture_output=True, text=True, env=env,
-                             cwd=tmp_path, timeout=300)
-        assert out.returncode == 0, out.stderr
-        yield json.loads(out.stdout)
+        yield _run_from(tmp_path, tmp_path / "cache", run)
 
 
 def test_a_compiled_callers_only_function_is_refused_from_python_not_a_crash(tmp_path):
