@@ -69,6 +69,9 @@ DEFAULT_TIMEOUT_S = 60.0
 SAVE_INTERVAL_S = 5.0
 #: Seconds a peer's process may take to start and import its implementation (torch, jax: a few s).
 LOAD_TIMEOUT_S = 300.0
+#: The compile unit of the reference's phase 1, beside the kernels' ids (a case worker compiles
+#: one unit at a time into numba's cache before the cases: ``_Run.to_compile``).
+REFERENCE = "reference"
 #: Contract probe: a batch row may differ from the same row computed alone by this many ULPs.
 #: An implementation may take another vector path for a batch (a few ULPs); one that normalises
 #: over the wrong axis is off by a factor of about the number of rows (~1e6 ULPs and more).
@@ -330,16 +333,15 @@ def _case_setup(threads: int):
 
 def _case_task(_state, task):
     config, case = task
-    if case[0] == "warm":  # compile a share of the kernels (kernels/warm.py) before any case,
-        from softmax_bench import reference  # and the reference's phase 1 when asked
+    if case[0] == "warm":  # compile one kernel (kernels/warm.py), or the reference's phase 1
+        from softmax_bench import reference
         from softmax_bench.kernels.warm import warm
 
-        _, share, with_reference = case
-        for step in ([reference.warm] if with_reference else []) + [lambda: warm(share)]:
-            try:
-                step()
-            except Exception:  # noqa: BLE001 - the cases that need it will record the error
-                pass
+        unit = case[1]
+        try:
+            reference.warm() if unit == REFERENCE else warm([unit])
+        except Exception:  # noqa: BLE001 - the cases that need it will record the error
+            pass
         return None
     return run_case(config, *case)
 
@@ -567,7 +569,14 @@ class _Run:
         self.cases: list[Worker] = []
         self.peers: list[_Peer] = []
         self.unsaved, self.saved_at = False, time.monotonic()
-        self.kernel_ids = list(dict.fromkeys(s.id for d in config.dtypes for s in config.kernel_specs(d)))
+        dtypes = dict.fromkeys(case[1] for case in todo)  # compile only what these cases run
+        self.kernel_ids = list(dict.fromkeys(s.id for d in dtypes for s in config.kernel_specs(d)))
+        # what to compile before the cases (into numba's cache, each unit by one worker, taken by
+        # whichever is idle: no two workers compile the same code, and they end together), the
+        # reference's phase 1 first (the largest unit: 28 s on the Zen 3 VM, a kernel 2-13 s)
+        self.to_compile = deque([REFERENCE] + self.kernel_ids)
+        self.compiling: set = set()
+        self.needs = {d: {REFERENCE, *(s.id for s in config.kernel_specs(d))} for d in dtypes}
 
     def execute(self):
         config = self.config
@@ -613,16 +622,14 @@ class _Run:
     # dispatching
     def _dispatch(self):
         for w in self.cases:
-            if w.idle and w.starts == 1 and not getattr(w, "warmed", False):
-                # first, each worker compiles its share of the kernels (into numba's cache), and
-                # the first one the reference's phase 1 too, so that no two workers compile the
-                # same code; then every case loads it
-                w.warmed = True
-                i = self.cases.index(w)
-                share = self.kernel_ids[i::len(self.cases)]
-                w.submit((self.config, ("warm", share, i == 0)), "warm", None)
-            elif w.idle and self.pending:
-                case = self.pending.popleft()
+            if not w.idle:
+                continue
+            if self.to_compile:
+                unit = self.to_compile.popleft()
+                self.compiling.add(unit)
+                w.submit((None, ("warm", unit)), ("warm", unit), None)
+            elif (case := self._next_case()) is not None:
+                self.pending.remove(case)
                 w.submit((self.config, case), case, None)
         for p in self.peers:
             if p.state == "probing" and p.worker.idle:
@@ -635,6 +642,11 @@ class _Run:
                 p.worker.submit(("call", (function, state["x"], extra)), (case, function),
                                 self.config.timeout)
 
+    def _next_case(self):
+        """The first pending case whose kernels and reference no worker is compiling still (it
+        would compile them again)."""
+        return next((c for c in self.pending if not self.needs[c[1]] & self.compiling), None)
+
     # case workers
     def _case_message(self, w):
         case = w.task
@@ -643,7 +655,8 @@ class _Run:
             return
         if kind == "setup_failed" or case is None:
             raise RuntimeError(f"a case worker could not start: {payload}")
-        if case == "warm":
+        if case[0] == "warm":
+            self.compiling.discard(case[1])
             if kind == "died":  # its cases will compile what they need, or record the failure
                 w.restart()
             return

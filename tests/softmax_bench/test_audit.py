@@ -300,16 +300,60 @@ def test_backward_pass_cases_share_one_seeded_cotangent(tmp_path):
         audit.run(small_config(functions=["softmax_vjp"], peers=["scipy"]), None, progress=False)
 
 
-def test_the_warm_task_compiles_the_reference_when_asked_and_outlives_a_failure(monkeypatch):
-    """A case worker's first task compiles its share of the kernels, the first worker's the
-    reference's phase 1 before them; a failure in either is left for the cases to record."""
+def test_a_warm_task_compiles_one_unit_and_outlives_its_failure(monkeypatch):
+    """A warm task compiles one kernel, or the reference's phase 1; a failure is left for the
+    cases to record."""
     from softmax_bench import reference
     from softmax_bench.kernels import warm
 
     calls = []
     monkeypatch.setattr(reference, "warm", lambda: calls.append("reference") or 1 / 0)
     monkeypatch.setattr(warm, "warm", lambda ids: calls.append(list(ids)) or 1 / 0)
-    config = audit.AuditConfig()
-    assert audit._case_task(None, (config, ("warm", ["k1", "k2"], True))) is None
-    assert audit._case_task(None, (config, ("warm", ["k3"], False))) is None
-    assert calls == ["reference", ["k1", "k2"], ["k3"]]
+    assert audit._case_task(None, (None, ("warm", audit.REFERENCE))) is None
+    assert audit._case_task(None, (None, ("warm", "k1"))) is None
+    assert calls == ["reference", ["k1"]]
+
+
+class _FakeCaseWorker:
+    """The owner's side of a case worker that ends its task when the test says so."""
+
+    def __init__(self):
+        self.task, self.sent = None, []
+
+    @property
+    def idle(self):
+        return self.task is None
+
+    def submit(self, task, key, timeout):
+        self.task = key
+        self.sent.append(key)
+        return True
+
+    def receive(self):
+        key, self.task = self.task, None
+        return "done", None if key[0] == "warm" else {"failed": "not run: a scheduling test"}
+
+
+def test_idle_workers_take_the_next_unit_to_compile_and_cases_wait_for_theirs():
+    """Whichever worker is idle compiles the next unit (the reference first), each unit once; a
+    case starts only when no worker is still compiling what it runs: a worker that runs out of
+    units takes a case whose kernels are ready, or waits, rather than compile them again."""
+    config = small_config(dtypes=["float16", "float32"], families=["normal1"], sizes=[2], workers=2)
+    run = audit._Run(config, {"records": []}, 0, None, config.cases(), 0, progress=False)
+    fast, slow = run.cases = [_FakeCaseWorker(), _FakeCaseWorker()]
+    f16, f32 = ([("warm", s.id) for s in config.kernel_specs(d)] for d in ("float16", "float32"))
+
+    def end_task(w):
+        run._case_message(w)
+        run._dispatch()
+
+    run._dispatch()
+    for _ in f16 + f32[1:]:
+        end_task(slow)  # the slow worker compiles every kernel while the other the reference
+    assert fast.sent == [("warm", audit.REFERENCE)] and slow.sent == f16 + f32
+    end_task(fast)
+    assert fast.sent[-1] == ("normal1", "float16", 2)  # its kernels are compiled
+    end_task(fast)
+    assert fast.idle and slow.sent[-1] == f32[-1]  # the float32 case waits for its last kernel
+    end_task(slow)
+    assert fast.sent[-1] == ("normal1", "float32", 2) and slow.idle and not run.pending
