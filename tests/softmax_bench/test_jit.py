@@ -153,15 +153,18 @@ def caller(x):
     return 2 * add_two(x)
 '''
 
-_OVERLOAD_RUN = '''
+_RECORDING_LINKED_ONLY = '''
 import json
 from softmax_bench import jit
-made = []
+made = []  # the names of the LinkedOnlyLibrary made
 _init = jit.LinkedOnlyLibrary.__init__
 def init(self, codegen, name):
     made.append(name)
     _init(self, codegen, name)
 jit.LinkedOnlyLibrary.__init__ = init
+'''
+
+_OVERLOAD_RUN = _RECORDING_LINKED_ONLY + '''
 import pkgz.mod as m
 print(json.dumps([m.caller(20), made, sum(m.caller.stats.cache_hits.values())]))
 '''
@@ -176,3 +179,41 @@ def test_a_linked_only_overload_compiles_into_a_linked_only_library(tmp_path):
         value, made, cache_hits = printed
         assert (value, cache_hits) == (44, hits)
         assert made == ([] if hits else ["_ov_add_two.<locals>.impl"])
+
+
+_PARFOR_SOURCE = '''
+from pathlib import Path
+from numba import prange
+from softmax_bench.jit import numba_cache
+
+FOLDER, cached_njit = numba_cache(Path(__file__).parent)
+
+
+@cached_njit(parallel=True)
+def squares(x):
+    out = x.copy()
+    for i in prange(x.size):
+        out[i] = x[i] * x[i]
+    return out
+'''
+
+_PARFOR_RUN = _RECORDING_LINKED_ONLY + '''
+import numpy as np
+import pkgp.mod as m
+x = np.arange(1000.0)
+right = bool(np.array_equal(m.squares(x), x * x))
+kinds = [next(i for i, p in enumerate(jit._PARFOR_LIBRARIES) if n.startswith(p)) for n in made]
+print(json.dumps([right, kinds, sum(m.squares.stats.cache_hits.values())]))
+'''
+
+
+def test_a_prange_loop_is_compiled_once_in_the_function_that_runs_it(tmp_path):
+    """The three libraries numba makes for a ``prange`` loop (the body, its gufunc wrapper, the
+    threads' wrapper) are linked only (no machine code, no optimisation of their own): the
+    function with the loop computes the same, and loads from the cache in a second process. A
+    numba that names them otherwise fails here (its kernels would compile slower, not wrongly)."""
+    for hits, printed in enumerate(_compiled_then_loaded(tmp_path, "pkgp", _PARFOR_SOURCE,
+                                                         _PARFOR_RUN)):
+        right, kinds, cache_hits = printed
+        assert right and cache_hits == hits
+        assert kinds == ([] if hits else [0, 1, 2])
