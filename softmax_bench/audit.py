@@ -37,6 +37,7 @@ import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -69,8 +70,7 @@ DEFAULT_TIMEOUT_S = 60.0
 SAVE_INTERVAL_S = 5.0
 #: Seconds a peer's process may take to start and import its implementation (torch, jax: a few s).
 LOAD_TIMEOUT_S = 300.0
-#: The compile unit of the reference's phase 1, beside the kernels' ids (a case worker compiles
-#: one unit at a time into numba's cache before the cases: ``_Run.to_compile``).
+#: The compile unit of the reference's phase 1, beside the kernels' ids (:class:`CompileUnit`).
 REFERENCE = "reference"
 #: Contract probe: a batch row may differ from the same row computed alone by this many ULPs.
 #: An implementation may take another vector path for a batch (a few ULPs); one that normalises
@@ -319,6 +319,14 @@ def run_case(config: AuditConfig, family: str, dtype: str, n: int) -> dict:
             "records": records}
 
 
+class CompileUnit(NamedTuple):
+    """A case worker's task before the cases: compile one kernel (its id) or the reference's
+    phase 1 (:data:`REFERENCE`) into numba's cache (``_Run.to_compile``); a type of its own, as
+    a case's family may have any name (an --inputs file's stem)."""
+
+    unit: str
+
+
 def _case_setup(threads: int):
     """A case worker runs its kernels and phase 1 on ``threads`` numba threads (the cores left
     per worker: 1 by default): with a worker per core, more only oversubscribe the cores, and
@@ -333,13 +341,12 @@ def _case_setup(threads: int):
 
 def _case_task(_state, task):
     config, case = task
-    if case[0] == "warm":  # compile one kernel (kernels/warm.py), or the reference's phase 1
+    if isinstance(case, CompileUnit):
         from softmax_bench import reference
         from softmax_bench.kernels.warm import warm
 
-        unit = case[1]
         try:
-            reference.warm() if unit == REFERENCE else warm([unit])
+            reference.warm() if case.unit == REFERENCE else warm([case.unit])
         except Exception:  # noqa: BLE001 - the cases that need it will record the error
             pass
         return None
@@ -573,7 +580,7 @@ class _Run:
         self.kernel_ids = list(dict.fromkeys(s.id for d in dtypes for s in config.kernel_specs(d)))
         # what to compile before the cases (into numba's cache, each unit by one worker, taken by
         # whichever is idle: no two workers compile the same code, and they end together), the
-        # reference's phase 1 first (the largest unit: 28 s on the Zen 3 VM, a kernel 2-13 s)
+        # reference's phase 1 first (the largest unit: 18 s on the Zen 3 VM, a kernel 1-9 s)
         self.to_compile = deque([REFERENCE] + self.kernel_ids)
         self.compiling: set = set()
         self.needs = {d: {REFERENCE, *(s.id for s in config.kernel_specs(d))} for d in dtypes}
@@ -625,9 +632,9 @@ class _Run:
             if not w.idle:
                 continue
             if self.to_compile:
-                unit = self.to_compile.popleft()
-                self.compiling.add(unit)
-                w.submit((None, ("warm", unit)), ("warm", unit), None)
+                task = CompileUnit(self.to_compile.popleft())
+                self.compiling.add(task.unit)
+                w.submit((None, task), task, None)
             elif (case := self._next_case()) is not None:
                 self.pending.remove(case)
                 w.submit((self.config, case), case, None)
@@ -655,8 +662,8 @@ class _Run:
             return
         if kind == "setup_failed" or case is None:
             raise RuntimeError(f"a case worker could not start: {payload}")
-        if case[0] == "warm":
-            self.compiling.discard(case[1])
+        if isinstance(case, CompileUnit):
+            self.compiling.discard(case.unit)
             if kind == "died":  # its cases will compile what they need, or record the failure
                 w.restart()
             return

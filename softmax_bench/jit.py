@@ -220,7 +220,8 @@ def numba_cache(package) -> tuple[str | None, Callable]:
     ``kernels/`` and ``reference/`` in a wheel install and not in the source tree, two digests
     for one source): ``cached_njit`` is
     ``numba.njit(cache=True, **options)`` compiling into ``folder`` (None: numba's default
-    location; its ``prange`` loops compiled once: :class:`_ParforsLinkedOnlyCompiler`); use it bare (``@cached_njit``) or with options (``@cached_njit(parallel=True)``).
+    location; its ``prange`` loops compiled once: :class:`_ParforsLinkedOnlyCompiler`); use it
+    bare (``@cached_njit``) or with options (``@cached_njit(parallel=True)``).
     ``compiled_callers_only=True`` makes a :class:`CompiledCallersOnly` dispatcher instead (for a
     function that Python never calls; not cached itself: :class:`LinkedOnlyLibrary`)."""
     folder = _folder(Path(package).resolve())

@@ -309,8 +309,8 @@ def test_a_warm_task_compiles_one_unit_and_outlives_its_failure(monkeypatch):
     calls = []
     monkeypatch.setattr(reference, "warm", lambda: calls.append("reference") or 1 / 0)
     monkeypatch.setattr(warm, "warm", lambda ids: calls.append(list(ids)) or 1 / 0)
-    assert audit._case_task(None, (None, ("warm", audit.REFERENCE))) is None
-    assert audit._case_task(None, (None, ("warm", "k1"))) is None
+    assert audit._case_task(None, (None, audit.CompileUnit(audit.REFERENCE))) is None
+    assert audit._case_task(None, (None, audit.CompileUnit("k1"))) is None
     assert calls == ["reference", ["k1"]]
 
 
@@ -331,7 +331,7 @@ class _FakeCaseWorker:
 
     def receive(self):
         key, self.task = self.task, None
-        return "done", None if key[0] == "warm" else {"failed": "not run: a scheduling test"}
+        return "done", None if isinstance(key, audit.CompileUnit) else {"failed": "not run: a test"}
 
 
 def test_idle_workers_take_the_next_unit_to_compile_and_cases_wait_for_theirs():
@@ -341,7 +341,7 @@ def test_idle_workers_take_the_next_unit_to_compile_and_cases_wait_for_theirs():
     config = small_config(dtypes=["float16", "float32"], families=["normal1"], sizes=[2], workers=2)
     run = audit._Run(config, {"records": []}, 0, None, config.cases(), 0, progress=False)
     fast, slow = run.cases = [_FakeCaseWorker(), _FakeCaseWorker()]
-    f16, f32 = ([("warm", s.id) for s in config.kernel_specs(d)] for d in ("float16", "float32"))
+    f16, f32 = ([audit.CompileUnit(s.id) for s in config.kernel_specs(d)] for d in ("float16", "float32"))
 
     def end_task(w):
         run._case_message(w)
@@ -350,7 +350,7 @@ def test_idle_workers_take_the_next_unit_to_compile_and_cases_wait_for_theirs():
     run._dispatch()
     for _ in f16 + f32[1:]:
         end_task(slow)  # the slow worker compiles every kernel while the other the reference
-    assert fast.sent == [("warm", audit.REFERENCE)] and slow.sent == f16 + f32
+    assert fast.sent == [audit.CompileUnit(audit.REFERENCE)] and slow.sent == f16 + f32
     end_task(fast)
     assert fast.sent[-1] == ("normal1", "float16", 2)  # its kernels are compiled
     end_task(fast)
