@@ -357,3 +357,15 @@ def test_idle_workers_take_the_next_unit_to_compile_and_cases_wait_for_theirs():
     assert fast.idle and slow.sent[-1] == f32[-1]  # the float32 case waits for its last kernel
     end_task(slow)
     assert fast.sent[-1] == ("normal1", "float32", 2) and slow.idle and not run.pending
+
+
+def test_an_inputs_family_may_be_named_like_anything(tmp_path):
+    """A user's file ``warm.npy`` gives the family ``warm``: a case like any other (the compile
+    tasks are CompileUnit; a ("warm", ...) tuple was once taken for one and crashed the run)."""
+    np.save(tmp_path / "warm.npy", np.linspace(-3, 3, 20, dtype=np.float32).reshape(2, 10))
+    config = small_config(families=[], inputs=audit.inputs.read_inputs(tmp_path / "warm.npy"))
+    records = audit.run(config, None, progress=False)["records"]
+    assert {(r["family"], r["dtype"], r["n"]) for r in records} == {("warm", "float32", 10)}
+    kernels = {s.id for s in config.kernel_specs("float32")}
+    assert sorted(r["implementation"] for r in records) == sorted({"numpy", *kernels})
+    assert {r["status"] for r in records} == {"ok"}
