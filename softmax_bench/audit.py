@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from softmax_bench import inputs, metrics, scaleout
-from softmax_bench.formats import format_of
+from softmax_bench.formats import format_of, ulp_error
 from softmax_bench.functions import ALL_ALGORITHMS, FUNCTIONS, GRADIENTS, output_shape
 from softmax_bench.isolation import Worker, describe, guarded_call, wait
 from softmax_bench.kernels.warm import compile_notice
@@ -270,11 +270,12 @@ def judge(base: dict, outcome: dict, x: np.ndarray, exact: np.ndarray, ulp_budge
         problems.insert(0, ("modified_input", "changed its input array in place"))
     record["status"] = problems[0][0] if problems else "ok"
     record["reason"] = "; ".join(p[1] for p in problems) or None
-    record.update(metrics.summarise(y, exact, ulp_budget, record["function"], values))
+    err = ulp_error(y, exact)  # (once, for both)
+    record.update(metrics.summarise(y, exact, ulp_budget, record["function"], values, err))
     if spec is not None:
         from softmax_bench import bounds
 
-        record.update(bounds.record_fields(spec, x, y, exact, *extra))
+        record.update(bounds.record_fields(spec, x, y, exact, *extra, err=err))
     else:  # peers: no derived bound
         record.update(bound_ulp=None, tightness=None, within_bound=None)
     return record
@@ -387,7 +388,6 @@ def probe_batches(dtypes) -> list[np.ndarray]:
 def _probe_verdict(name: str, probes, answers) -> str | None:
     """The refusal reason, or None when the probe passed or could not tell (a call that failed:
     the cases will record that failure)."""
-    from softmax_bench.formats import ulp_error
     from softmax_bench.peers import BUILTIN_PEERS, parse_spec, split_function
 
     for (function, batch), (whole, alone) in zip(probes, answers):

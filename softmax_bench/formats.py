@@ -231,19 +231,36 @@ def round_float64(v, fmt) -> np.ndarray:
     return np.copysign(r, v)  # a zero keeps the sign of what rounded to it
 
 
+#: float64 bit fields: the exponent (2**floor(log2|v|) for a normal ``v``: its bits with the
+#: sign and significand cleared) and the significand.
+_EXPONENT_BITS = np.int64(0x7FF0000000000000)
+_SIGNIFICAND_BITS = np.int64(0x000FFFFFFFFFFFFF)
+
+
+def _spacing(power, fmt) -> np.ndarray:
+    """The spacing of ``fmt`` in the binade of ``power`` (a float64 array of powers of two,
+    ``2**E``; 0 at and below the subnormal range; inf for a non-finite value), computed in place:
+    ``2**(max(E, emin) - t + 1)`` (exact: the product is 0 or at least ``2**-1074``), inf for inf."""
+    power *= 2.0 ** (1 - fmt.precision)
+    return np.maximum(power, 2.0 ** (fmt.emin - fmt.precision + 1), out=power)
+
+
 def ulp(x, dtype=None) -> np.ndarray:
     """The spacing of format ``dtype`` at the magnitude of ``x``: 2**(max(E, emin) - t + 1) with
     ``E = floor(log2|x|)``. At 0 and in the subnormal range it is the smallest subnormal; at inf it
-    is the spacing just below inf; NaN gives NaN. Returned as float64 (exact)."""
+    is the spacing just below inf; NaN gives NaN. Returned as float64 (exact). From the float64
+    exponent bits, in place: on a 160,000-element case 0.2-0.3 ms where ``np.frexp`` and
+    ``np.ldexp`` took 7-10 ms (this runs on every output of every audited implementation)."""
     x = np.asarray(x)
     fmt = format_of(x.dtype if dtype is None else dtype)
-    a = np.abs(x.astype(np.float64))
-    finite = np.isfinite(a)
-    _, e2 = np.frexp(np.where(finite, a, 1.0))  # a = f * 2**e2, f in [0.5, 1)
-    exponent = np.where(a > 0, e2 - 1, fmt.emin)
-    exponent = np.where(finite, np.maximum(exponent, fmt.emin), fmt.emax)
-    spacing = np.ldexp(1.0, exponent - fmt.precision + 1)
-    return np.where(np.isnan(a), np.nan, spacing)
+    bits = x.astype(np.float64).view(np.int64)
+    bits &= _EXPONENT_BITS
+    spacing = _spacing(bits.view(np.float64), fmt)
+    special = np.isinf(spacing)  # inf and NaN (their exponent bits are all ones) only
+    if special.any():
+        top = 2.0 ** (fmt.emax - fmt.precision + 1)
+        spacing = np.where(special, np.where(np.isnan(x.astype(np.float64)), np.nan, top), spacing)
+    return spacing
 
 
 def ulp_error(computed, exact, dtype=None) -> np.ndarray:
@@ -295,16 +312,17 @@ def exact_ulp_error(computed, exact_hi, exact_lo, rounded, dtype=None) -> np.nda
     hi = np.asarray(exact_hi, dtype=np.float64)
     lo = np.asarray(exact_lo, dtype=np.float64)
     r = np.asarray(rounded).astype(np.float64)
-    finite = np.isfinite(c) & np.isfinite(hi) & np.isfinite(r)
-    a = np.where(finite, np.abs(hi), 1.0)
-    mant, e2 = np.frexp(a)  # a = mant * 2**e2, mant in [0.5, 1)
-    hi_f, lo_f = np.where(finite, hi, 0.0), np.where(finite, lo, 0.0)
-    # v just below a power of two: the binade under it (signs compared, not multiplied: the
-    # product of 0.5 and a lo of 2**-1074 underflows to 0)
-    below = (mant == 0.5) & (((hi_f > 0) & (lo_f < 0)) | ((hi_f < 0) & (lo_f > 0)))
-    exponent = np.where(a > 0, e2 - 1 - below, fmt.emin)
-    unit = np.ldexp(1.0, np.maximum(exponent, fmt.emin) - fmt.precision + 1)
+    hi_bits = hi.view(np.int64) if hi.flags.c_contiguous else hi.copy().view(np.int64)
+    lo_bits = lo.view(np.int64) if lo.flags.c_contiguous else lo.copy().view(np.int64)
+    power = np.asarray(hi_bits & _EXPONENT_BITS).view(np.float64)  # 2**E: the binade of |hi|
+    # v just below a power of two (|hi| one, lo of the other sign: sign bits compared, as the
+    # product of 0.5 and a lo of 2**-1074 underflows to 0): the binade under it
+    below = ((hi_bits & _SIGNIFICAND_BITS) == 0) & ((hi_bits ^ lo_bits) < 0) & (lo != 0)
+    unit = _spacing(np.multiply(power, 0.5, out=power, where=below), fmt)
     with np.errstate(over="ignore", invalid="ignore"):
         err = np.abs((c - hi) - lo) / unit
+    finite = np.isfinite(c) & np.isfinite(hi) & np.isfinite(r)
+    if finite.all():
+        return np.asarray(err)
     same = (c == r) | (np.isnan(c) & np.isnan(r))
     return np.where(finite, err, np.where(same, 0.0, np.inf))

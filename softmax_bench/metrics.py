@@ -86,14 +86,15 @@ def sum_defect(computed: np.ndarray) -> np.ndarray:
     rows). The exact sum of correctly rounded outputs is already off by up to n u / 2."""
     fmt = format_of(np.asarray(computed).dtype)
     rows = np.asarray(computed, dtype=np.float64).reshape(-1, np.shape(computed)[-1])
-    out = np.empty(rows.shape[0])
-    for i, row in enumerate(rows):
-        out[i] = abs(math.fsum(row) - 1.0) / fmt.unit_roundoff if np.isfinite(row).all() else np.nan
+    finite = np.isfinite(rows).all(axis=1)
+    out = np.full(rows.shape[0], np.nan)
+    for i in np.flatnonzero(finite):  # (fsum of a list: 1.6x faster than of an array's scalars)
+        out[i] = abs(math.fsum(rows[i].tolist()) - 1.0) / fmt.unit_roundoff
     return out
 
 
 def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
-              function: str = "softmax", values=None) -> dict:
+              function: str = "softmax", values=None, err=None) -> dict:
     """The audit record's measured fields for one case (plain Python numbers, JSON-ready).
 
     ULP and relative errors are taken over elements where the reference is a number and the
@@ -104,13 +105,13 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
     values ``(hi, lo)`` (``reference.exact``); with them ``max_ulp_exact`` is the largest error
     in ULPs of the exact value (``formats.exact_ulp_error``: < 0.5 correctly rounded, < 1
     faithful), over every element (a NaN or infinity where the reference has a number counts
-    as inf), else None."""
+    as inf), else None. ``err``: ``ulp_error(computed, exact)`` where the caller has it."""
     computed = np.asarray(computed)
     exact = np.asarray(exact)
     exact_err = None if values is None else exact_ulp_error(computed, *values, exact)
     if function == "logsumexp":
         computed, exact = computed.reshape(-1, 1), exact.reshape(-1, 1)
-    err = ulp_error(computed, exact)
+    err = ulp_error(computed, exact) if err is None else np.reshape(err, computed.shape)
     rel = relative_error(computed, exact)
     comparable = np.isfinite(computed) & ~np.isnan(exact.astype(np.float64))
     finite_err = err[comparable]

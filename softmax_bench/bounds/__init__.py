@@ -80,7 +80,7 @@ def reference_of(spec):
     return getattr(reference, spec.function)
 
 
-def record_fields(spec, x, computed, ref, g=None) -> dict:
+def record_fields(spec, x, computed, ref, g=None, err=None) -> dict:
     """The audit's bound fields for one case (``x`` inputs, ``computed`` the kernel's output,
     ``ref`` the correctly rounded reference; storage dtype).
 
@@ -96,12 +96,16 @@ def record_fields(spec, x, computed, ref, g=None) -> dict:
       ``within_bound``; ``outside_domain_failed_rows``: how many of them really gave a NaN or inf
       output, or (softmax) an all-zero row (the predicted failure happening);
     - ``bound_violations``: the number of in-domain elements above their bound (0 when within).
+
+    ``err``: ``ulp_error(computed, ref)`` where the caller has it.
     """
     from softmax_bench.formats import ulp_error
 
     b = element_bounds(spec, x, ref, g)
     cols = b.ulp_bound.shape[1]
-    err = ulp_error(np.asarray(computed), np.asarray(ref)).reshape(-1, cols)
+    if err is None:
+        err = ulp_error(np.asarray(computed), np.asarray(ref))
+    err = np.reshape(err, (-1, cols))
     dom = b.in_domain
     out = {}
     reasons = {}

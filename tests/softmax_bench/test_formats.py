@@ -258,3 +258,58 @@ def test_exact_ulp_error_definitions():
     got = exact_ulp_error(np.array([np.nan, 1.0, np.inf], f32), np.array([np.nan, np.nan, 1.0]),
                           np.zeros(3), np.array([np.nan, np.nan, 1.0], f32))
     assert got.tolist() == [0.0, np.inf, np.inf]
+
+
+def _spread_values(rng, n):
+    """float64 values over the whole range, both signs, with the edges of every format."""
+    edges = [0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, 2.0**-1022, 2.0**-1023, 1.0, 0.5]
+    edges += [v for f in FORMATS.values() for v in (f.smallest_subnormal, f.smallest_normal, f.max_finite)]
+    random = rng.standard_normal(n) * 10.0 ** rng.integers(-320, 308, n)
+    powers = 2.0 ** rng.integers(-1074, 1023, n).astype(np.float64)
+    v = np.concatenate([edges, random, powers])
+    return np.where(rng.random(v.size) < 0.5, v, -v)
+
+
+@pytest.mark.parametrize("name", list(FORMATS))
+def test_ulp_and_exact_ulp_error_match_their_definitions_element_by_element(name):
+    """The vectorised ULP (from float64 exponent bits) against the definition evaluated one
+    element at a time with ``math.frexp`` and exact fractions: 2**(max(E, emin) - t + 1), E the
+    binade of the value (of the exact double-double ``hi + lo`` for ``exact_ulp_error``)."""
+    from softmax_bench.formats import exact_ulp_error
+
+    fmt = FORMATS[name]
+    rng = np.random.default_rng(3)
+    hi = _spread_values(rng, 400)
+
+    def unit(E):
+        return math.ldexp(1.0, max(E, fmt.emin) - fmt.precision + 1)
+
+    def binade(v: Fraction) -> int:  # floor(log2 |v|), v != 0
+        a = abs(v)
+        e = a.numerator.bit_length() - a.denominator.bit_length()
+        return e if Fraction(2) ** e <= a else e - 1
+
+    expected = [math.nan if math.isnan(v) else unit(fmt.emax) if math.isinf(v) else
+                unit(fmt.emin) if v == 0 else unit(math.frexp(v)[1] - 1) for v in hi]
+    got = ulp(hi, name)
+    np.testing.assert_array_equal(got, expected)
+    assert ulp(hi[7], name).shape == ()
+
+    lo = hi * 2.0**-54 * rng.uniform(-1, 1, hi.size)  # a double-double's low part, any sign
+    lo[rng.random(hi.size) < 0.2] = 0.0
+    with np.errstate(all="ignore"):
+        rounded = hi.astype(fmt.dtype)
+        computed = np.where(rng.random(hi.size) < 0.5, rounded,
+                            (hi * (1 + rng.uniform(-1e-2, 1e-2, hi.size))).astype(rounded.dtype))
+    err = exact_ulp_error(computed, hi, lo, rounded)
+    c64, r64 = computed.astype(np.float64), rounded.astype(np.float64)
+    for i in range(hi.size):
+        if not (np.isfinite(c64[i]) and np.isfinite(hi[i]) and np.isfinite(r64[i])):
+            same = c64[i] == r64[i] or (np.isnan(c64[i]) and np.isnan(r64[i]))
+            assert err[i] == (0.0 if same else np.inf)
+            continue
+        v = Fraction(hi[i]) + Fraction(lo[i])
+        u = unit(fmt.emin) if v == 0 else unit(binade(v))
+        exact = abs(Fraction(c64[i]) - v) / Fraction(u)
+        # the vectorised form rounds (c - hi) - lo and the quotient: a few float64 ulps
+        assert err[i] == pytest.approx(float(exact), rel=2.0**-50, abs=0.0), (i, hi[i], lo[i])
