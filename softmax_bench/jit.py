@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from llvmlite.binding import ffi as llvm_ffi
 from numba import njit
 from numba.core import config
 from numba.extending import overload
@@ -134,9 +135,29 @@ class _ParforsLinkedOnlyCompiler(Compiler):
 
         codegen.create_library = create_library  # (numba compiles under its global lock)
         try:
-            return super().compile_extra(func)
+            with _no_llvm_lock_events():
+                return super().compile_extra(func)
         finally:
             del codegen.create_library
+
+
+@contextlib.contextmanager
+def _no_llvm_lock_events():
+    """numba's callbacks on llvmlite's lock taken out for the moment: numba broadcasts an event
+    as it takes and releases that lock around each of the tens of thousands of llvmlite calls a
+    kernel's compile makes (for the "llvm_lock" time of a dispatcher's compile metadata, which
+    nothing here reads), and those events were 7% of the compile's samples (py-spy, 27 float32
+    kernels). Other callbacks stay."""
+    numba_callbacks = [(acquire, release) for acquire, release
+                       in getattr(getattr(llvm_ffi.lib, "_lock", None), "_cblist", ())
+                       if getattr(acquire, "__module__", None) == "numba.core.base"]
+    for callbacks in numba_callbacks:
+        llvm_ffi.unregister_lock_callback(*callbacks)
+    try:
+        yield
+    finally:
+        for callbacks in numba_callbacks:
+            llvm_ffi.register_lock_callback(*callbacks)
 
 
 class _LinkedOnlyCompiler(_ParforsLinkedOnlyCompiler):

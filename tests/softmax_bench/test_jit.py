@@ -217,3 +217,33 @@ def test_a_prange_loop_is_compiled_once_in_the_function_that_runs_it(tmp_path):
         right, kinds, cache_hits = printed
         assert right and cache_hits == hits
         assert kinds == ([] if hits else [0, 1, 2])
+
+
+def test_numbas_llvm_lock_events_are_off_while_a_kernel_compiles_and_back_after():
+    """numba's callbacks on llvmlite's lock (an event per llvmlite call, for timings nothing
+    reads) are taken out for the compile of a ``cached_njit`` function only."""
+    from llvmlite.binding import ffi
+    from numba import njit, types
+    from numba.extending import intrinsic
+
+    from softmax_bench.jit import _ParforsLinkedOnlyCompiler
+
+    def numba_callbacks():
+        return [a for a, _ in ffi.lib._lock._cblist if a.__module__ == "numba.core.base"]
+
+    seen = []
+
+    @intrinsic
+    def record(typingctx, x):
+        def codegen(context, builder, signature, args):
+            seen.append(len(numba_callbacks()))  # while the function is lowered
+            return args[0]
+        return types.float64(types.float64), codegen
+
+    before = numba_callbacks()
+    assert before, "numba registers a callback on llvmlite's lock (numba.core.base)"
+    plain = njit(lambda x: record(x))
+    ours = njit(pipeline_class=_ParforsLinkedOnlyCompiler)(lambda x: record(x))
+    assert plain(1.5) == ours(1.5) == 1.5
+    assert seen == [len(before), 0]
+    assert numba_callbacks() == before
