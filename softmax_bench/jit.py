@@ -146,7 +146,7 @@ def _no_llvm_lock_events():
     """numba's callbacks on llvmlite's lock taken out for the moment: numba broadcasts an event
     as it takes and releases that lock around each of the tens of thousands of llvmlite calls a
     kernel's compile makes (for the "llvm_lock" time of a dispatcher's compile metadata, which
-    nothing here reads), and those events were 7% of the compile's samples (py-spy, 27 float32
+    nothing here reads), and those events were 7% of the compile's samples (py-spy, 28 float32
     kernels). Other callbacks stay."""
     numba_callbacks = [(acquire, release) for acquire, release
                        in getattr(getattr(llvm_ffi.lib, "_lock", None), "_cblist", ())
