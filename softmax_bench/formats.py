@@ -312,8 +312,7 @@ def exact_ulp_error(computed, exact_hi, exact_lo, rounded, dtype=None) -> np.nda
     hi = np.asarray(exact_hi, dtype=np.float64)
     lo = np.asarray(exact_lo, dtype=np.float64)
     r = np.asarray(rounded).astype(np.float64)
-    hi_bits = hi.view(np.int64) if hi.flags.c_contiguous else hi.copy().view(np.int64)
-    lo_bits = lo.view(np.int64) if lo.flags.c_contiguous else lo.copy().view(np.int64)
+    hi_bits, lo_bits = hi.view(np.int64), lo.view(np.int64)  # (same item size: any layout)
     power = np.asarray(hi_bits & _EXPONENT_BITS).view(np.float64)  # 2**E: the binade of |hi|
     # v just below a power of two (|hi| one, lo of the other sign: sign bits compared, as the
     # product of 0.5 and a lo of 2**-1074 underflows to 0): the binade under it
