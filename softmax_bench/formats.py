@@ -282,8 +282,8 @@ def ulp_error(computed, exact, dtype=None) -> np.ndarray:
     computed = np.asarray(computed)
     exact = np.asarray(exact)
     fmt = format_of(computed.dtype if dtype is None else dtype)
-    c = computed.astype(np.float64)
-    x = exact.astype(np.float64)
+    c = np.asarray(computed, dtype=np.float64)  # (no copy of float64 operands: read only here)
+    x = np.asarray(exact, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         err = np.abs(c - x) / ulp(x, fmt)
     both_nan = np.isnan(c) & np.isnan(x)
@@ -308,10 +308,10 @@ def exact_ulp_error(computed, exact_hi, exact_lo, rounded, dtype=None) -> np.nda
     otherwise. ``dtype``: the format of the unit (default ``computed``'s)."""
     computed = np.asarray(computed)
     fmt = format_of(computed.dtype if dtype is None else dtype)
-    c = computed.astype(np.float64)
+    c = np.asarray(computed, dtype=np.float64)  # (read only here: no copy of float64 operands)
     hi = np.asarray(exact_hi, dtype=np.float64)
     lo = np.asarray(exact_lo, dtype=np.float64)
-    r = np.asarray(rounded).astype(np.float64)
+    r = np.asarray(rounded, dtype=np.float64)
     hi_bits, lo_bits = hi.view(np.int64), lo.view(np.int64)  # (same item size: any layout)
     power = np.asarray(hi_bits & _EXPONENT_BITS).view(np.float64)  # 2**E: the binade of |hi|
     # v just below a power of two (|hi| one, lo of the other sign: sign bits compared, as the

@@ -59,10 +59,10 @@ def relative_error(computed: np.ndarray, exact: np.ndarray) -> np.ndarray:
 def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0, err=None) -> np.ndarray:
     """Class index into ``ROW_CLASSES`` for every row (last axis is the softmax axis). ``err``:
     the elements' ``ulp_error(computed, exact)`` if the caller has it already."""
-    c = np.asarray(computed).reshape(-1, np.shape(computed)[-1]).astype(np.float64)
-    r = np.asarray(exact).reshape(c.shape).astype(np.float64)
     if err is None:
         err = ulp_error(np.asarray(computed), np.asarray(exact))
+    c = np.asarray(computed, dtype=np.float64).reshape(-1, np.shape(computed)[-1])
+    r = np.asarray(exact, dtype=np.float64).reshape(c.shape)
     err = np.asarray(err).reshape(c.shape)
     ref_num = ~np.isnan(r)
     missed_nan = (~np.isnan(c) & ~ref_num).any(axis=1)
@@ -81,10 +81,11 @@ def row_classes(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0
     return cls
 
 
-def sum_defect(computed: np.ndarray) -> np.ndarray:
-    """Per row ``|sum(y) - 1|`` in units of u = 2**-t of the output format (NaN for non-finite
-    rows). The exact sum of correctly rounded outputs is already off by up to n u / 2."""
-    fmt = format_of(np.asarray(computed).dtype)
+def sum_defect(computed: np.ndarray, dtype=None) -> np.ndarray:
+    """Per row ``|sum(y) - 1|`` in units of u = 2**-t of the output format (``dtype``, default
+    ``computed``'s; NaN for non-finite rows). The exact sum of correctly rounded outputs is
+    already off by up to n u / 2."""
+    fmt = format_of(np.asarray(computed).dtype if dtype is None else dtype)
     rows = np.asarray(computed, dtype=np.float64).reshape(-1, np.shape(computed)[-1])
     finite = np.isfinite(rows).all(axis=1)
     out = np.full(rows.shape[0], np.nan)
@@ -106,19 +107,19 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
     in ULPs of the exact value (``formats.exact_ulp_error``: < 0.5 correctly rounded, < 1
     faithful), over every element (a NaN or infinity where the reference has a number counts
     as inf), else None. ``err``: ``ulp_error(computed, exact)`` where the caller has it."""
-    computed = np.asarray(computed)
-    exact = np.asarray(exact)
-    exact_err = None if values is None else exact_ulp_error(computed, *values, exact)
+    fmt = np.asarray(computed).dtype  # the unit of every ULP here
+    c = np.asarray(computed, dtype=np.float64)  # each converted once, here
+    r = np.asarray(exact, dtype=np.float64)
+    exact_err = None if values is None else exact_ulp_error(c, *values, r, dtype=fmt)
     if function == "logsumexp":
-        computed, exact = computed.reshape(-1, 1), exact.reshape(-1, 1)
-    err = ulp_error(computed, exact) if err is None else np.reshape(err, computed.shape)
-    rel = relative_error(computed, exact)
-    comparable = np.isfinite(computed) & ~np.isnan(exact.astype(np.float64))
+        c, r = c.reshape(-1, 1), r.reshape(-1, 1)
+    err = ulp_error(c, r, fmt) if err is None else np.reshape(err, c.shape)
+    rel = relative_error(c, r)
+    comparable = np.isfinite(c) & ~np.isnan(r)
     finite_err = err[comparable]
-    classes = row_classes(computed, exact, ulp_budget, err)
+    classes = row_classes(c, r, ulp_budget, err)
     counts = np.bincount(classes, minlength=len(ROW_CLASSES))
-    defect = sum_defect(computed) if function == "softmax" else np.full(classes.size, np.nan)
-    exact64 = exact.astype(np.float64)
+    defect = sum_defect(c, fmt) if function == "softmax" else np.full(classes.size, np.nan)
     flat = np.where(comparable, err, -1.0).reshape(classes.size, -1)
     worst = np.unravel_index(int(np.argmax(flat)), flat.shape) if finite_err.size else (None, None)
     return {
@@ -132,9 +133,9 @@ def summarise(computed: np.ndarray, exact: np.ndarray, ulp_budget: float = 2.0,
         "mean_ulp": float(finite_err.mean()) if finite_err.size else 0.0,
         "max_rel": float(rel[comparable].max()) if finite_err.size else 0.0,
         **{f"{name}_rows": int(count) for name, count in zip(ROW_CLASSES, counts)},
-        "spurious_zero": int(((computed == 0) & (exact64 != 0) & ~np.isnan(exact64)).sum()),
+        "spurious_zero": int(((c == 0) & (r != 0) & ~np.isnan(r)).sum()),
         # rows with any NaN out, whether or not the reference is NaN there too (e.g. +inf input)
-        "nan_output_rows": int(np.isnan(computed.reshape(-1, computed.shape[-1])).any(axis=1).sum()),
+        "nan_output_rows": int(np.isnan(c.reshape(-1, c.shape[-1])).any(axis=1).sum()),
         "ulp_budget": ulp_budget,
         "max_sum_defect_u": float(np.nanmax(defect)) if np.isfinite(defect).any() else None,
     }

@@ -18,7 +18,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_json_atomic", "load_json", "provenance", "hold_lock", "cpu_flags",
+__all__ = ["atomic_write", "write_json_atomic", "write_text_atomic", "json_text", "json_list_text",
+           "json_object_text", "load_json", "provenance", "hold_lock", "cpu_flags",
            "machine_name", "ISA_FLAGS"]
 
 
@@ -90,6 +91,40 @@ def write_json_atomic(path, data) -> Path:
             f.write("\n")
 
     return atomic_write(path, write)
+
+
+def write_text_atomic(path, text: str) -> Path:
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    return atomic_write(path, write)
+
+
+# The text of a JSON document as write_json_atomic writes it, put together from the texts of its
+# parts: a part made once (an audit record) goes into every later save of a growing document
+# as it is; json's indented encoder is pure Python (a 10 MB audit file: about 0.8 s of a core).
+def json_text(value, level: int = 0) -> str:
+    """``value`` as :func:`write_json_atomic` writes it when nested ``level`` deep."""
+    return json.dumps(_json_ready(value), indent=1, allow_nan=False).replace("\n", "\n" + " " * level)
+
+
+def json_list_text(item_texts: list, level: int = 0) -> str:
+    """A JSON array ``level`` deep of items given as :func:`json_text` at ``level + 1``."""
+    if not item_texts:
+        return "[]"
+    inner = "\n" + " " * (level + 1)
+    return "[" + inner + ("," + inner).join(item_texts) + "\n" + " " * level + "]"
+
+
+def json_object_text(member_texts: dict, level: int = 0) -> str:
+    """A JSON object ``level`` deep of members given as name -> :func:`json_text` at
+    ``level + 1``."""
+    if not member_texts:
+        return "{}"
+    inner = "\n" + " " * (level + 1)
+    return ("{" + inner + ("," + inner).join(f"{json.dumps(k)}: {t}" for k, t in member_texts.items())
+            + "\n" + " " * level + "}")
 
 
 def _revive(value):

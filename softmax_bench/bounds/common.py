@@ -61,6 +61,7 @@ underflows.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,7 +69,7 @@ import numpy as np
 from softmax_bench.formats import FORMATS, Format, format_of, ulp
 
 __all__ = ["EXP_ULPS", "LOG_ULPS", "EXP_PARTS_ULPS", "TWO_PASS_UNIT", "STREAMING", "online_constants", "EVAL_SAFETY", "EVAL_ABS", "EVAL_REL", "KernelConstants",
-           "kernel_constants", "RowBounds", "RowSums", "row_bounds", "sum_enclosure", "sum_depth"]
+           "kernel_constants", "RowBounds", "RowSums", "row_bounds", "sum_enclosure", "shared_sums", "sum_depth"]
 
 #: exp error in ULPs of the compute format, as stated in ``kernels/exp.py`` and checked by
 #: ``tests/kernels/test_exp.py``:
@@ -229,9 +230,45 @@ class RowSums:
     tau: np.ndarray  # per row: T/S (T'/S' when left out)
 
 
+#: While :func:`shared_sums` is active: its input array, and its :class:`RowSums` by constants.
+_shared: tuple | None = None
+
+
+@contextmanager
+def shared_sums(x: np.ndarray):
+    """Within: :func:`sum_enclosure` of this very array ``x`` is evaluated once per kernel
+    constants and handed, read-only, to every caller. The audit bounds all kernels of a case on
+    one input, and kernels of the same algorithm and compute format (e.g. shifted softmax,
+    log_softmax and logsumexp) have the same sums: about 10 evaluations per case where there
+    were 28. ``x`` is read-only meanwhile (the sums are of its values)."""
+    global _shared
+    if _shared is not None:  # nested: the outer one's array, or none shared
+        yield
+        return
+    writeable = x.flags.writeable
+    x.flags.writeable = False
+    _shared = (x, {})
+    try:
+        yield
+    finally:
+        _shared = None
+        x.flags.writeable = writeable
+
+
 def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
     """The module docstring's sum lemma for every row of ``x`` (any shape, rows along the last
-    axis), evaluated in float64."""
+    axis), evaluated in float64 (once per ``k`` on the array of :func:`shared_sums`)."""
+    if _shared is None or x is not _shared[0]:
+        return _sum_enclosure(k, x, n)
+    found = _shared[1].get((k, n))
+    if found is None:
+        found = _shared[1][k, n] = _sum_enclosure(k, x, n)
+        for a in vars(found).values():
+            a.flags.writeable = False
+    return found
+
+
+def _sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
     from softmax_bench.kernels.arith import BLOCK
 
     D = sum_depth(n, k.compute.name)

@@ -248,3 +248,28 @@ def test_shifted_float16_arithmetic_long_rows_stay_in_domain():
     b = bounds.element_bounds(spec, x, reference_softmax(x))
     assert b.in_domain[0] and np.isfinite(b.ulp_bound).all()
     assert float(spec(x)[0]) == 1 / 2048
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_shared_sums_give_every_kernel_the_bounds_it_gets_alone(dtype, monkeypatch):
+    """The audit bounds a case's kernels inside ``shared_sums(x)``: the same bounds, field by
+    field, as each kernel's alone, from one sum enclosure per set of constants (read-only), with
+    ``x`` read-only meanwhile and writeable again after."""
+    from softmax_bench.bounds import common
+
+    specs = [k for k in KERNELS if k.dtype == np.dtype(dtype)]
+    x = np.concatenate([inputs.make(f, np.dtype(dtype), 2, 40, seed=5)
+                        for f in ("normal10", "posinf", "masked", "far_positive")])
+    g = inputs.cotangent(x, 5)
+    alone = [bounds.element_bounds(s, x, None, g) for s in specs]
+    made = []
+    monkeypatch.setattr(common, "_sum_enclosure",
+                        lambda *a, _f=common._sum_enclosure: made.append(a[0]) or _f(*a))
+    with common.shared_sums(x):
+        assert not x.flags.writeable
+        shared = [bounds.element_bounds(s, x, None, g) for s in specs]
+    assert x.flags.writeable
+    assert len(made) == len(set(made)) < len(specs)
+    for s, a, b in zip(specs, alone, shared):
+        for name, value in vars(a).items():
+            assert np.array_equal(value, getattr(b, name), equal_nan=value.dtype != object), (s.id, name)

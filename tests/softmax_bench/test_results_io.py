@@ -67,3 +67,18 @@ def test_machine_name_tells_machines_apart_by_cpu_microarchitecture_cores_and_is
     monkeypatch.undo()
     made = results_io.provenance()["machine"]
     assert made["name"] == results_io.machine_name() and set(made["isa"]) <= set(results_io.ISA_FLAGS)
+
+
+def test_a_document_put_together_from_its_parts_texts_is_what_write_json_atomic_writes(tmp_path):
+    from softmax_bench.results_io import json_list_text, json_object_text, json_text, write_text_atomic
+
+    records = [{"a": 1, "b": [1.5, math.inf, {"c": None, "d": "x\ny\"", "e": []}], "f": {}},
+               {"nested": {"deeper": [[1, 2], []]}, "u": "\u00e9"}, {}]
+    for recs in (records, []):
+        data = {"meta": {"runs": [{"x": math.nan}], "tool": "t"}, "records": recs}
+        write_json_atomic(tmp_path / "whole.json", data)
+        text = json_object_text({"meta": json_text(data["meta"], 1),
+                                 "records": json_list_text([json_text(r, 2) for r in recs], 1)})
+        write_text_atomic(tmp_path / "parts.json", text + "\n")
+        assert (tmp_path / "parts.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+    assert json_object_text({}) == "{}"
