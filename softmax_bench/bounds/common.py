@@ -178,15 +178,19 @@ def row_bounds(k: KernelConstants, abs_bound, y, ref, special, overflow, underfl
     reason[special] = "nonfinite_input"
     reason[overflow & ~special] = "overflow"
     reason[underflow & ~special & ~overflow] = "underflow"
+    every = in_domain.all()  # (as usual: then nothing to mask)
     with np.errstate(all="ignore"):
-        abs_bound = np.where(in_domain[:, None], abs_bound, np.inf)
+        if not every:
+            abs_bound = np.where(in_domain[:, None], abs_bound, np.inf)
         if ref is not None:
-            r = np.asarray(ref).astype(np.float64).reshape(rows, cols)
+            r = np.asarray(ref, dtype=np.float64).reshape(rows, cols)
         else:
             r = np.where(np.isfinite(y), y * (1 - 2.0**-40), 0.0)
         ulp_bound = np.where(abs_bound == 0, 0.0, abs_bound / ulp(r, k.storage)) + 0.5
-        ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
-    y = np.where(in_domain[:, None], y, np.nan)
+        if not every:
+            ulp_bound = np.where(in_domain[:, None], ulp_bound, np.inf)
+    if not every:
+        y = np.where(in_domain[:, None], y, np.nan)
     return RowBounds(abs_bound, ulp_bound, in_domain, reason, y)
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from numba.core import config
 
 _SOURCE = '''
@@ -247,3 +249,33 @@ def test_numbas_llvm_lock_events_are_off_while_a_kernel_compiles_and_back_after(
     assert plain(1.5) == ours(1.5) == 1.5
     assert seen == [len(before), 0]
     assert numba_callbacks() == before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or sys.version_info >= (3, 13),
+                    reason="CPython 3.11 and 3.12 map a stack chunk afresh at each crossing of its "
+                           "edge (python/cpython#142183); ru_minflt counts the page faults on Linux")
+def test_a_recursion_on_a_large_stack_chunk_maps_no_chunks_as_it_crosses_their_edges():
+    """``call_on_a_large_stack_chunk`` (the compile of every kernel runs on it): a recursion that
+    goes back and forth across the 16 KB chunks' edges page-faults in a fresh chunk at each
+    crossing, and none on the large chunk."""
+    import resource
+
+    from softmax_bench.jit import call_on_a_large_stack_chunk
+
+    def down(n):
+        return 0 if n == 0 else down(n - 1) + 1
+
+    def sweep():  # some of these depths end just past a chunk's edge, wherever the edges are
+        for depth in range(400):
+            for _ in range(20):
+                down(depth)
+
+    def faults(call):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        call()
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+    plain = faults(sweep)
+    large = faults(lambda: call_on_a_large_stack_chunk(sweep))
+    assert plain > 1000 and large * 20 < plain, (plain, large)
+    assert call_on_a_large_stack_chunk(divmod, 7, 2) == (3, 1)
