@@ -116,10 +116,11 @@ def record_fields(spec, x, computed, ref, g=None, err=None) -> dict:
     if spec.function == "softmax":
         failed |= (c == 0).all(axis=1)
     if dom.any():
+        every = dom.all()
+
         def in_dom(a):  # (no copy when every row is in the domain, as usual)
             return a if every else a[dom]
 
-        every = dom.all()
         eb = in_dom(b.ulp_bound)
         ee = measured = in_dom(err)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):

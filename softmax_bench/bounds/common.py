@@ -61,6 +61,7 @@ underflows.
 from __future__ import annotations
 
 import math
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -234,8 +235,9 @@ class RowSums:
     tau: np.ndarray  # per row: T/S (T'/S' when left out)
 
 
-#: While :func:`shared_sums` is active: its input array, and its :class:`RowSums` by constants.
-_shared: tuple | None = None
+#: While :func:`shared_sums` is active in a thread: ``.sums``, its input array and its
+#: :class:`RowSums` by constants (per thread: a scale-out worker may run cases in threads).
+_shared = threading.local()
 
 
 @contextmanager
@@ -245,28 +247,28 @@ def shared_sums(x: np.ndarray):
     one input, and kernels of the same algorithm and compute format (e.g. shifted softmax,
     log_softmax and logsumexp) have the same sums: about 10 evaluations per case where there
     were 28. ``x`` is read-only meanwhile (the sums are of its values)."""
-    global _shared
-    if _shared is not None:  # nested: the outer one's array, or none shared
+    if getattr(_shared, "sums", None) is not None:  # nested: the outer one's array only
         yield
         return
     writeable = x.flags.writeable
     x.flags.writeable = False
-    _shared = (x, {})
+    _shared.sums = (x, {})
     try:
         yield
     finally:
-        _shared = None
+        _shared.sums = None
         x.flags.writeable = writeable
 
 
 def sum_enclosure(k: KernelConstants, x, n: int) -> RowSums:
     """The module docstring's sum lemma for every row of ``x`` (any shape, rows along the last
     axis), evaluated in float64 (once per ``k`` on the array of :func:`shared_sums`)."""
-    if _shared is None or x is not _shared[0]:
+    shared = getattr(_shared, "sums", None)
+    if shared is None or x is not shared[0]:
         return _sum_enclosure(k, x, n)
-    found = _shared[1].get((k, n))
+    found = shared[1].get((k, n))
     if found is None:
-        found = _shared[1][k, n] = _sum_enclosure(k, x, n)
+        found = shared[1][k, n] = _sum_enclosure(k, x, n)
         for a in vars(found).values():
             a.flags.writeable = False
     return found
