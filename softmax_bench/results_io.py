@@ -85,12 +85,7 @@ def hold_lock(path, error, writer: str):
 
 
 def write_json_atomic(path, data) -> Path:
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(_json_ready(data), f, indent=1, allow_nan=False)
-            f.write("\n")
-
-    return atomic_write(path, write)
+    return write_text_atomic(path, json_text(data) + "\n")
 
 
 def write_text_atomic(path, text: str) -> Path:
