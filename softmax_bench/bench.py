@@ -61,11 +61,16 @@ more than 1.2x slower than its fastest in the run is *slowed*, and above 10% of 
 run is marked too. On the README's Zen 4 VM the vCPUs slow down by 1.3-1.7x for seconds at a
 time, one or both, with no steal time in ``/proc/stat``; float32 65536 x 64 on two threads then
 read 2.4-2.9 ms for ours and 2.2-2.5 for torch, against 1.4-1.5 and 1.8-1.9 with both vCPUs
-fast (one process, 90 s, interleaved).
+fast (one process, 90 s, interleaved). Every case with at least :data:`QUIET_MIN` quiet rounds
+(none slowed) gets its ratios over those rounds too (``ratios_quiet``); ``--quiet-rounds N``
+keeps timing a case until N of its rounds are quiet against the fastest probe so far (or
+``--max-repeat`` rounds), where ``--budget`` would leave a slow case with a handful (the Zen 3 VM
+of the README, 2026-11-29, 81% of the rounds slowed, 40 s a case: 6 quiet rounds for float64
+64 x 128,000, 995 for float32 10^5).
 
 Run: ``softmax-bench bench [--quick] [--function F] [--shapes RxN ...] [--cases SUBSTRING ...]
-[--no-torch] [--no-jax] [--out PATH]`` (``--shapes``: your own shapes, in every format, instead
-of the grid's).
+[--no-torch] [--no-jax] [--quiet-rounds N] [--out PATH]`` (``--shapes``: your own shapes, in
+every format, instead of the grid's).
 """
 from __future__ import annotations
 
@@ -295,19 +300,30 @@ def slowed_share(probes: list[float], fastest: float) -> float:
     return 1.0 - len(quiet_rounds(probes, fastest)) / len(probes) if probes else 0.0
 
 
+def quiet_so_far(probes: list[float], fastest: float = math.inf) -> int:
+    """How many of ``probes`` are quiet (:func:`quiet_rounds`) against the fastest probe yet:
+    ``fastest`` (the run's before these) or one of them."""
+    return len(quiet_rounds(probes, min([fastest, *probes])))
+
+
 def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], *, budget: float,
-                min_repeat: int, max_repeat: int, probes: list[float] | None = None) -> dict[str, list[float]]:
+                min_repeat: int, max_repeat: int, probes: list[float] | None = None,
+                quiet_min: int = 0, fastest: float = math.inf) -> dict[str, list[float]]:
     """The timings (seconds per call) of each implementation, in rounds of one timing of each, in
     a new random order each round (seeded), each timing of ``number[name]`` back-to-back calls
-    after one untimed call (module docstring), until ``min_repeat`` rounds and ``budget`` seconds,
-    or ``max_repeat`` rounds. With ``probes``, a :func:`cpu_probe` before each round is appended
-    to it."""
+    after one untimed call (module docstring), until ``min_repeat`` rounds, ``budget`` seconds
+    and, with ``quiet_min``, that many quiet rounds (:func:`quiet_so_far`, ``fastest`` the run's
+    fastest probe before this case), or ``max_repeat`` rounds. With ``probes``, a
+    :func:`cpu_probe` before each round is appended to it (needed for ``quiet_min``)."""
+    if quiet_min and probes is None:
+        raise ValueError("quiet_min needs probes")
     times: dict[str, list[float]] = {name: [] for name in impls}
     order = list(impls.items())
     shuffle = np.random.default_rng(0).permutation  # (seeded: a run is repeatable)
     start = time.perf_counter()
     rounds = 0
-    while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget):
+    while rounds < max_repeat and (rounds < min_repeat or time.perf_counter() - start < budget
+                                   or (quiet_min and quiet_so_far(probes, fastest) < quiet_min)):
         if probes is not None:
             probes.append(cpu_probe())
         for i in shuffle(len(order)):
@@ -324,9 +340,11 @@ def time_rounds(impls: dict[str, Callable[[], object]], number: dict[str, int], 
 
 
 def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, use_torch: bool,
-              use_jax: bool, algorithms=None, function: str = "softmax") -> dict:
+              use_jax: bool, algorithms=None, function: str = "softmax", quiet_min: int = 0,
+              fastest: float = math.inf) -> dict:
     """Time every implementation on one case (``algorithms``: default
-    :data:`DEFAULT_ALGORITHMS`); returns the JSON record of the case."""
+    :data:`DEFAULT_ALGORITHMS`; ``quiet_min``, ``fastest``: :func:`time_rounds`); returns the
+    JSON record of the case."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
     from softmax_bench.formats import format_of
     from softmax_bench.kernels import get_kernel
@@ -353,7 +371,7 @@ def time_case(case: Case, *, budget: float, min_repeat: int, max_repeat: int, us
             del impls[name]
     probes: list[float] = []
     times = time_rounds(impls, number, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat,
-                        probes=probes)
+                        probes=probes, quiet_min=quiet_min, fastest=fastest)
     results = {name: {**_stats(ts, case.size), "calls_per_timing": number[name]}
                for name, ts in times.items()}
     ratios, ratio_quartiles = _ratios(times, [k for k in kernel_names if k in results])
@@ -456,19 +474,25 @@ def interference(start, end, wall: float) -> dict | None:
 
 
 def run(cases, *, budget=2.0, min_repeat=7, max_repeat=201, use_torch=True, progress=print,
-        algorithms=None, function="softmax", use_jax=True) -> dict:
-    """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`);
-    returns {"meta": ..., "cases": [...]}."""
+        algorithms=None, function="softmax", use_jax=True, quiet_min=0) -> dict:
+    """Time ``cases`` for ``function`` (``algorithms``: default :data:`DEFAULT_ALGORITHMS`;
+    ``quiet_min``: rounds with no CPU slowed wanted per case, :func:`time_rounds`); returns
+    {"meta": ..., "cases": [...]}."""
     algorithms = tuple(algorithms or DEFAULT_ALGORITHMS[function])
     info = {**meta(use_torch), "function": function, "algorithms": list(algorithms), "ratios": RATIOS}
+    if quiet_min:
+        info["quiet_rounds_wanted"] = quiet_min
     cpu_start, wall_start = _cpu_seconds(), time.perf_counter()
     records = []
+    fastest = math.inf  # the run's fastest probe so far
     for case in cases:
         t0 = time.perf_counter()
         records.append(
             time_case(case, budget=budget, min_repeat=min_repeat, max_repeat=max_repeat, use_torch=use_torch,
-                      algorithms=algorithms, function=function, use_jax=use_jax)
+                      algorithms=algorithms, function=function, use_jax=use_jax, quiet_min=quiet_min,
+                      fastest=fastest)
         )
+        fastest = min([fastest, *records[-1]["probe_s"]])
         if progress:
             progress(f"  {case.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     try:
@@ -692,6 +716,11 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=2.0, help="seconds of timing per case (default 2)")
     p.add_argument("--min-repeat", type=int, default=7)
     p.add_argument("--max-repeat", type=int, default=201)
+    p.add_argument("--quiet-rounds", type=int, default=0, metavar="N",
+                   help="keep timing a case until N of its rounds had no CPU slowed (against the "
+                        "fastest probe so far), or --max-repeat rounds: for the ratios over quiet "
+                        "rounds on a machine whose CPUs slow down (default 0: --budget and "
+                        "--min-repeat only)")
     p.add_argument("--no-torch", action="store_true", help="do not time torch even if installed")
     p.add_argument("--no-jax", action="store_true", help="do not time jax even if installed")
     from softmax_bench.functions import ALGORITHMS
@@ -700,6 +729,8 @@ def main(argv=None) -> int:
                    help="algorithms to time (default: softmax shifted naive, else shifted; "
                         f"softmax has {', '.join(ALGORITHMS['softmax'])})")
     args = p.parse_args(argv)
+    if args.quiet_rounds < 0:
+        p.error("--quiet-rounds must be 0 or more")
     unknown = [a for a in args.algorithms or () if a not in ALGORITHMS[args.function]]
     if unknown:
         p.error(f"{args.function} has no algorithm {', '.join(unknown)} (it has: {', '.join(ALGORITHMS[args.function])})")
@@ -718,7 +749,7 @@ def main(argv=None) -> int:
         cases = kept
     data = run(cases, budget=args.budget, min_repeat=args.min_repeat, max_repeat=args.max_repeat,
                use_torch=not args.no_torch, algorithms=args.algorithms, function=args.function,
-               use_jax=not args.no_jax)
+               use_jax=not args.no_jax, quiet_min=args.quiet_rounds)
     table = markdown(data)  # printed as it is written (with the loaded-machine warning, if any)
     print(table)
     out = args.out or _default_out(args.function)

@@ -256,6 +256,48 @@ def test_rounds_are_probed_and_slowed_rounds_counted():
     assert bench.slowed_share([], 1.0) == 0.0
 
 
+def test_rounds_go_on_until_enough_of_them_are_quiet(monkeypatch):
+    """--quiet-rounds: past the budget and min_repeat, rounds go on until that many are quiet
+    against the fastest probe yet (the run's before the case, or the case's own), or max_repeat."""
+    def timed(quiet_min, fastest=float("inf"), max_repeat=100):
+        probes = iter([30e-6, 30e-6, 10e-6] * 100)  # every third round quiet
+        monkeypatch.setattr(bench, "cpu_probe", lambda: next(probes))
+        seen = []
+        times = bench.time_rounds({"a": lambda: None}, {"a": 1}, budget=0.0, min_repeat=1,
+                                  max_repeat=max_repeat, probes=seen, quiet_min=quiet_min,
+                                  fastest=fastest)
+        assert len(times["a"]) == len(seen)
+        return seen
+
+    assert len(timed(0)) == 1  # min_repeat only
+    seen = timed(4)  # quiet: rounds 2, 5, 8, 11 (round 0, quiet against itself, no more once 2 ran)
+    assert len(seen) == 12 and bench.quiet_so_far(seen) == 4
+    assert len(timed(4, max_repeat=7)) == 7  # max_repeat still bounds it
+    assert len(timed(4, fastest=5e-6)) == 100  # a faster probe earlier in the run: none is quiet
+    assert bench.quiet_so_far([]) == 0 and bench.quiet_so_far([30e-6, 10e-6, 11e-6], 5e-6) == 0
+    with pytest.raises(ValueError, match="probes"):
+        bench.time_rounds({"a": lambda: None}, {"a": 1}, budget=0.0, min_repeat=1, max_repeat=1,
+                          quiet_min=1)
+
+
+def test_quiet_rounds_from_the_command_line(tmp_path, monkeypatch):
+    probes = iter([30e-6, 10e-6] * 1000)  # every other round quiet
+    monkeypatch.setattr(bench, "cpu_probe", lambda: next(probes))
+    out = tmp_path / "b.json"
+    assert main(["bench", "--quick", "--cases", "float32 1000", "float32 4096x10", "--budget", "0",
+                 "--min-repeat", "1", "--max-repeat", "500", "--quiet-rounds", "7", "--no-torch",
+                 "--no-jax", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert data["meta"]["quiet_rounds_wanted"] == 7
+    # ("float32 1000" also picks "float32 100000"): the run's first round is quiet against itself
+    # alone; from its second on the fastest probe is 10 us, and every other round is quiet
+    assert len(data["cases"]) == 3
+    assert [c["quiet_rounds"] for c in data["cases"]] == [7, 7, 7]
+    assert [len(c["probe_s"]) for c in data["cases"]] == [14, 14, 14]
+    with pytest.raises(SystemExit):
+        main(["bench", "--quick", "--quiet-rounds", "-1", "--out", str(out)])
+
+
 def test_slowed_rounds_are_warned_about():
     quiet = {"interference": {"others": 0.0, "steal": 0.0}}
     assert bench.loaded_warning({**quiet, "slowed_rounds": bench.SLOWED_SHARE}) is None
