@@ -66,7 +66,8 @@ fast (one process, 90 s, interleaved). Every case with at least :data:`QUIET_MIN
 keeps timing a case until N of its rounds are quiet against the fastest probe so far (or
 ``--max-repeat`` rounds), where ``--budget`` would leave a slow case with a handful (the Zen 3 VM
 of the README, 2026-11-29, 81% of the rounds slowed, 40 s a case: 6 quiet rounds for float64
-64 x 128,000, 995 for float32 10^5).
+64 x 128,000, 995 for float32 10^5; with ``--quiet-rounds 20``, 20 of 181). A faster probe later
+in the run can reclassify a case's rounds as slowed, leaving it a round or two short.
 
 Run: ``softmax-bench bench [--quick] [--function F] [--shapes RxN ...] [--cases SUBSTRING ...]
 [--no-torch] [--no-jax] [--quiet-rounds N] [--out PATH]`` (``--shapes``: your own shapes, in
